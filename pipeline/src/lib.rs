@@ -1,0 +1,25 @@
+//! pianoroll's data layer: MIDI collections → binary piano rolls → Arrow datasets, and back.
+//!
+//! This crate is the one home of
+//! - the piano-roll type ([`PianoRoll`], [`Frame`]: 88 keys, MIDI 21..=108),
+//! - the MIDI ↔ roll mapping ([`midi`]: the exact note → frame rule is documented there),
+//! - the grids and transpositions ([`grid`], [`key`]),
+//! - the Arrow schema of a dataset ([`schema`]) and the dataset builder ([`dataset`]),
+//! - the roll → MIDI and roll → PNG writers ([`midi::write_midi`], [`render`]),
+//! - dataset statistics with polars ([`stats`], feature `stats`).
+//!
+//! The trainer and the server depend on it with default features off (no polars, no CLI).
+
+pub mod dataset;
+pub mod grid;
+pub mod key;
+pub mod midi;
+pub mod render;
+pub mod roll;
+pub mod schema;
+#[cfg(feature = "stats")]
+pub mod stats;
+
+pub use grid::{Grid, RollSettings, Transpose};
+pub use midi::{MidiError, Piece, read_midi, write_midi};
+pub use roll::{Frame, HIGHEST_PITCH, KEY_COUNT, LOWEST_PITCH, PianoRoll};

@@ -1,0 +1,246 @@
+//! `pipeline`: the command-line shell over the `pipeline` library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pipeline::dataset::{self, BuildOptions, Split, SplitFractions};
+use pipeline::midi::MidiWriteOptions;
+use pipeline::render::{PngOptions, render_png, write_atomic};
+use pipeline::schema::read_split;
+use pipeline::{Grid, PianoRoll, RollSettings, Transpose};
+
+#[derive(Parser)]
+#[command(version, about = "MIDI collections to piano-roll datasets (Arrow IPC)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a folder of MIDI files into a dataset folder (train/valid/test .arrow + manifest.json).
+    Build(BuildArgs),
+    /// Per-split statistics of a dataset and the constant-rate baseline NLL.
+    Stats {
+        dataset: PathBuf,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one piece (from a dataset, or a MIDI file through the grid) as MIDI and/or PNG.
+    Render(RenderArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// Eighth-note frames following the beat, transposed to C major / C minor.
+    Benchmark,
+    /// Fixed 0.3 s frames, no transposition (the original student project).
+    Seed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransposeArg {
+    /// To C major / C minor by the smallest interval.
+    C,
+    None,
+}
+
+/// Grid flags, shared by `build` and `render`; each overrides its part of the preset.
+#[derive(Args)]
+struct GridArgs {
+    #[arg(long, value_enum, default_value = "benchmark")]
+    preset: Preset,
+    /// Frames per quarter note, following the file's beat (1..=64).
+    #[arg(long, conflicts_with = "seconds")]
+    frames_per_beat: Option<u32>,
+    /// Fixed frame length in seconds (0.001..=60).
+    #[arg(long)]
+    seconds: Option<f64>,
+    #[arg(long, value_enum)]
+    transpose: Option<TransposeArg>,
+    /// Refuse pieces longer than this many frames.
+    #[arg(long, default_value_t = RollSettings::DEFAULT_MAX_FRAMES)]
+    max_frames: usize,
+}
+
+impl GridArgs {
+    fn settings(&self) -> Result<RollSettings> {
+        let mut settings = match self.preset {
+            Preset::Benchmark => RollSettings::benchmark(),
+            Preset::Seed => RollSettings::seed(),
+        };
+        if let Some(n) = self.frames_per_beat {
+            settings.grid = Grid::beats(n).with_context(|| {
+                format!(
+                    "--frames-per-beat {n}: must be 1..={}",
+                    Grid::MAX_FRAMES_PER_BEAT
+                )
+            })?;
+        }
+        if let Some(s) = self.seconds {
+            settings.grid = Grid::seconds(s)
+                .with_context(|| format!("--seconds {s}: must be between 0.001 and 60"))?;
+        }
+        if let Some(t) = self.transpose {
+            settings.transpose = match t {
+                TransposeArg::C => Transpose::ToC,
+                TransposeArg::None => Transpose::None,
+            };
+        }
+        if self.max_frames == 0 {
+            bail!("--max-frames must be at least 1");
+        }
+        settings.max_frames = self.max_frames;
+        Ok(settings)
+    }
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Folder of .mid/.midi files; train/ valid/ test/ subfolders are used as the splits.
+    input: PathBuf,
+    /// Dataset folder to create.
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    grid: GridArgs,
+    /// Train,valid,test fractions of the hash split, used when the input has no split folders.
+    #[arg(long, default_value = "0.8,0.1,0.1")]
+    split: SplitFractions,
+    /// Replace an existing dataset.
+    #[arg(long)]
+    force: bool,
+    /// Stop at the first unreadable file instead of recording it and going on.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// A dataset folder (with --piece) or a MIDI file.
+    input: PathBuf,
+    /// Id of the piece to render, when INPUT is a dataset.
+    #[arg(long)]
+    piece: Option<String>,
+    /// MIDI file to write.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// PNG piano-roll picture to write.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Tempo of the written MIDI on a beat grid, in quarter notes per minute.
+    #[arg(long)]
+    tempo: Option<f64>,
+    /// Grid for a MIDI input (a dataset brings its own).
+    #[command(flatten)]
+    grid: GridArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build(args) => build(args),
+        Command::Stats { dataset, json } => {
+            let stats = pipeline::stats::dataset_stats(&dataset)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", stats.table());
+            }
+            Ok(())
+        }
+        Command::Render(args) => render(args),
+    }
+}
+
+fn build(args: BuildArgs) -> Result<()> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130); // a second Ctrl-C: give up at once
+        }
+        eprintln!("interrupted: stopping, nothing will be written");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let options = BuildOptions {
+        settings: args.grid.settings()?,
+        fractions: args.split,
+        force: args.force,
+        strict: args.strict,
+        progress: std::io::stderr().is_terminal(),
+        cancel: Some(cancel),
+    };
+    let summary = dataset::build(&args.input, &args.output, &options)?;
+    println!("{}", summary.line(&args.output));
+    Ok(())
+}
+
+fn render(args: RenderArgs) -> Result<()> {
+    if args.output.is_none() && args.png.is_none() {
+        bail!("nothing to write: give -o FILE.mid and/or --png FILE.png");
+    }
+    let (roll, grid, title) = if args.input.is_dir() {
+        let id = args
+            .piece
+            .as_deref()
+            .context("INPUT is a dataset folder: name the piece with --piece ID")?;
+        find_piece(&args.input, id)?
+    } else {
+        let settings = args.grid.settings()?;
+        let bytes = std::fs::read(&args.input)
+            .with_context(|| format!("reading {}", args.input.display()))?;
+        let piece = pipeline::read_midi(&bytes, &settings)
+            .with_context(|| format!("{}", args.input.display()))?;
+        (piece.roll, settings.grid, piece.title)
+    };
+    if let Some(path) = &args.output {
+        let options = MidiWriteOptions {
+            tempo_bpm: args.tempo,
+            title: title.as_deref(),
+            key: None,
+        };
+        write_atomic(path, &pipeline::write_midi(&roll, grid, &options))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.png {
+        write_atomic(path, &render_png(&roll, &PngOptions::default()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The roll, grid and title of piece `id` of the dataset at `dataset`.
+fn find_piece(dataset: &Path, id: &str) -> Result<(PianoRoll, Grid, Option<String>)> {
+    for split in Split::ALL {
+        let (settings, pieces) = read_split(&dataset.join(split.file_name()))?;
+        if let Some(piece) = pieces.into_iter().find(|p| p.id == id) {
+            return Ok((piece.roll, settings.grid, piece.title));
+        }
+    }
+    bail!("{}: no piece with id {id:?}", dataset.display())
+}

@@ -1,0 +1,277 @@
+//! The `pipeline` binary, run as a user would: on the bundled data and on crafted folders.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use pipeline::dataset::{Manifest, Split};
+use pipeline::schema::read_split;
+
+fn pipeline(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run pipeline")
+}
+
+fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+    let out = pipeline(args);
+    assert!(
+        out.status.success(),
+        "pipeline {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+/// A folder of a few valid files and one of each kind of unreadable file.
+fn mixed_folder(root: &Path) -> PathBuf {
+    let input = root.join("mixed");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("scale.mid"), scale()).unwrap();
+    std::fs::write(input.join("sub/scale copy.MIDI"), scale()).unwrap();
+    std::fs::write(input.join("empty.mid"), b"").unwrap();
+    std::fs::write(input.join("text.mid"), b"just text").unwrap();
+    std::fs::write(input.join("truncated.mid"), &scale()[..30]).unwrap();
+    std::fs::write(input.join("notes.txt"), b"not a .mid: ignored").unwrap();
+    input
+}
+
+#[test]
+fn build_records_bad_files_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_folder(dir.path());
+    let output = dir.path().join("dataset");
+    let stdout = run_ok(&[os("build"), input.as_os_str(), os("-o"), output.as_os_str()]);
+    assert!(stdout.contains("2 pieces"), "{stdout}");
+    assert!(stdout.contains("3 errors"), "{stdout}");
+
+    let manifest = Manifest::read(&output).unwrap();
+    assert_eq!(
+        (manifest.files, manifest.pieces, manifest.errors),
+        (5, 2, 3)
+    );
+    let failures: Vec<(&str, &str)> = manifest.failures().collect();
+    assert_eq!(
+        failures,
+        vec![
+            ("empty.mid", "empty file"),
+            ("text.mid", "not a MIDI file (no MThd header)"),
+            ("truncated.mid", failures[2].1),
+        ]
+    );
+    assert!(failures[2].1.starts_with("malformed MIDI"), "{failures:?}");
+    // All three split files exist and hold the two pieces between them.
+    let mut ids = Vec::new();
+    for split in Split::ALL {
+        let (_, pieces) = read_split(&output.join(split.file_name())).unwrap();
+        ids.extend(pieces.into_iter().map(|p| p.id));
+    }
+    ids.sort();
+    assert_eq!(ids, vec!["scale", "sub/scale copy"]);
+}
+
+#[test]
+fn strict_stops_at_the_first_bad_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_folder(dir.path());
+    let output = dir.path().join("dataset");
+    let out = pipeline(&[
+        os("build"),
+        input.as_os_str(),
+        os("-o"),
+        output.as_os_str(),
+        os("--strict"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("empty.mid: empty file"), "{stderr}");
+    assert!(!output.exists());
+    assert_no_leftovers(dir.path());
+}
+
+/// Nothing but the input and (maybe) the dataset: no temporary folders left behind.
+fn assert_no_leftovers(root: &Path) {
+    let names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "mixed" && n != "dataset")
+        .collect();
+    assert!(names.is_empty(), "left behind: {names:?}");
+}
+
+#[test]
+fn an_existing_dataset_is_kept_without_force_and_replaced_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_folder(dir.path());
+    let output = dir.path().join("dataset");
+    let build = |extra: &[&str]| {
+        let mut args = vec![os("build"), input.as_os_str(), os("-o"), output.as_os_str()];
+        args.extend(extra.iter().map(os));
+        pipeline(&args)
+    };
+    assert!(build(&[]).status.success());
+    let before = std::fs::read(output.join("manifest.json")).unwrap();
+
+    let refused = build(&["--seconds", "0.3"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read(output.join("manifest.json")).unwrap(), before);
+
+    assert!(build(&["--seconds", "0.3", "--force"]).status.success());
+    let manifest = Manifest::read(&output).unwrap();
+    assert_eq!(
+        manifest.settings.grid,
+        pipeline::Grid::Seconds { micros: 300_000 }
+    );
+    assert_no_leftovers(dir.path());
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_folder(dir.path());
+    let output = dir.path().join("dataset");
+    for (flag, value, expect) in [
+        ("--split", "0.5,0.6,0.1", "sum to 1"),
+        ("--seconds", "0", "--seconds 0"),
+        ("--frames-per-beat", "100", "--frames-per-beat 100"),
+    ] {
+        let out = pipeline(&[
+            os("build"),
+            input.as_os_str(),
+            os("-o"),
+            output.as_os_str(),
+            os(flag),
+            os(value),
+        ]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{flag} {value}: {stderr}");
+    }
+    let out = pipeline(&[
+        os("build"),
+        os("/no/such/folder"),
+        os("-o"),
+        output.as_os_str(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder is not a folder"));
+    assert!(!output.exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn non_utf8_file_names_get_distinct_ids() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    for name in [&b"caf\xe9.mid"[..], b"caf\xe8.mid"] {
+        std::fs::write(input.join(std::ffi::OsStr::from_bytes(name)), scale()).unwrap();
+    }
+    let output = dir.path().join("dataset");
+    run_ok(&[
+        os("build"),
+        input.as_os_str(),
+        os("-o"),
+        output.as_os_str(),
+        os("--split"),
+        os("1,0,0"),
+    ]);
+    let (_, pieces) = read_split(&output.join("train.arrow")).unwrap();
+    assert_eq!(pieces.len(), 2);
+    assert_ne!(pieces[0].id, pieces[1].id);
+    assert!(
+        pieces.iter().all(|p| p.source == "caf\u{fffd}.mid"),
+        "{pieces:?}"
+    );
+}
+
+#[test]
+fn stats_and_render_on_the_bundled_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("nottingham");
+    run_ok(&[
+        os("build"),
+        nottingham().as_os_str(),
+        os("-o"),
+        output.as_os_str(),
+    ]);
+
+    let table = run_ok(&[os("stats"), output.as_os_str()]);
+    assert!(table.contains("train"), "{table}");
+    assert!(table.contains("pitch histogram"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(&[os("stats"), output.as_os_str(), os("--json")])).unwrap();
+    let test = &json["splits"][2];
+    assert_eq!(test["split"], "test");
+    assert_eq!(test["pieces"], 170);
+    // About 4 of 88 keys sound per frame: a single shared rate costs about 16 nats per frame,
+    // per-key rates less, and both far more than zero.
+    let single = test["baseline_single_rate_nll"].as_f64().unwrap();
+    let per_key = test["baseline_key_rates_nll"].as_f64().unwrap();
+    assert!(
+        (15.0..17.5).contains(&single),
+        "single-rate baseline {single}"
+    );
+    assert!(
+        (5.0..single).contains(&per_key),
+        "per-key baseline {per_key}"
+    );
+
+    // A dataset piece to MIDI and PNG, and the MIDI back through the grid gives the same roll.
+    let (_, pieces) = read_split(&output.join("test.arrow")).unwrap();
+    let piece = &pieces[0];
+    let midi = dir.path().join("piece.mid");
+    let png = dir.path().join("piece.png");
+    run_ok(&[
+        os("render"),
+        output.as_os_str(),
+        os("--piece"),
+        os(&piece.id),
+        os("-o"),
+        midi.as_os_str(),
+        os("--png"),
+        png.as_os_str(),
+    ]);
+    let again = pipeline::read_midi(
+        &std::fs::read(&midi).unwrap(),
+        &pipeline::RollSettings {
+            transpose: pipeline::Transpose::None,
+            ..pipeline::RollSettings::benchmark()
+        },
+    )
+    .unwrap();
+    assert_eq!(again.roll, piece.roll);
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+
+    // A MIDI file straight to PNG.
+    let source = nottingham()
+        .join("test")
+        .join(&piece.source["test/".len()..]);
+    let png2 = dir.path().join("direct.png");
+    run_ok(&[
+        os("render"),
+        source.as_os_str(),
+        os("--png"),
+        png2.as_os_str(),
+    ]);
+    assert!(png2.exists());
+
+    let missing = pipeline(&[
+        os("render"),
+        output.as_os_str(),
+        os("--piece"),
+        os("nope"),
+        os("--png"),
+        png.as_os_str(),
+    ]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no piece with id \"nope\""));
+}

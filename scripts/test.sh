@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test suite: every crate's unit and integration tests, on the bundled data.
+# Installs what it needs first (the Python readers for the interop tests), idempotently.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$PIANOROLL_ROOT"
+
+ensure_python_readers
+export PIANOROLL_REQUIRE_PYTHON=1
+
+# Release mode shares one build of the dependencies with the binaries (polars is slow to
+# compile); overflow checks stay on in that profile.
+cargo test --workspace --release "$@"

@@ -1,0 +1,72 @@
+//! A dataset built by the pipeline reads in pyarrow, pandas and polars (Python) with no custom
+//! code, and says the same thing there as in Rust.
+
+use std::process::Command;
+
+use pianoroll_tests::{nottingham, python};
+use pipeline::dataset::{BuildOptions, Split, build};
+use pipeline::schema::read_split;
+
+const READ_IN_PYTHON: &str = r#"
+import json, sys
+import pyarrow.ipc, pandas, polars
+
+path = sys.argv[1]
+table = pyarrow.ipc.open_file(path).read_all()
+frame = table.to_pandas()
+pl = polars.read_ipc(path)
+first = frame.iloc[0]
+print(json.dumps({
+    "columns": table.column_names,
+    "rows": table.num_rows,
+    "pandas_rows": len(frame),
+    "polars_rows": pl.height,
+    "first_id": first["id"],
+    "first_roll": [[int(p) for p in f] for f in first["roll"]],
+    "frames_pandas": int(frame["num_frames"].sum()),
+    "frames_polars": int(pl["roll"].list.len().sum()),
+    "cells_polars": int(pl["roll"].explode().list.len().sum()),
+    "metadata": {k.decode(): v.decode() for k, v in table.schema.metadata.items()},
+}))
+"#;
+
+#[test]
+fn pyarrow_pandas_and_polars_read_the_dataset() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("nottingham");
+    build(&nottingham(), &output, &BuildOptions::default()).unwrap();
+
+    let path = output.join(Split::Valid.file_name());
+    let out = Command::new(&python)
+        .args(["-c", READ_IN_PYTHON])
+        .arg(&path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let (_, pieces) = read_split(&path).unwrap();
+    let frames: usize = pieces.iter().map(|p| p.roll.len()).sum();
+    let cells: usize = pieces.iter().map(|p| p.roll.active_cells()).sum();
+    assert_eq!(seen["rows"], pieces.len());
+    assert_eq!(seen["pandas_rows"], pieces.len());
+    assert_eq!(seen["polars_rows"], pieces.len());
+    assert_eq!(seen["frames_pandas"], frames);
+    assert_eq!(seen["frames_polars"], frames);
+    assert_eq!(seen["cells_polars"], cells);
+    assert_eq!(seen["first_id"], pieces[0].id.as_str());
+    let first_roll: Vec<Vec<u8>> = pieces[0]
+        .roll
+        .frames()
+        .iter()
+        .map(|f| f.pitches().collect())
+        .collect();
+    assert_eq!(seen["first_roll"], serde_json::json!(first_roll));
+    assert_eq!(seen["metadata"]["pianoroll.lowest_pitch"], "21");
+    assert_eq!(seen["columns"][8], "roll");
+}
