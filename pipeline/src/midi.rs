@@ -141,7 +141,12 @@ pub fn read_midi(bytes: &[u8], settings: &RollSettings) -> Result<Piece, MidiErr
     if !bytes.starts_with(b"MThd") && !bytes.starts_with(b"RIFF") {
         return Err(MidiError::NotMidi);
     }
-    let smf = Smf::parse(bytes).map_err(|e| MidiError::Malformed(e.to_string()))?;
+    check_smpte_rate(bytes)?;
+    // midly is fuzzed together with this crate, but a parser bug must cost one file, not a
+    // 100,000-file run: a panic inside it becomes this file's error.
+    let smf = std::panic::catch_unwind(|| Smf::parse(bytes))
+        .map_err(|_| MidiError::Malformed("the MIDI parser failed on this file".into()))?
+        .map_err(|e| MidiError::Malformed(e.to_string()))?;
     if smf.header.format == Format::Sequential {
         return Err(MidiError::Format2);
     }
@@ -210,6 +215,16 @@ pub fn read_midi(bytes: &[u8], settings: &RollSettings) -> Result<Piece, MidiErr
         transpose,
         counts,
     })
+}
+
+/// midly 0.5 negates the SMPTE rate byte as an `i8`, which overflows for 0x80 (a panic in
+/// builds with overflow checks); refuse that header before midly sees it.
+fn check_smpte_rate(bytes: &[u8]) -> Result<(), MidiError> {
+    let header = bytes.windows(4).take(64).position(|w| w == b"MThd");
+    match header.and_then(|at| bytes.get(at + 12)) {
+        Some(0x80) => Err(MidiError::Malformed("invalid SMPTE frame rate -128".into())),
+        _ => Ok(()),
+    }
 }
 
 const DRUM_CHANNEL: u8 = 9;

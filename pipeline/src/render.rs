@@ -103,7 +103,8 @@ pub fn render_png(roll: &PianoRoll, options: &PngOptions) -> Vec<u8> {
                     .get(t as usize)
                     .is_some_and(|f| f.contains(key));
                 for dx in 0..frame_px {
-                    let color = if on && dx + 1 < frame_px.max(2) && dy + 1 < key_px.max(2) {
+                    // Runs are drawn unbroken; a one-pixel gap keeps neighbouring keys apart.
+                    let color = if on && dy + 1 < key_px.max(2) {
                         NOTE
                     } else if bottom_of_c {
                         OCTAVE_LINE

@@ -87,6 +87,15 @@ fn smpte_time_division() {
 }
 
 #[test]
+fn smpte_rate_minus_128_is_refused() {
+    // Found by the fuzzer: midly negates this byte as an i8.
+    let mut bytes = header(1, 1, [0x80, 0x3e]);
+    bytes.extend(track(&events(&[(0, &note_on(60)), (10, &note_off(60))])));
+    let error = benchmark(&bytes).unwrap_err();
+    assert!(error.to_string().contains("SMPTE"), "{error}");
+}
+
+#[test]
 fn zero_ticks_per_quarter() {
     let mut bytes = header(0, 1, [0, 0]);
     bytes.extend(track(&events(&[(0, &note_on(60)), (10, &note_off(60))])));
