@@ -9,15 +9,19 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 PIANOROLL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PIANOROLL_VENV="${PIANOROLL_VENV:-$PIANOROLL_ROOT/.venv}"
 
-# Python readers used by the interoperability tests (pyarrow, pandas, polars read the datasets).
+# Python readers used by the interoperability tests (pyarrow, pandas and polars read the
+# datasets, mido the MIDI files we write). Reinstalled only when the requirements change.
 ensure_python_readers() {
+    local requirements="$PIANOROLL_ROOT/scripts/requirements-readers.txt"
     local stamp="$PIANOROLL_VENV/.readers-installed"
-    if [ ! -f "$stamp" ]; then
-        echo "setup: creating $PIANOROLL_VENV with pyarrow, pandas and polars" >&2
-        python3 -m venv "$PIANOROLL_VENV"
+    local want
+    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        echo "setup: installing the Python readers into $PIANOROLL_VENV" >&2
+        [ -x "$PIANOROLL_VENV/bin/python" ] || python3 -m venv "$PIANOROLL_VENV"
         "$PIANOROLL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -r "$PIANOROLL_ROOT/scripts/requirements-readers.txt"
-        touch "$stamp"
+            -r "$requirements"
+        echo "$want" > "$stamp"
     fi
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
 }

@@ -160,6 +160,8 @@ pub enum BuildError {
     InputNotFolder(PathBuf),
     #[error("{0} already exists; pass --force to replace it")]
     OutputExists(PathBuf),
+    #[error("{0} exists and is not a dataset (no manifest.json); refusing to replace it")]
+    OutputNotDataset(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -454,9 +456,7 @@ pub fn build(
     options: &BuildOptions,
 ) -> Result<BuildSummary, BuildError> {
     let started = Instant::now();
-    if output.exists() && !options.force {
-        return Err(BuildError::OutputExists(output.to_owned()));
-    }
+    check_replaceable(output, options.force)?;
     let (split_source, files) = discover(input, &options.fractions)?;
 
     let parent = match output.parent() {
@@ -581,6 +581,24 @@ pub fn build(
     })
 }
 
+/// An existing `output` may only be replaced with `force`, and only if it is a dataset (or an
+/// empty folder): a mistyped `-o` must never delete someone's folder.
+fn check_replaceable(output: &Path, force: bool) -> Result<(), BuildError> {
+    if !output.exists() {
+        return Ok(());
+    }
+    if !force {
+        return Err(BuildError::OutputExists(output.to_owned()));
+    }
+    let is_dataset = output.join(MANIFEST_FILE).is_file();
+    let is_empty_folder = std::fs::read_dir(output).is_ok_and(|mut d| d.next().is_none());
+    if is_dataset || is_empty_folder {
+        Ok(())
+    } else {
+        Err(BuildError::OutputNotDataset(output.to_owned()))
+    }
+}
+
 /// Rename the finished staging folder to `output`; an existing dataset (with `--force`) is moved
 /// aside first and deleted only after the new one is in place.
 fn publish(
@@ -596,9 +614,7 @@ fn publish(
         return Err(BuildError::Interrupted);
     }
     let old = if output.exists() {
-        if !options.force {
-            return Err(BuildError::OutputExists(output.to_owned()));
-        }
+        check_replaceable(output, options.force)?;
         let mut aside = staging.path().as_os_str().to_owned();
         aside.push(".replaced");
         let aside = PathBuf::from(aside);

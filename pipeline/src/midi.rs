@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grid::{Grid, RollSettings, Transpose};
 use crate::key::{Key, KeySource};
-use crate::roll::{PianoRoll, key_of_pitch};
+use crate::roll::{KEY_COUNT, PianoRoll, key_of_pitch};
 
 /// Why a file could not become a roll. One line each, naming the cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,11 +200,19 @@ pub fn read_midi(bytes: &[u8], settings: &RollSettings) -> Result<Piece, MidiErr
             notes: counts.notes,
         });
     }
+    // Fill each key's spans in start order, skipping what an earlier span already covered, so
+    // the work is bounded by 88 × length even for a hostile file of many long overlapping notes.
+    spans.sort_unstable();
     let mut roll = PianoRoll::silent(length as usize);
     let frames = roll.frames_mut();
+    let mut filled_until = [0u128; KEY_COUNT];
     for (key, first, end) in spans {
-        for frame in &mut frames[first as usize..end as usize] {
-            frame.insert(key);
+        let from = first.max(filled_until[key]);
+        if from < end {
+            for frame in &mut frames[from as usize..end as usize] {
+                frame.insert(key);
+            }
+            filled_until[key] = end;
         }
     }
     Ok(Piece {
@@ -217,14 +225,21 @@ pub fn read_midi(bytes: &[u8], settings: &RollSettings) -> Result<Piece, MidiErr
     })
 }
 
-/// midly 0.5 negates the SMPTE rate byte as an `i8`, which overflows for 0x80 (a panic in
-/// builds with overflow checks); refuse that header before midly sees it.
+/// midly 0.5 negates the SMPTE rate byte of every `MThd` chunk as an `i8`, which overflows for
+/// 0x80 (a panic in builds with overflow checks). Walk the chunks as midly does and refuse such a
+/// header before midly sees it.
 fn check_smpte_rate(bytes: &[u8]) -> Result<(), MidiError> {
-    let header = bytes.windows(4).take(64).position(|w| w == b"MThd");
-    match header.and_then(|at| bytes.get(at + 12)) {
-        Some(0x80) => Err(MidiError::Malformed("invalid SMPTE frame rate -128".into())),
-        _ => Ok(()),
+    let Some(mut at) = bytes.windows(4).take(64).position(|w| w == b"MThd") else {
+        return Ok(());
+    };
+    while let Some(chunk) = at.checked_add(8).and_then(|end| bytes.get(at..end)) {
+        if &chunk[..4] == b"MThd" && bytes.get(at + 12) == Some(&0x80) {
+            return Err(MidiError::Malformed("invalid SMPTE frame rate -128".into()));
+        }
+        let length = u32::from_be_bytes(chunk[4..8].try_into().expect("4 bytes"));
+        at = at.saturating_add(8).saturating_add(length as usize);
     }
+    Ok(())
 }
 
 const DRUM_CHANNEL: u8 = 9;

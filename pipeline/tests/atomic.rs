@@ -59,3 +59,21 @@ fn a_failed_forced_rebuild_keeps_the_old_dataset() {
         vec!["manifest.json", "test.arrow", "train.arrow", "valid.arrow"]
     );
 }
+
+#[test]
+fn force_never_replaces_a_folder_that_is_not_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.mid"), scale()).unwrap();
+    let precious = dir.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("thesis.tex"), b"years of work").unwrap();
+    let options = BuildOptions {
+        force: true,
+        ..Default::default()
+    };
+    let error = build(&input, &precious, &options).unwrap_err();
+    assert!(matches!(error, BuildError::OutputNotDataset(_)), "{error}");
+    assert_eq!(entries(&precious), vec!["thesis.tex"]);
+}

@@ -93,6 +93,11 @@ fn smpte_rate_minus_128_is_refused() {
     bytes.extend(track(&events(&[(0, &note_on(60)), (10, &note_off(60))])));
     let error = benchmark(&bytes).unwrap_err();
     assert!(error.to_string().contains("SMPTE"), "{error}");
+    // The same in a second header chunk where a track should be.
+    let mut bytes = header(1, 1, 480u16.to_be_bytes());
+    bytes.extend(header(1, 1, [0x80, 0x00]));
+    let error = benchmark(&bytes).unwrap_err();
+    assert!(error.to_string().contains("SMPTE"), "{error}");
 }
 
 #[test]

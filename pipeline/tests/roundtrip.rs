@@ -77,7 +77,11 @@ fn midi_files() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None, // a failure prints its minimal case; nothing to keep in tests/
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn roll_to_midi_to_roll_is_the_identity(roll in rolls(), grid in grids(), minor in any::<bool>()) {
@@ -97,8 +101,11 @@ proptest! {
         let settings = settings(grid, Transpose::None);
         let first = match read_midi(&bytes, &settings) {
             Ok(piece) => piece,
-            // Every note may vanish on a coarse grid; that is the only acceptable failure.
-            Err(pipeline::MidiError::NoNotes { .. }) => return Ok(()),
+            // Every note may vanish on a coarse grid, or a fine grid over a slow file may pass
+            // the frame limit: both are answers, not failures.
+            Err(pipeline::MidiError::NoNotes { .. } | pipeline::MidiError::TooLong { .. }) => {
+                return Ok(());
+            }
             Err(e) => return Err(TestCaseError::fail(e.to_string())),
         };
         let written = write_midi(&first.roll, grid, &MidiWriteOptions::default());

@@ -70,3 +70,64 @@ fn pyarrow_pandas_and_polars_read_the_dataset() {
     assert_eq!(seen["metadata"]["pianoroll.lowest_pitch"], "21");
     assert_eq!(seen["columns"][8], "roll");
 }
+
+const READ_MIDI_IN_PYTHON: &str = r#"
+import json, sys, mido
+midi = mido.MidiFile(sys.argv[1])
+notes = [m for t in midi.tracks for m in t if m.type == "note_on" and m.velocity > 0]
+print(json.dumps({
+    "ticks_per_beat": midi.ticks_per_beat,
+    "notes": len(notes),
+    "pitches": sorted({m.note for m in notes}),
+    "seconds": midi.length,
+}))
+"#;
+
+#[test]
+fn mido_reads_the_midi_we_write() {
+    let Some(python) = python() else { return };
+    let settings = pipeline::RollSettings::benchmark();
+    let source = nottingham().join("test/ashover_simple_chords_11.mid");
+    let piece = pipeline::read_midi(&std::fs::read(source).unwrap(), &settings).unwrap();
+    let bytes = pipeline::write_midi(
+        &piece.roll,
+        settings.grid,
+        &pipeline::midi::MidiWriteOptions {
+            tempo_bpm: Some(120.0),
+            title: piece.title.as_deref(),
+            key: None,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("piece.mid");
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = Command::new(&python)
+        .args(["-c", READ_MIDI_IN_PYTHON])
+        .arg(&path)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "mido failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut pitches: Vec<u8> = piece
+        .roll
+        .frames()
+        .iter()
+        .flat_map(|f| f.pitches())
+        .collect();
+    pitches.sort();
+    pitches.dedup();
+    assert_eq!(seen["ticks_per_beat"], 480);
+    assert_eq!(seen["notes"], piece.roll.note_runs().len());
+    assert_eq!(seen["pitches"], serde_json::json!(pitches));
+    // Eighth-note frames at 120 bpm are 0.25 s each.
+    let seconds = seen["seconds"].as_f64().unwrap();
+    assert!(
+        (seconds - piece.roll.len() as f64 * 0.25).abs() < 1e-6,
+        "{seconds}"
+    );
+}
