@@ -319,7 +319,9 @@ pub struct InputRecord {
     pub path: String,
     pub split: Split,
     pub bytes: u64,
-    pub sha256: String,
+    /// Absent when the file could not be read at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Why the file is not in the dataset; absent when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -415,18 +417,22 @@ struct Processed {
 }
 
 fn process(file: &InputFile, settings: &RollSettings) -> Processed {
-    let (bytes, result) = match std::fs::read(&file.path) {
+    let (bytes, sha256, result) = match std::fs::read(&file.path) {
         Ok(bytes) => {
             let result = read_midi(&bytes, settings).map_err(|e| e.to_string());
-            (bytes, result)
+            (
+                bytes.len() as u64,
+                Some(hex(&Sha256::digest(&bytes))),
+                result,
+            )
         }
-        Err(e) => (Vec::new(), Err(format!("cannot read: {e}"))),
+        Err(e) => (0, None, Err(format!("cannot read: {e}"))),
     };
     let record = InputRecord {
         path: file.relative.clone(),
         split: file.split,
-        bytes: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(&bytes)),
+        bytes,
+        sha256,
         error: result.as_ref().err().cloned(),
     };
     let piece = result.ok().map(|piece| {
@@ -523,7 +529,7 @@ pub fn build(
                         error: error.clone(),
                     });
                 }
-                tracing::warn!("{}: {error}", p.record.path);
+                progress.suspend(|| tracing::warn!("{}: {error}", p.record.path));
             }
             if let Some((row, counts)) = p.piece {
                 let summary = splits.get_mut(&p.record.split).expect("all splits");
@@ -549,7 +555,7 @@ pub fn build(
     for input in &inputs {
         inputs_digest.update(input.path.as_bytes());
         inputs_digest.update([0]);
-        inputs_digest.update(input.sha256.as_bytes());
+        inputs_digest.update(input.sha256.as_deref().unwrap_or("unreadable").as_bytes());
         inputs_digest.update([b'\n']);
     }
     let errors = inputs.iter().filter(|i| i.error.is_some()).count() as u64;

@@ -49,7 +49,7 @@ fn benchmark_dataset_matches_the_published_split() {
         manifest
             .inputs
             .iter()
-            .all(|i| i.sha256.len() == 64 && i.bytes > 0)
+            .all(|i| i.sha256.as_ref().is_some_and(|h| h.len() == 64) && i.bytes > 0)
     );
 
     // Every piece has a key signature, is moved by -5..=+6 and lands in C.
