@@ -19,9 +19,43 @@ ensure_python_readers() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "setup: installing the Python readers into $PIANOROLL_VENV" >&2
         [ -x "$PIANOROLL_VENV/bin/python" ] || python3 -m venv "$PIANOROLL_VENV"
-        "$PIANOROLL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "$PIANOROLL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
             -r "$requirements"
         echo "$want" > "$stamp"
     fi
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
+}
+
+# libtorch for the trainer (tch 0.24 binds libtorch 2.11 exactly), from PyPI into .libtorch/,
+# where .cargo/config.toml points LIBTORCH. On a machine with an NVIDIA GPU the full CUDA build
+# (about 4.6 GB with its nvidia-* wheels); elsewhere only torch itself plus the two CUDA
+# runtime libraries libtorch_cpu.so links against (about 1.2 GB). PIANOROLL_TORCH=cpu|cuda
+# overrides the choice. Reinstalled only when the choice changes.
+ensure_libtorch() {
+    local dir="$PIANOROLL_ROOT/.libtorch"
+    local variant="${PIANOROLL_TORCH:-}"
+    if [ -z "$variant" ]; then
+        if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+            variant=cuda
+        else
+            variant=cpu
+        fi
+    fi
+    local want="torch==2.11.0 $variant"
+    if [ ! -f "$dir/.installed" ] || [ "$(cat "$dir/.installed")" != "$want" ]; then
+        echo "setup: installing libtorch ($want) into $dir" >&2
+        rm -rf "$dir"
+        if [ "$variant" = cuda ]; then
+            python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$dir" torch==2.11.0
+        else
+            python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$dir" \
+                torch==2.11.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
+        fi
+        # torch-sys checks this file against the version it binds.
+        python3 -c "import re,sys; print(re.search(r\"__version__ = '([^']+)'\", open(sys.argv[1]).read()).group(1))" \
+            "$dir/torch/version.py" > "$dir/torch/build-version"
+        echo "$want" > "$dir/.installed"
+    fi
+    # Busy two-core machines: libtorch's spinning OpenMP threads slow everything down.
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 }

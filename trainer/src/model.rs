@@ -1,0 +1,83 @@
+//! The two model families behind one interface: a parallel form over whole sequences (training,
+//! scoring) and a recurrent one-step form with explicit state (generation, export).
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor, nn};
+
+use crate::lstm::{Lstm, LstmConfig};
+use crate::rwkv::{Rwkv, RwkvConfig, WkvMode};
+
+/// Recurrent state as a list of tensors; which tensors, and their shapes, depend on the model
+/// (LSTM: `h`, `c` as [layers, B, H]; RWKV: see [`crate::rwkv::STATE_NAMES`], each [layers, B, C]).
+#[derive(Debug)]
+pub struct State(pub Vec<Tensor>);
+
+impl State {
+    /// The same state cut off from the autograd graph (truncated backpropagation through time).
+    pub fn detach(&self) -> State {
+        State(self.0.iter().map(|t| t.detach()).collect())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Lstm(LstmConfig),
+    Rwkv(RwkvConfig),
+}
+
+impl ModelConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelConfig::Lstm(_) => "lstm",
+            ModelConfig::Rwkv(_) => "rwkv",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Model {
+    Lstm(Lstm),
+    Rwkv(Rwkv),
+}
+
+impl Model {
+    /// Build the model's variables under `vs` (fresh initialisation; load a checkpoint after).
+    pub fn new(vs: &nn::Path, config: &ModelConfig) -> Model {
+        match *config {
+            ModelConfig::Lstm(c) => Model::Lstm(Lstm::new(vs, c)),
+            ModelConfig::Rwkv(c) => Model::Rwkv(Rwkv::new(vs, c)),
+        }
+    }
+
+    pub fn zero_state(&self, batch: i64, device: Device) -> State {
+        match self {
+            Model::Lstm(m) => m.zero_state(batch, device),
+            Model::Rwkv(m) => m.zero_state(batch, device),
+        }
+    }
+
+    /// Parallel form: `x` [B, T, 88] from `state` → logits [B, T, 88] and the final state.
+    /// `mask` [B, T] marks real (non-padding) frames; `train` switches dropout and batch
+    /// statistics on.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        state: &State,
+        train: bool,
+    ) -> (Tensor, State) {
+        match self {
+            Model::Lstm(m) => m.forward(x, mask, state, train),
+            Model::Rwkv(m) => m.forward(x, state, WkvMode::Chunked),
+        }
+    }
+
+    /// Recurrent form, eval mode: one frame [B, 88] → logits [B, 88] and the next state.
+    pub fn step(&self, x: &Tensor, state: &State) -> (Tensor, State) {
+        match self {
+            Model::Lstm(m) => m.step(x, state),
+            Model::Rwkv(m) => m.step(x, state),
+        }
+    }
+}

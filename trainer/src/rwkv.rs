@@ -1,0 +1,414 @@
+//! RWKV-4 as a next-frame model: the token embedding is replaced by Linear(88→C).
+//!
+//! ```text
+//! x = ln0(Linear(frame))
+//! per block:  x = x + TimeMix(ln1(x));  x = x + ChannelMix(ln2(x))
+//! logits = head(ln_out(x))
+//! ```
+//! TimeMix: token shift, `time_mix_{k,v,r}`, key/value/receptance/output and the WKV operator
+//! with per-channel `time_decay` (w = exp(time_decay) > 0) and `time_first` (u):
+//!
+//! ```text
+//! wkv_t = (Σ_{i<t} e^{k_i − (t−1−i)w} v_i + e^{u+k_t} v_t) / (Σ_{i<t} e^{k_i − (t−1−i)w} + e^{u+k_t})
+//! ```
+//! ChannelMix: token shift, squared ReLU, receptance gate. Initialisation follows RWKV-4
+//! (RWKV-LM `RWKV-v4/src/model.py`).
+//!
+//! Two forms compute the same thing. The recurrent step carries, per layer, the last inputs of
+//! both token shifts and the WKV state `(a, b, p)`: the past numerator and denominator scaled
+//! by `e^{-p}`, `p` being the running maximum exponent, so nothing overflows. The parallel form
+//! for training splits time into chunks: inside a chunk every `wkv_t` is a masked softmax over
+//! the chunk's positions plus one virtual position for the carried state, computed as one
+//! batched matrix product; only the state crosses chunk boundaries. A per-step loop of small
+//! kernels is kept (`WkvMode::Loop`) to benchmark against and to test with.
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init, Module};
+use tch::{Kind, Tensor};
+
+use crate::model::State;
+use pipeline::KEY_COUNT;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RwkvConfig {
+    pub layers: i64,
+    pub embd: i64,
+    /// ChannelMix hidden width as a multiple of `embd` (4 in RWKV-4).
+    pub ffn_mult: i64,
+    /// Time steps per WKV chunk in the parallel form.
+    pub wkv_chunk: i64,
+}
+
+impl RwkvConfig {
+    /// The original project's model: 6 layers, n_embd 512 (20.6 M parameters).
+    pub fn original() -> RwkvConfig {
+        RwkvConfig {
+            layers: 6,
+            embd: 512,
+            ffn_mult: 4,
+            wkv_chunk: 32,
+        }
+    }
+}
+
+/// How the parallel form evaluates WKV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WkvMode {
+    /// Chunked masked softmax (the default: far fewer, larger kernels).
+    Chunked,
+    /// One small kernel sequence per time step, like the recurrent form.
+    Loop,
+}
+
+/// Large negative stand-in for −∞ in masked exponents (finite, so no ∞ − ∞ = NaN).
+const MASKED: f64 = -1e30;
+/// Initial `p` of the WKV state: no past yet.
+const EMPTY_P: f64 = -1e38;
+
+fn linear(vs: nn::Path, input: i64, output: i64, scale: f64) -> nn::Linear {
+    // RWKV_Init: orthogonal with gain sqrt(out/in) when out > in, times a per-layer scale; zero
+    // for the layers whose scale is 0 (they start as identity residual blocks).
+    let gain = if output > input {
+        (output as f64 / input as f64).sqrt()
+    } else {
+        1.0
+    } * scale;
+    let ws_init = if gain == 0.0 {
+        Init::Const(0.0)
+    } else {
+        Init::Orthogonal { gain }
+    };
+    nn::linear(
+        vs,
+        input,
+        output,
+        nn::LinearConfig {
+            ws_init,
+            bs_init: None,
+            bias: false,
+        },
+    )
+}
+
+fn channel_ramp(embd: i64, exponent: f64) -> Vec<f32> {
+    (0..embd)
+        .map(|i| (i as f64 / embd as f64).powf(exponent) as f32)
+        .collect()
+}
+
+#[derive(Debug)]
+struct TimeMix {
+    time_decay: Tensor,
+    time_first: Tensor,
+    mix_k: Tensor,
+    mix_v: Tensor,
+    mix_r: Tensor,
+    key: nn::Linear,
+    value: nn::Linear,
+    receptance: nn::Linear,
+    output: nn::Linear,
+}
+
+#[derive(Debug)]
+struct ChannelMix {
+    mix_k: Tensor,
+    mix_r: Tensor,
+    key: nn::Linear,
+    receptance: nn::Linear,
+    value: nn::Linear,
+}
+
+#[derive(Debug)]
+struct Block {
+    ln1: nn::LayerNorm,
+    ln2: nn::LayerNorm,
+    att: TimeMix,
+    ffn: ChannelMix,
+}
+
+fn param(vs: &nn::Path, name: &str, values: Vec<f32>) -> Tensor {
+    vs.var_copy(name, &Tensor::from_slice(&values))
+}
+
+impl Block {
+    fn new(vs: &nn::Path, config: &RwkvConfig, layer: i64) -> Block {
+        let c = config.embd;
+        let ratio_0_to_1 = if config.layers > 1 {
+            layer as f64 / (config.layers - 1) as f64
+        } else {
+            0.0
+        };
+        let ratio_1_to_almost_0 = 1.0 - layer as f64 / config.layers as f64;
+        let att_vs = vs / "att";
+        let decay: Vec<f32> = (0..c)
+            .map(|h| {
+                let x = h as f64 / (c - 1).max(1) as f64;
+                (-5.0 + 8.0 * x.powf(0.7 + 1.3 * ratio_0_to_1)) as f32
+            })
+            .collect();
+        let first: Vec<f32> = (0..c)
+            .map(|i| (0.3f64.ln() + ((i + 1) % 3 - 1) as f64 * 0.5) as f32)
+            .collect();
+        let mix_v: Vec<f32> = channel_ramp(c, ratio_1_to_almost_0)
+            .into_iter()
+            .map(|x| x + 0.3 * ratio_0_to_1 as f32)
+            .collect();
+        let att = TimeMix {
+            time_decay: param(&att_vs, "time_decay", decay),
+            time_first: param(&att_vs, "time_first", first),
+            mix_k: param(&att_vs, "time_mix_k", channel_ramp(c, ratio_1_to_almost_0)),
+            mix_v: param(&att_vs, "time_mix_v", mix_v),
+            mix_r: param(
+                &att_vs,
+                "time_mix_r",
+                channel_ramp(c, 0.5 * ratio_1_to_almost_0),
+            ),
+            key: linear(&att_vs / "key", c, c, 0.0),
+            value: linear(&att_vs / "value", c, c, 1.0),
+            receptance: linear(&att_vs / "receptance", c, c, 0.0),
+            output: linear(&att_vs / "output", c, c, 0.0),
+        };
+        let ffn_vs = vs / "ffn";
+        let hidden = config.ffn_mult * c;
+        let ffn = ChannelMix {
+            mix_k: param(&ffn_vs, "time_mix_k", channel_ramp(c, ratio_1_to_almost_0)),
+            mix_r: param(&ffn_vs, "time_mix_r", channel_ramp(c, ratio_1_to_almost_0)),
+            key: linear(&ffn_vs / "key", c, hidden, 1.0),
+            receptance: linear(&ffn_vs / "receptance", c, c, 0.0),
+            value: linear(&ffn_vs / "value", hidden, c, 0.0),
+        };
+        Block {
+            ln1: nn::layer_norm(vs / "ln1", vec![c], Default::default()),
+            ln2: nn::layer_norm(vs / "ln2", vec![c], Default::default()),
+            att,
+            ffn,
+        }
+    }
+}
+
+/// Mix each position with the previous one: `x·mix + shifted·(1 − mix)`.
+fn mix(x: &Tensor, shifted: &Tensor, mix: &Tensor) -> Tensor {
+    x * mix + shifted * (1.0 - mix)
+}
+
+/// `x` [B, T, C] shifted one step later in time, `previous` [B, C] filling the first step.
+fn token_shift(x: &Tensor, previous: &Tensor) -> Tensor {
+    let t = x.size()[1];
+    Tensor::cat(&[previous.unsqueeze(1), x.narrow(1, 0, t - 1)], 1)
+}
+
+/// The WKV state of one layer: past numerator `a`, denominator `b`, both scaled by `e^{-p}`.
+struct WkvState {
+    a: Tensor,
+    b: Tensor,
+    p: Tensor,
+}
+
+/// One recurrent WKV step (all [B, C]); `w` = exp(time_decay), `u` = time_first.
+fn wkv_step(w: &Tensor, u: &Tensor, k: &Tensor, v: &Tensor, s: &WkvState) -> (Tensor, WkvState) {
+    let ww = u + k;
+    let p = s.p.maximum(&ww);
+    let e1 = (&s.p - &p).exp();
+    let e2 = (&ww - &p).exp();
+    let wkv = (&e1 * &s.a + &e2 * v) / (&e1 * &s.b + &e2);
+    let ww = &s.p - w;
+    let p = ww.maximum(k);
+    let e1 = (&ww - &p).exp();
+    let e2 = (k - &p).exp();
+    let next = WkvState {
+        a: &e1 * &s.a + &e2 * v,
+        b: &e1 * &s.b + &e2,
+        p,
+    };
+    (wkv, next)
+}
+
+/// WKV over a chunk `k`, `v` [B, L, C] starting from `s`: outputs [B, L, C] and the state after
+/// the chunk. Every output is a softmax-weighted mean over the chunk's positions and the state.
+fn wkv_chunk(w: &Tensor, u: &Tensor, k: &Tensor, v: &Tensor, s: &WkvState) -> (Tensor, WkvState) {
+    let (_, len, _) = k.size3().expect("[B, L, C]");
+    let device = k.device();
+    let k = k.transpose(1, 2); // [B, C, L]
+    let v = v.transpose(1, 2);
+    let steps = Tensor::arange(len, (Kind::Float, device));
+    // distance[t, i] = t − 1 − i: how often token i has decayed when token t reads it.
+    let distance = steps.unsqueeze(1) - steps.unsqueeze(0) - 1.0;
+    let w3 = w.view([-1, 1, 1]); // [C, 1, 1]
+    let past = k.unsqueeze(2) - &w3 * &distance; // [B, C, L(t), L(i)]
+    let diagonal = (u.view([-1, 1]) + &k).diag_embed(0, -2, -1);
+    let is_past = distance.ge(0.0); // i < t
+    let is_now = Tensor::eye(len, (Kind::Bool, device));
+    let logits = past
+        .where_self(&is_past, &Tensor::from(MASKED as f32).to_device(device))
+        .where_self(&is_now.logical_not(), &diagonal);
+    // The carried state is one more position, decayed t times by step t.
+    let state_logit = s.p.unsqueeze(2) - w.view([-1, 1]) * &steps; // [B, C, L]
+    let max = logits.amax([-1].as_slice(), false).maximum(&state_logit);
+    let weights = (logits - max.unsqueeze(3)).exp();
+    let state_weight = (state_logit - &max).exp();
+    let numerator =
+        weights.matmul(&v.unsqueeze(3)).squeeze_dim(3) + &state_weight * s.a.unsqueeze(2);
+    let denominator = weights.sum_dim_intlist([-1].as_slice(), false, Kind::Float)
+        + &state_weight * s.b.unsqueeze(2);
+    let out = (numerator / denominator).transpose(1, 2);
+
+    // State after the last position: every token i decayed len − 1 − i times, the old state len.
+    let end_logit = &k - w.view([-1, 1]) * (len as f64 - 1.0 - &steps); // [B, C, L]
+    let old_logit = &s.p - w * len as f64; // [B, C]
+    let p = end_logit.amax([-1].as_slice(), false).maximum(&old_logit);
+    let token_weight = (end_logit - p.unsqueeze(2)).exp();
+    let old_weight = (old_logit - &p).exp();
+    let next = WkvState {
+        a: &old_weight * &s.a
+            + (&token_weight * &v).sum_dim_intlist([-1].as_slice(), false, Kind::Float),
+        b: &old_weight * &s.b + token_weight.sum_dim_intlist([-1].as_slice(), false, Kind::Float),
+        p,
+    };
+    (out, next)
+}
+
+#[derive(Debug)]
+pub struct Rwkv {
+    config: RwkvConfig,
+    input: nn::Linear,
+    ln0: nn::LayerNorm,
+    blocks: Vec<Block>,
+    ln_out: nn::LayerNorm,
+    head: nn::Linear,
+}
+
+/// Per-layer state tensors in [`State`] order; each is stacked over layers to [L, B, C].
+pub const STATE_NAMES: [&str; 5] = ["att_x", "att_a", "att_b", "att_p", "ffn_x"];
+
+impl Rwkv {
+    pub fn new(vs: &nn::Path, config: RwkvConfig) -> Rwkv {
+        let keys = KEY_COUNT as i64;
+        let c = config.embd;
+        // RWKV-4 initialises the token embedding at ±1e-4; ln0 rescales what comes out.
+        let input = nn::linear(
+            vs / "input",
+            keys,
+            c,
+            nn::LinearConfig {
+                ws_init: Init::Uniform {
+                    lo: -1e-4,
+                    up: 1e-4,
+                },
+                bs_init: Some(Init::Const(0.0)),
+                bias: true,
+            },
+        );
+        Rwkv {
+            config,
+            input,
+            ln0: nn::layer_norm(vs / "ln0", vec![c], Default::default()),
+            blocks: (0..config.layers)
+                .map(|layer| Block::new(&(vs / "blocks" / layer), &config, layer))
+                .collect(),
+            ln_out: nn::layer_norm(vs / "ln_out", vec![c], Default::default()),
+            head: linear(vs / "head", c, keys, 0.5),
+        }
+    }
+
+    pub fn zero_state(&self, batch: i64, device: tch::Device) -> State {
+        let shape = [self.config.layers, batch, self.config.embd];
+        let zeros = || Tensor::zeros(shape, (Kind::Float, device));
+        State(vec![
+            zeros(),
+            zeros(),
+            zeros(),
+            Tensor::full(shape, EMPTY_P, (Kind::Float, device)),
+            zeros(),
+        ])
+    }
+
+    /// Parallel form: `x` [B, T, 88] from `state`; logits [B, T, 88] and the state after the
+    /// last step. (No BatchNorm, so padding needs no mask; dropout is not used.)
+    // `h = h + …` on purpose: Tensor's `+=` works in place, and autograd still needs the old `h`.
+    #[allow(clippy::assign_op_pattern)]
+    pub fn forward(&self, x: &Tensor, state: &State, mode: WkvMode) -> (Tensor, State) {
+        let mut h = self.ln0.forward(&self.input.forward(x));
+        let mut next: Vec<Vec<Tensor>> = (0..STATE_NAMES.len()).map(|_| Vec::new()).collect();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let layer = layer as i64;
+            let at = |i: usize| state.0[i].get(layer);
+
+            let xa = block.ln1.forward(&h);
+            let shifted = token_shift(&xa, &at(0));
+            let att = &block.att;
+            let k = att.key.forward(&mix(&xa, &shifted, &att.mix_k));
+            let v = att.value.forward(&mix(&xa, &shifted, &att.mix_v));
+            let r = att
+                .receptance
+                .forward(&mix(&xa, &shifted, &att.mix_r))
+                .sigmoid();
+            let w = att.time_decay.exp();
+            let mut s = WkvState {
+                a: at(1),
+                b: at(2),
+                p: at(3),
+            };
+            let t = x.size()[1];
+            let mut outs = Vec::new();
+            let chunk = match mode {
+                WkvMode::Chunked => self.config.wkv_chunk.max(1),
+                WkvMode::Loop => 1,
+            };
+            let mut start = 0;
+            while start < t {
+                let len = chunk.min(t - start);
+                let (kc, vc) = (k.narrow(1, start, len), v.narrow(1, start, len));
+                let (out, s2) = match mode {
+                    WkvMode::Chunked => wkv_chunk(&w, &att.time_first, &kc, &vc, &s),
+                    WkvMode::Loop => {
+                        let (o, s2) = wkv_step(
+                            &w,
+                            &att.time_first,
+                            &kc.squeeze_dim(1),
+                            &vc.squeeze_dim(1),
+                            &s,
+                        );
+                        (o.unsqueeze(1), s2)
+                    }
+                };
+                outs.push(out);
+                s = s2;
+                start += len;
+            }
+            let wkv = Tensor::cat(&outs, 1);
+            h = h + att.output.forward(&(r * wkv));
+
+            let xf = block.ln2.forward(&h);
+            let shifted_f = token_shift(&xf, &at(4));
+            let ffn = &block.ffn;
+            let key = ffn
+                .key
+                .forward(&mix(&xf, &shifted_f, &ffn.mix_k))
+                .relu()
+                .square();
+            let gate = ffn
+                .receptance
+                .forward(&mix(&xf, &shifted_f, &ffn.mix_r))
+                .sigmoid();
+            h = h + gate * ffn.value.forward(&key);
+
+            let last = |x: &Tensor| x.select(1, t - 1);
+            next[0].push(last(&xa));
+            next[1].push(s.a);
+            next[2].push(s.b);
+            next[3].push(s.p);
+            next[4].push(last(&xf));
+        }
+        let logits = self.head.forward(&self.ln_out.forward(&h));
+        (
+            logits,
+            State(next.iter().map(|layers| Tensor::stack(layers, 0)).collect()),
+        )
+    }
+
+    /// Recurrent form: one frame `x` [B, 88] → logits [B, 88] and the next state.
+    pub fn step(&self, x: &Tensor, state: &State) -> (Tensor, State) {
+        let (logits, state) = self.forward(&x.unsqueeze(1), state, WkvMode::Loop);
+        (logits.squeeze_dim(1), state)
+    }
+}

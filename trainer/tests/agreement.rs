@@ -1,0 +1,83 @@
+//! The parallel and the recurrent forms of each model compute the same function: on random
+//! weights and random binary inputs, 64+ steps one at a time equal one pass over the sequence.
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use trainer::lstm::LstmConfig;
+use trainer::model::{Model, ModelConfig};
+use trainer::rwkv::RwkvConfig;
+
+const STEPS: i64 = 70; // not a multiple of the WKV chunk: the last chunk is partial
+const BATCH: i64 = 3;
+
+/// Overwrite every variable with random values of a moderate scale, so no zero-initialised layer
+/// hides a difference between the two forms.
+fn randomise(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            let random = if name.ends_with("time_decay") {
+                Tensor::rand_like(&var) * 4.0 - 3.0 // w = e^-3 .. e^1
+            } else if name.ends_with("running_var") {
+                Tensor::rand_like(&var) + 0.5
+            } else {
+                Tensor::randn_like(&var) * 0.5
+            };
+            var.copy_(&random);
+        }
+    });
+}
+
+fn random_frames(steps: i64) -> Tensor {
+    Tensor::rand([BATCH, steps, 88], (Kind::Float, Device::Cpu))
+        .lt(0.1)
+        .to_kind(Kind::Float)
+}
+
+fn max_difference(config: ModelConfig, seed: i64) -> f64 {
+    tch::manual_seed(seed);
+    let vs = VarStore::new(Device::Cpu);
+    let model = Model::new(&vs.root(), &config);
+    randomise(&vs);
+    let x = random_frames(STEPS);
+
+    let (parallel, _) =
+        tch::no_grad(|| model.forward(&x, None, &model.zero_state(BATCH, Device::Cpu), false));
+    let mut state = model.zero_state(BATCH, Device::Cpu);
+    let mut worst: f64 = 0.0;
+    for t in 0..STEPS {
+        let (logits, next) = tch::no_grad(|| model.step(&x.select(1, t), &state));
+        let difference = (logits - parallel.select(1, t))
+            .abs()
+            .max()
+            .double_value(&[]);
+        worst = worst.max(difference);
+        state = next;
+    }
+    worst
+}
+
+#[test]
+fn lstm_parallel_and_recurrent_forms_agree() {
+    let config = ModelConfig::Lstm(LstmConfig {
+        hidden: 32,
+        layers: 2,
+        dropout_in: 0.25,
+        dropout_out: 0.1,
+    });
+    let worst = max_difference(config, 1);
+    assert!(worst < 1e-5, "largest difference {worst}");
+}
+
+#[test]
+fn rwkv_parallel_and_recurrent_forms_agree() {
+    for chunk in [1, 7, 32, 128] {
+        let config = ModelConfig::Rwkv(RwkvConfig {
+            layers: 3,
+            embd: 32,
+            ffn_mult: 4,
+            wkv_chunk: chunk,
+        });
+        let worst = max_difference(config, 2);
+        assert!(worst < 1e-5, "chunk {chunk}: largest difference {worst}");
+    }
+}
