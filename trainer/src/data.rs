@@ -1,0 +1,184 @@
+//! From a pipeline dataset to padded next-frame batches.
+//!
+//! A piece of `n` frames gives `n − 1` predictions: input frames `0..n−1`, target frames
+//! `1..n`. Pieces are grouped by length (sorted, then cut into batches of neighbours) so that
+//! little padding is needed; padding goes at the end and a mask marks the real positions, so a
+//! recurrent model never sees padding before real frames. Shuffling reorders whole batches,
+//! from a seed.
+
+use std::path::Path;
+
+use pipeline::dataset::Split;
+use pipeline::schema::read_split;
+use pipeline::{KEY_COUNT, PianoRoll, RollSettings};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Read(#[from] pipeline::schema::SchemaError),
+    #[error(
+        "{path}: made on grid {found} (transpose {found_transpose:?}), but this run uses grid {expected} (transpose {expected_transpose:?})"
+    )]
+    WrongGrid {
+        path: String,
+        found: String,
+        found_transpose: pipeline::Transpose,
+        expected: String,
+        expected_transpose: pipeline::Transpose,
+    },
+    #[error("{0}: no piece has two or more frames, so there is nothing to predict")]
+    Empty(String),
+}
+
+/// The rolls of one split.
+pub struct SplitData {
+    pub split: Split,
+    pub settings: RollSettings,
+    pub rolls: Vec<PianoRoll>,
+}
+
+impl SplitData {
+    /// Read `split` of the dataset at `dataset`; with `expected`, refuse a dataset made on
+    /// another grid or transposition.
+    pub fn load(
+        dataset: &Path,
+        split: Split,
+        expected: Option<&RollSettings>,
+    ) -> Result<SplitData, DataError> {
+        let path = dataset.join(split.file_name());
+        let (settings, pieces) = read_split(&path)?;
+        if let Some(expected) = expected
+            && (expected.grid != settings.grid || expected.transpose != settings.transpose)
+        {
+            return Err(DataError::WrongGrid {
+                path: path.display().to_string(),
+                found: settings.grid.describe(),
+                found_transpose: settings.transpose,
+                expected: expected.grid.describe(),
+                expected_transpose: expected.transpose,
+            });
+        }
+        let rolls: Vec<PianoRoll> = pieces
+            .into_iter()
+            .map(|p| p.roll)
+            .filter(|r| r.len() >= 2)
+            .collect();
+        if rolls.is_empty() {
+            return Err(DataError::Empty(path.display().to_string()));
+        }
+        Ok(SplitData {
+            split,
+            settings,
+            rolls,
+        })
+    }
+
+    /// Frames the models predict: every frame but each piece's first.
+    pub fn predicted_frames(&self) -> usize {
+        self.rolls.iter().map(|r| r.len() - 1).sum()
+    }
+}
+
+/// SplitMix64: a small, fast, seedable generator, so shuffles are the same on every machine.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Indices of the pieces in each batch: neighbours in length order, batches in shuffled order
+/// when `rng` is given, in length order otherwise.
+pub fn plan_batches(
+    rolls: &[PianoRoll],
+    batch_size: usize,
+    rng: Option<&mut SplitMix64>,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..rolls.len()).collect();
+    order.sort_by_key(|&i| (rolls[i].len(), i));
+    let mut batches: Vec<Vec<usize>> = order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
+    if let Some(rng) = rng {
+        rng.shuffle(&mut batches);
+    }
+    batches
+}
+
+/// A padded batch: `inputs` and `targets` [B, T, 88] (0/1), `mask` [B, T] (true = real).
+pub struct Batch {
+    pub inputs: Tensor,
+    pub targets: Tensor,
+    pub mask: Tensor,
+}
+
+impl Batch {
+    pub fn new(rolls: &[&PianoRoll], device: Device) -> Batch {
+        let b = rolls.len();
+        let t = rolls.iter().map(|r| r.len() - 1).max().unwrap_or(0);
+        let keys = KEY_COUNT;
+        let mut inputs = vec![0f32; b * t * keys];
+        let mut targets = vec![0f32; b * t * keys];
+        let mut mask = vec![false; b * t];
+        for (row, roll) in rolls.iter().enumerate() {
+            let frames = roll.frames();
+            for step in 0..frames.len() - 1 {
+                let at = (row * t + step) * keys;
+                for key in frames[step].keys() {
+                    inputs[at + key] = 1.0;
+                }
+                for key in frames[step + 1].keys() {
+                    targets[at + key] = 1.0;
+                }
+                mask[row * t + step] = true;
+            }
+        }
+        let shape = [b as i64, t as i64, keys as i64];
+        Batch {
+            inputs: Tensor::from_slice(&inputs).reshape(shape).to_device(device),
+            targets: Tensor::from_slice(&targets)
+                .reshape(shape)
+                .to_device(device),
+            mask: Tensor::from_slice(&mask)
+                .reshape([b as i64, t as i64])
+                .to_device(device),
+        }
+    }
+
+    pub fn steps(&self) -> i64 {
+        self.mask.size()[1]
+    }
+
+    /// Time steps `start .. start + len` of the batch (truncated backpropagation through time).
+    pub fn window(&self, start: i64, len: i64) -> Batch {
+        Batch {
+            inputs: self.inputs.narrow(1, start, len),
+            targets: self.targets.narrow(1, start, len),
+            mask: self.mask.narrow(1, start, len),
+        }
+    }
+
+    /// Number of real (predicted) positions.
+    pub fn frames(&self) -> i64 {
+        self.mask
+            .to_kind(Kind::Int64)
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    }
+}

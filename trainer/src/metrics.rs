@@ -1,0 +1,123 @@
+//! The literature's metrics for polyphonic next-frame prediction (Boulanger-Lewandowski et al.
+//! 2012), computed over real (non-padding) positions only:
+//!
+//! - **NLL per frame**: the sum of the 88 Bernoulli negative log-likelihoods of a frame, averaged
+//!   over predicted frames (nats). This is also the training loss.
+//! - **BCE per pitch**: the same sum divided by 88: the mean binary cross-entropy per key.
+//! - **Frame accuracy** (Bay et al. 2009): `ΣTP / Σ(TP + FP + FN)` over all predicted frames and
+//!   keys, a key predicted on when its probability is above 0.5 (logit > 0). Silent-silent keys
+//!   count for nothing, so predicting silence scores 0, not 95%.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Reduction, Tensor};
+
+use pipeline::KEY_COUNT;
+
+/// Rows of `x` [B, T, …] at the true positions of `mask` [B, T], flattened to [N, …].
+pub fn select_real(x: &Tensor, mask: &Tensor) -> Tensor {
+    let rows = mask.reshape([-1]).nonzero().squeeze_dim(1);
+    x.reshape([-1, KEY_COUNT as i64]).index_select(0, &rows)
+}
+
+/// Summed NLL over real positions (a scalar with gradient) and their count.
+pub fn nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, i64) {
+    let logits = select_real(logits, mask);
+    let targets = select_real(targets, mask);
+    let frames = logits.size()[0];
+    let sum =
+        logits.binary_cross_entropy_with_logits::<Tensor>(&targets, None, None, Reduction::Sum);
+    (sum, frames)
+}
+
+/// Running totals for one evaluation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    pub nll: f64,
+    pub frames: i64,
+    pub true_positives: i64,
+    pub false_positives: i64,
+    pub false_negatives: i64,
+}
+
+impl Totals {
+    pub fn add(&mut self, logits: &Tensor, targets: &Tensor, mask: &Tensor) {
+        let (sum, frames) = nll_sum(logits, targets, mask);
+        self.nll += sum.double_value(&[]);
+        self.frames += frames;
+        let predicted = select_real(logits, mask).gt(0.0);
+        let actual = select_real(targets, mask).gt(0.5);
+        let count = |t: Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
+        self.true_positives += count(predicted.logical_and(&actual));
+        self.false_positives += count(predicted.logical_and(&actual.logical_not()));
+        self.false_negatives += count(predicted.logical_not().logical_and(&actual));
+    }
+
+    pub fn scores(&self) -> Scores {
+        let frames = self.frames.max(1) as f64;
+        let denominator =
+            (self.true_positives + self.false_positives + self.false_negatives).max(1);
+        Scores {
+            nll_per_frame: self.nll / frames,
+            bce_per_pitch: self.nll / frames / KEY_COUNT as f64,
+            frame_accuracy: self.true_positives as f64 / denominator as f64,
+            frames: self.frames,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub nll_per_frame: f64,
+    pub bce_per_pitch: f64,
+    pub frame_accuracy: f64,
+    pub frames: i64,
+}
+
+/// NLL per frame of the constant-rate baseline on `rolls`: each key on at its own rate in
+/// `train` (add-½ smoothed), whatever came before. Trained models must beat it by far.
+pub fn key_rate_baseline(train: &[pipeline::PianoRoll], rolls: &[pipeline::PianoRoll]) -> f64 {
+    let count = |rolls: &[pipeline::PianoRoll]| {
+        let mut on = [0u64; KEY_COUNT];
+        let mut frames = 0u64;
+        for roll in rolls {
+            for frame in &roll.frames()[1..] {
+                frames += 1;
+                frame.keys().for_each(|k| on[k] += 1);
+            }
+        }
+        (on, frames)
+    };
+    let (train_on, train_frames) = count(train);
+    let (on, frames) = count(rolls);
+    let mut nll = 0.0;
+    for key in 0..KEY_COUNT {
+        let p = (train_on[key] as f64 + 0.5) / (train_frames as f64 + 1.0);
+        nll -= on[key] as f64 * p.ln() + (frames - on[key]) as f64 * (1.0 - p).ln();
+    }
+    nll / frames.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accuracy_counts_only_keys_that_matter() {
+        // One frame: keys 0 and 1 sound; the model says 1 and 2.
+        let mut t = vec![0f32; KEY_COUNT];
+        t[0] = 1.0;
+        t[1] = 1.0;
+        let mut l = vec![-10f32; KEY_COUNT];
+        l[1] = 10.0;
+        l[2] = 10.0;
+        let targets = Tensor::from_slice(&t).reshape([1, 1, KEY_COUNT as i64]);
+        let logits = Tensor::from_slice(&l).reshape([1, 1, KEY_COUNT as i64]);
+        let mask = Tensor::from_slice(&[true]).reshape([1, 1]);
+        let mut totals = Totals::default();
+        totals.add(&logits, &targets, &mask);
+        let scores = totals.scores();
+        assert!((scores.frame_accuracy - 1.0 / 3.0).abs() < 1e-9);
+        // Two confident mistakes (keys 0 and 2) cost about 10 nats each.
+        assert!((scores.nll_per_frame - 20.0).abs() < 0.1, "{scores:?}");
+    }
+}
