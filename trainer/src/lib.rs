@@ -8,4 +8,5 @@ pub mod lstm;
 pub mod metrics;
 pub mod model;
 pub mod rwkv;
+pub mod sample;
 pub mod train;

@@ -24,7 +24,36 @@ struct Cli {
 enum Command {
     /// Train a model on a dataset made by `pipeline build`, into a new run folder.
     Train(TrainArgs),
+    /// Generate music with a trained model (its recurrent form) and write MIDI (and a PNG).
+    Sample(SampleArgs),
 }
+
+#[derive(Args)]
+struct SampleArgs {
+    /// A run folder (uses best.safetensors) or a .safetensors file in one.
+    checkpoint: PathBuf,
+    /// Frames to generate after the primer.
+    #[arg(long, default_value_t = 128)]
+    steps: usize,
+    /// Sampling temperature: logits are divided by it before the sigmoid.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// MIDI file whose frames (on the run's grid) start the piece.
+    #[arg(long)]
+    primer: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also draw the piano roll.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Longest generation accepted in one call.
+const MAX_SAMPLE_STEPS: usize = 100_000;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Kind {
@@ -236,5 +265,51 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Sample(args) => sample(args),
     }
+}
+
+fn sample(args: SampleArgs) -> Result<()> {
+    if args.steps == 0 || args.steps > MAX_SAMPLE_STEPS {
+        bail!("--steps must be 1..={MAX_SAMPLE_STEPS}, got {}", args.steps);
+    }
+    let device = device(&args.device)?;
+    let loaded = trainer::sample::load(&args.checkpoint, device)?;
+    let settings = loaded.config.roll_settings;
+    let primer = match &args.primer {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            pipeline::read_midi(&bytes, &settings)
+                .with_context(|| format!("--primer {}", path.display()))?
+                .roll
+                .frames()
+                .to_vec()
+        }
+        None => Vec::new(),
+    };
+    let roll = trainer::sample::generate(
+        &loaded.model,
+        &primer,
+        args.steps,
+        args.temperature,
+        args.seed,
+        device,
+    )?;
+    let midi = pipeline::write_midi(&roll, settings.grid, &Default::default());
+    pipeline::render::write_atomic(&args.output, &midi)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    println!(
+        "wrote {} ({} frames, {} from the primer)",
+        args.output.display(),
+        roll.len(),
+        primer.len()
+    );
+    if let Some(png) = &args.png {
+        let picture = pipeline::render::render_png(&roll, &Default::default());
+        pipeline::render::write_atomic(png, &picture)
+            .with_context(|| format!("writing {}", png.display()))?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
 }

@@ -166,3 +166,44 @@ fn a_dataset_on_another_grid_or_not_a_dataset_is_refused() {
         .to_string();
     assert!(error.contains("valid.arrow"), "{error}");
 }
+
+#[test]
+fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 8);
+    let run = dir.path().join("run");
+    let mut config = config(
+        ModelConfig::Rwkv(RwkvConfig {
+            layers: 1,
+            embd: 16,
+            ffn_mult: 4,
+            wkv_chunk: 32,
+        }),
+        &dataset,
+    );
+    config.epochs = 1;
+    train(&config, &run, Device::Cpu, false).unwrap();
+
+    let loaded = trainer::sample::load(&run, Device::Cpu).unwrap();
+    let primer =
+        SplitData::load(&dataset, Split::Test, None).unwrap().rolls[0].frames()[..16].to_vec();
+    let generate = |seed| {
+        trainer::sample::generate(&loaded.model, &primer, 40, 1.0, seed, Device::Cpu).unwrap()
+    };
+    let (a, b, c) = (generate(1), generate(1), generate(2));
+    assert_eq!(a.len(), 56);
+    assert_eq!(&a.frames()[..16], primer.as_slice());
+    assert_eq!(a, b, "same seed, same music");
+    assert_ne!(a, c, "another seed, other music");
+    assert!(trainer::sample::generate(&loaded.model, &primer, 4, 0.0, 1, Device::Cpu).is_err());
+
+    // A checkpoint that does not fit the config is refused with the file named.
+    std::fs::write(run.join("broken.safetensors"), b"garbage").unwrap();
+    let error = trainer::sample::load(&run.join("broken.safetensors"), Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{error:#}").contains("broken.safetensors"),
+        "{error:#}"
+    );
+}

@@ -1,0 +1,75 @@
+//! Training throughput on CPU (forward + backward, frames/s) of the two model families, and of
+//! RWKV's WKV computed chunked (several chunk lengths) against a per-time-step loop.
+//!
+//! `cargo bench -p trainer --bench training_speed` (set OMP_NUM_THREADS as for training).
+//! Inputs are random binary frames of the Nottingham density; figures go to BENCHMARKS.md.
+
+use std::time::Instant;
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+use trainer::lstm::{Lstm, LstmConfig};
+use trainer::rwkv::{Rwkv, RwkvConfig, WkvMode};
+
+const BATCH: i64 = 8;
+const STEPS: i64 = 256;
+const REPEATS: usize = 3;
+
+fn frames() -> (Tensor, Tensor) {
+    let x = Tensor::rand([BATCH, STEPS, 88], (Kind::Float, Device::Cpu))
+        .lt(0.05)
+        .to_kind(Kind::Float);
+    let y = Tensor::rand([BATCH, STEPS, 88], (Kind::Float, Device::Cpu))
+        .lt(0.05)
+        .to_kind(Kind::Float);
+    (x, y)
+}
+
+/// Best time of `REPEATS` forward + backward passes, as frames per second.
+fn measure(label: &str, mut pass: impl FnMut() -> Tensor) {
+    let mut best = f64::INFINITY;
+    for _ in 0..REPEATS {
+        let started = Instant::now();
+        pass().backward();
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "{label}: {:.0} frames/s ({BATCH}×{STEPS} frames in {best:.3} s)",
+        (BATCH * STEPS) as f64 / best
+    );
+}
+
+fn main() {
+    tch::manual_seed(0);
+    let (x, y) = frames();
+    let loss = |logits: Tensor| {
+        logits.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean)
+    };
+
+    for (label, config) in [("LSTM 512x2 (4.3 M)", LstmConfig::original())] {
+        let vs = VarStore::new(Device::Cpu);
+        let model = Lstm::new(&vs.root(), config);
+        let state = model.zero_state(BATCH, Device::Cpu);
+        measure(label, || loss(model.forward(&x, None, &state, true).0));
+    }
+    for (layers, embd) in [(6, 232), (6, 512)] {
+        for (mode, chunk) in [
+            (WkvMode::Loop, 1),
+            (WkvMode::Chunked, 16),
+            (WkvMode::Chunked, 32),
+            (WkvMode::Chunked, 64),
+        ] {
+            let vs = VarStore::new(Device::Cpu);
+            let config = RwkvConfig {
+                layers,
+                embd,
+                ffn_mult: 4,
+                wkv_chunk: chunk,
+            };
+            let model = Rwkv::new(&vs.root(), config);
+            let state = model.zero_state(BATCH, Device::Cpu);
+            let label = format!("RWKV {layers}x{embd}, WKV {mode:?} (chunk {chunk})");
+            measure(&label, || loss(model.forward(&x, &state, mode).0));
+        }
+    }
+}
