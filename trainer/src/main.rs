@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
 use trainer::rwkv::RwkvConfig;
-use trainer::train::{Schedule, TrainConfig, train};
+use trainer::train::{Schedule, TrainConfig, resume, train};
 
 #[derive(Parser)]
 #[command(
@@ -73,14 +73,21 @@ enum Preset {
 
 #[derive(Args)]
 struct TrainArgs {
-    #[arg(long, value_enum)]
-    model: Kind,
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    model: Option<Kind>,
     /// Dataset folder (from `pipeline build`).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
     /// Run folder to create.
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Continue this run folder from its last checkpoint (its config.json decides everything
+    /// else).
+    #[arg(long, conflicts_with_all = ["model", "data", "out"])]
+    resume: Option<PathBuf>,
+    /// Stop after this epoch, as if interrupted; continue later with --resume.
     #[arg(long)]
-    out: PathBuf,
+    stop_after_epoch: Option<usize>,
     #[arg(long, value_enum, default_value = "fair")]
     preset: Preset,
     #[arg(long)]
@@ -166,10 +173,13 @@ fn device(spec: &str) -> Result<tch::Device> {
 }
 
 fn config(args: &TrainArgs) -> Result<TrainConfig> {
-    let roll_settings = pipeline::dataset::Manifest::read(&args.data)
-        .with_context(|| format!("--data {}: not a dataset folder", args.data.display()))?
+    let (Some(kind), Some(data)) = (args.model, &args.data) else {
+        bail!("--model and --data are required for a new run");
+    };
+    let roll_settings = pipeline::dataset::Manifest::read(data)
+        .with_context(|| format!("--data {}: not a dataset folder", data.display()))?
         .settings;
-    let model = match (args.model, args.preset) {
+    let model = match (kind, args.preset) {
         (Kind::Lstm, _) => {
             let base = LstmConfig::original();
             ModelConfig::Lstm(LstmConfig {
@@ -199,7 +209,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
     };
     let config = TrainConfig {
         model,
-        dataset: args.data.clone(),
+        dataset: data.clone(),
         roll_settings,
         epochs: args.epochs.unwrap_or(10),
         max_steps: args.max_steps,
@@ -251,11 +261,33 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
             let device = device(&args.device)?;
-            let config = config(&args)?;
-            let results = train(&config, &args.out, device, std::io::stderr().is_terminal())?;
+            let progress = std::io::stderr().is_terminal();
+            let (run, results) = match &args.resume {
+                Some(run) => (
+                    run.clone(),
+                    resume(run, device, progress, args.stop_after_epoch)?,
+                ),
+                None => {
+                    let run = args
+                        .out
+                        .clone()
+                        .context("--out is required for a new run")?;
+                    let config = config(&args)?;
+                    let results = train(&config, &run, device, progress, args.stop_after_epoch)?;
+                    (run, results)
+                }
+            };
+            let Some(results) = results else {
+                println!(
+                    "{}: stopped early; continue with --resume {}",
+                    run.display(),
+                    run.display()
+                );
+                return Ok(());
+            };
             println!(
                 "{}: {} ({} parameters), best epoch {}: test NLL {:.3} nats/frame, accuracy {:.3} (constant key-rate baseline {:.3})",
-                args.out.display(),
+                run.display(),
                 results.model,
                 results.parameters,
                 results.best_epoch,

@@ -293,18 +293,87 @@ fn save_weights(vs: &VarStore, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Train a model as `config` says into the run folder `run` (created; must not exist).
-pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -> Result<Results> {
+/// Where a run stands after an epoch: `last.json`, written with each checkpoint.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Progress {
+    epoch: usize,
+    step: u64,
+    /// Shuffling generator state at the end of the epoch.
+    rng: u64,
+    best_epoch: usize,
+    best_valid_nll: f64,
+    /// True when `max_steps` ended training in this epoch.
+    max_steps_reached: bool,
+}
+
+/// Train a model as `config` says into the run folder `run` (created; must not exist). With
+/// `stop_after_epoch`, stop after that epoch as if interrupted (continue with [`resume`]);
+/// returns the test results when training finished.
+pub fn train(
+    config: &TrainConfig,
+    run: &Path,
+    device: Device,
+    progress: bool,
+    stop_after_epoch: Option<usize>,
+) -> Result<Option<Results>> {
     if run.exists() {
-        bail!("{} already exists: choose a new run folder", run.display());
+        bail!(
+            "{} already exists: choose a new run folder, or --resume it",
+            run.display()
+        );
     }
-    let train_data = SplitData::load(&config.dataset, Split::Train, Some(&config.roll_settings))?;
-    let valid_data = SplitData::load(&config.dataset, Split::Valid, Some(&config.roll_settings))?;
+    // Check the data before creating anything.
+    SplitData::load(&config.dataset, Split::Train, Some(&config.roll_settings))?;
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
     write_json(&run.join("config.json"), config)?;
+    run_epochs(config, run, device, progress, None, stop_after_epoch)
+}
+
+/// Continue the run in `run` from its last checkpoint (after a crash, a kill or
+/// `stop_after_epoch`). Ends exactly where an uninterrupted run with the same config ends.
+pub fn resume(
+    run: &Path,
+    device: Device,
+    progress: bool,
+    stop_after_epoch: Option<usize>,
+) -> Result<Option<Results>> {
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let path = run.join(name);
+        std::fs::read(&path)
+            .with_context(|| format!("--resume {}: cannot read {name}", run.display()))
+    };
+    if run.join("results.json").exists() {
+        bail!(
+            "--resume {}: this run has finished (results.json exists)",
+            run.display()
+        );
+    }
+    let config: TrainConfig = serde_json::from_slice(&read("config.json")?).with_context(|| {
+        format!(
+            "{}: not a trainer config",
+            run.join("config.json").display()
+        )
+    })?;
+    let last: Progress = serde_json::from_slice(
+        &read("last.json").with_context(|| "no epoch has finished yet: start the run again")?,
+    )
+    .with_context(|| format!("{}: unreadable", run.join("last.json").display()))?;
+    run_epochs(&config, run, device, progress, Some(last), stop_after_epoch)
+}
+
+fn run_epochs(
+    config: &TrainConfig,
+    run: &Path,
+    device: Device,
+    progress: bool,
+    resume_from: Option<Progress>,
+    stop_after_epoch: Option<usize>,
+) -> Result<Option<Results>> {
+    let train_data = SplitData::load(&config.dataset, Split::Train, Some(&config.roll_settings))?;
+    let valid_data = SplitData::load(&config.dataset, Split::Valid, Some(&config.roll_settings))?;
 
     tch::manual_seed(config.seed as i64);
-    let vs = VarStore::new(device);
+    let mut vs = VarStore::new(device);
     let model = Model::new(&vs.root(), &config.model);
     let parameters = parameter_count(&vs);
     tracing::info!(
@@ -314,36 +383,68 @@ pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -
     );
     let mut optimizer = AdamW::new(&vs, config);
 
-    let batches_per_epoch = plan_batches(&train_data.rolls, config.batch_size, None).len() as u64;
     let windows_per_batch = |steps: i64| match config.seq_len {
         Some(len) if len > 0 => (steps + len - 1) / len,
         _ => 1,
     };
+    let plan = plan_batches(&train_data.rolls, config.batch_size, None);
+    let batches_per_epoch = plan.len() as u64;
     // Optimiser steps in the whole run, for the schedule (windows make several per batch).
     let planned_steps = {
-        let per_epoch: u64 = plan_batches(&train_data.rolls, config.batch_size, None)
+        let longest = |b: &Vec<usize>| {
+            b.iter()
+                .map(|&i| train_data.rolls[i].len() as i64 - 1)
+                .max()
+                .unwrap_or(1)
+        };
+        let per_epoch: u64 = plan
             .iter()
-            .map(|b| {
-                windows_per_batch(
-                    b.iter()
-                        .map(|&i| train_data.rolls[i].len() as i64 - 1)
-                        .max()
-                        .unwrap_or(1),
-                ) as u64
-            })
+            .map(|b| windows_per_batch(longest(b)) as u64)
             .sum();
         let all = per_epoch * config.epochs as u64;
         config.max_steps.map_or(all, |m| m.min(all))
     };
 
-    let mut csv = std::fs::File::create(run.join("metrics.csv"))?;
-    writeln!(csv, "{}", EpochRow::HEADER)?;
-    let mut rng = SplitMix64(config.seed);
-    let mut step: u64 = 0;
-    let mut best: Option<(usize, f64)> = None;
-    let mut lr = config.lr_at(0, planned_steps);
-    let mut epochs_done = 0;
-    'epochs: for epoch in 1..=config.epochs {
+    let metrics_path = run.join("metrics.csv");
+    let (mut rng, mut step, mut best, first_epoch) = match resume_from {
+        None => {
+            std::fs::write(&metrics_path, format!("{}\n", EpochRow::HEADER))?;
+            (SplitMix64(config.seed), 0, None, 1)
+        }
+        Some(last) => {
+            vs.load(run.join("last.safetensors"))
+                .with_context(|| format!("loading {}", run.join("last.safetensors").display()))?;
+            optimizer.load(&run.join("last.optim.safetensors"))?;
+            // Rows after the checkpoint (none, unless a crash came between the two writes).
+            let text = std::fs::read_to_string(&metrics_path)?;
+            let kept: Vec<&str> = text.lines().take(1 + last.epoch).collect();
+            std::fs::write(&metrics_path, kept.join("\n") + "\n")?;
+            tracing::info!(
+                "resuming {} after epoch {}, step {}",
+                run.display(),
+                last.epoch,
+                last.step
+            );
+            let first = if last.max_steps_reached {
+                config.epochs + 1
+            } else {
+                last.epoch + 1
+            };
+            (
+                SplitMix64(last.rng),
+                last.step,
+                Some((last.best_epoch, last.best_valid_nll)),
+                first,
+            )
+        }
+    };
+    let mut csv = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)?;
+    let mut epochs_done = first_epoch - 1;
+    'epochs: for epoch in first_epoch..=config.epochs {
+        // Dropout draws depend only on (seed, epoch), so a resumed run draws the same ones.
+        tch::manual_seed(config.seed.wrapping_add(epoch as u64) as i64);
         let started = Instant::now();
         let bar = if progress {
             ProgressBar::new(batches_per_epoch).with_style(
@@ -357,7 +458,10 @@ pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -
         };
         bar.set_message(format!("{epoch}/{}", config.epochs));
         let (mut loss_sum, mut loss_frames) = (0.0, 0i64);
-        for indices in plan_batches(&train_data.rolls, config.batch_size, Some(&mut rng)) {
+        let mut lr = config.lr_at(step, planned_steps);
+        let mut max_steps_reached = false;
+        'batches: for indices in plan_batches(&train_data.rolls, config.batch_size, Some(&mut rng))
+        {
             let rolls: Vec<_> = indices.iter().map(|&i| &train_data.rolls[i]).collect();
             let batch = Batch::new(&rolls, device);
             let window = config.seq_len.filter(|&l| l > 0).unwrap_or(batch.steps());
@@ -375,9 +479,16 @@ pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -
                 let loss = &sum / frames as f64;
                 let value = loss.double_value(&[]);
                 if !value.is_finite() {
+                    let last_good = if epoch > 1 {
+                        format!(
+                            "the last good checkpoint is {}",
+                            run.join("last.safetensors").display()
+                        )
+                    } else {
+                        "no checkpoint was written yet".to_owned()
+                    };
                     bail!(
-                        "training loss became {value} at epoch {epoch}, step {step}; stopped. The last good checkpoint is {}",
-                        run.join("last.safetensors").display()
+                        "training loss became {value} at epoch {epoch}, step {step}; stopped: {last_good}"
                     );
                 }
                 optimizer.zero_grad();
@@ -389,22 +500,8 @@ pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -
                 loss_frames += frames;
                 step += 1;
                 if config.max_steps.is_some_and(|m| step >= m) {
-                    bar.finish_and_clear();
-                    let row = finish_epoch(
-                        &model,
-                        &valid_data,
-                        config,
-                        device,
-                        epoch,
-                        step,
-                        lr,
-                        started,
-                        loss_sum,
-                        loss_frames,
-                    );
-                    record_epoch(&vs, &mut optimizer, run, &mut csv, &row, &mut best)?;
-                    epochs_done = epoch;
-                    break 'epochs;
+                    max_steps_reached = true;
+                    break 'batches;
                 }
             }
             bar.inc(1);
@@ -422,8 +519,30 @@ pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -
             loss_sum,
             loss_frames,
         );
-        record_epoch(&vs, &mut optimizer, run, &mut csv, &row, &mut best)?;
+        if best.is_none_or(|(_, nll)| row.valid_nll < nll) {
+            best = Some((epoch, row.valid_nll));
+        }
+        let (best_epoch, best_valid_nll) = best.expect("set above");
+        let progress = Progress {
+            epoch,
+            step,
+            rng: rng.0,
+            best_epoch,
+            best_valid_nll,
+            max_steps_reached,
+        };
+        record_epoch(&vs, &optimizer, run, &mut csv, &row, &progress)?;
         epochs_done = epoch;
+        if max_steps_reached {
+            break 'epochs;
+        }
+        if stop_after_epoch.is_some_and(|e| epoch >= e) && epoch < config.epochs {
+            tracing::info!(
+                "stopped after epoch {epoch}; continue with --resume {}",
+                run.display()
+            );
+            return Ok(None);
+        }
     }
 
     // Test with the best weights.
@@ -443,7 +562,7 @@ pub fn train(config: &TrainConfig, run: &Path, device: Device, progress: bool) -
         test_key_rate_baseline_nll: key_rate_baseline(&train_data.rolls, &test_data.rolls),
     };
     write_json(&run.join("results.json"), &results)?;
-    Ok(results)
+    Ok(Some(results))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -477,13 +596,15 @@ fn finish_epoch(
     }
 }
 
+/// Checkpoint, then the metrics row: a crash between the two loses a row that a resume
+/// recomputes, never a checkpoint that the metrics claim.
 fn record_epoch(
     vs: &VarStore,
-    optimizer: &mut AdamW,
+    optimizer: &AdamW,
     run: &Path,
     csv: &mut std::fs::File,
     row: &EpochRow,
-    best: &mut Option<(usize, f64)>,
+    progress: &Progress,
 ) -> Result<()> {
     tracing::info!(
         "epoch {}: train NLL {:.3}, valid NLL {:.3}, accuracy {:.3}, {:.0} frames/s",
@@ -495,14 +616,14 @@ fn record_epoch(
     );
     save_weights(vs, &run.join("last.safetensors"))?;
     optimizer.save(&run.join("last.optim.safetensors"))?;
-    if best.is_none_or(|(_, nll)| row.valid_nll < nll) {
+    if progress.best_epoch == row.epoch {
         save_weights(vs, &run.join("best.safetensors"))?;
         write_json(
             &run.join("best.json"),
             &serde_json::json!({ "epoch": row.epoch, "step": row.step, "valid_nll": row.valid_nll }),
         )?;
-        *best = Some((row.epoch, row.valid_nll));
     }
+    write_json(&run.join("last.json"), progress)?;
     writeln!(csv, "{}", row.csv())?;
     csv.flush()?;
     Ok(())

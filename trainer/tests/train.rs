@@ -11,7 +11,17 @@ use trainer::data::SplitData;
 use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
-use trainer::train::{Results, Schedule, TrainConfig, evaluate, train};
+use trainer::train::{Results, Schedule, TrainConfig, evaluate, resume, train};
+
+/// libtorch's random generator (dropout, initialisation) is global to the process: tests that
+/// train take turns so each run sees only its own draws.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn nottingham() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/nottingham")
@@ -67,11 +77,14 @@ fn metrics(run: &Path) -> Vec<Vec<f64>> {
 }
 
 fn trains_and_learns(model: ModelConfig) {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 40);
     let run = dir.path().join("run");
     let config = config(model, &dataset);
-    let results = train(&config, &run, Device::Cpu, false).unwrap();
+    let results = train(&config, &run, Device::Cpu, false, None)
+        .unwrap()
+        .unwrap();
 
     // The loss falls: mean training NLL of the last epoch well under the first's, and the model
     // beats the constant key-rate baseline on test.
@@ -129,6 +142,7 @@ fn a_tiny_rwkv_learns() {
 
 #[test]
 fn a_diverging_run_stops_with_a_clear_message() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 12);
     let mut config = config(
@@ -144,7 +158,7 @@ fn a_diverging_run_stops_with_a_clear_message() {
     config.clip_norm = 1e30;
     config.warmup_steps = 0;
     config.schedule = Schedule::Constant;
-    let error = train(&config, &dir.path().join("run"), Device::Cpu, false).unwrap_err();
+    let error = train(&config, &dir.path().join("run"), Device::Cpu, false, None).unwrap_err();
     let message = format!("{error:#}");
     assert!(message.contains("training loss became"), "{message}");
 }
@@ -169,6 +183,7 @@ fn a_dataset_on_another_grid_or_not_a_dataset_is_refused() {
 
 #[test]
 fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 8);
     let run = dir.path().join("run");
@@ -182,7 +197,7 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
         &dataset,
     );
     config.epochs = 1;
-    train(&config, &run, Device::Cpu, false).unwrap();
+    train(&config, &run, Device::Cpu, false, None).unwrap();
 
     let loaded = trainer::sample::load(&run, Device::Cpu).unwrap();
     let primer =
@@ -206,4 +221,53 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
         format!("{error:#}").contains("broken.safetensors"),
         "{error:#}"
     );
+}
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 10);
+    let model = ModelConfig::Lstm(LstmConfig {
+        hidden: 16,
+        layers: 1,
+        dropout_in: 0.25, // dropout on: its random draws must line up too
+        dropout_out: 0.1,
+    });
+    let config = config(model, &dataset);
+    let whole = dir.path().join("whole");
+    let sliced = dir.path().join("sliced");
+    let a = train(&config, &whole, Device::Cpu, false, None)
+        .unwrap()
+        .unwrap();
+    assert!(
+        train(&config, &sliced, Device::Cpu, false, Some(2))
+            .unwrap()
+            .is_none()
+    );
+    assert!(!sliced.join("results.json").exists());
+    assert!(
+        resume(&sliced, Device::Cpu, false, Some(4))
+            .unwrap()
+            .is_none()
+    );
+    let b = resume(&sliced, Device::Cpu, false, None).unwrap().unwrap();
+
+    assert_eq!(a.test, b.test);
+    assert_eq!((a.steps, a.best_epoch), (b.steps, b.best_epoch));
+    // Every column but the timings (seconds, frames/s) is the same.
+    let learning = |run: &Path| -> Vec<Vec<f64>> {
+        metrics(run)
+            .into_iter()
+            .map(|row| row[..7].to_vec())
+            .collect()
+    };
+    assert_eq!(learning(&whole), learning(&sliced));
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(
+        read(&whole.join("last.safetensors")),
+        read(&sliced.join("last.safetensors"))
+    );
+    let finished = resume(&sliced, Device::Cpu, false, None).err().unwrap();
+    assert!(finished.to_string().contains("has finished"), "{finished}");
 }
