@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on a dataset made by `pipeline build`, into a new run folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate music with a trained model (its recurrent form) and write MIDI (and a PNG).
     Sample(SampleArgs),
 }
