@@ -3,10 +3,12 @@
 //! One file per model ([`lstm`], [`rwkv`]), each with its config, a parallel form for training
 //! and a recurrent step for generation; [`model`] puts them behind one interface.
 
+pub mod compare;
 pub mod data;
 pub mod lstm;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod rwkv;
 pub mod sample;
 pub mod train;

@@ -26,6 +26,14 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Generate music with a trained model (its recurrent form) and write MIDI (and a PNG).
     Sample(SampleArgs),
+    /// Table of several runs and their learning curves in one PNG.
+    Compare {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to draw the curves.
+        #[arg(short, long, default_value = "compare.png")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -298,6 +306,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sample(args) => sample(args),
+        Command::Compare { runs, output } => {
+            let summaries = runs
+                .iter()
+                .map(|run| trainer::compare::read_run(run))
+                .collect::<Result<Vec<_>>>()?;
+            print!("{}", trainer::compare::table(&summaries));
+            pipeline::render::write_atomic(&output, &trainer::compare::curves_png(&summaries))
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("curves: {}", output.display());
+            Ok(())
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A run folder holds `config.json`, `metrics.csv` (one row per epoch), `last.safetensors` and
 //! `best.safetensors` (lowest valid NLL; `best.json` says which epoch), the optimizer's moments
-//! in `last.optim.safetensors`, and `results.json` with the test scores. Every file is written
+//! in `last.optim.safetensors`, `last.json` (where to resume), `curves.png` (train and valid
+//! NLL per epoch) and `results.json` with the test scores. Every file is written
 //! to a temporary name and renamed, so a crash never leaves a torn checkpoint.
 
 use std::io::Write;
@@ -626,5 +627,11 @@ fn record_epoch(
     write_json(&run.join("last.json"), progress)?;
     writeln!(csv, "{}", row.csv())?;
     csv.flush()?;
+    // The run's own curves, redrawn every epoch.
+    let summary = crate::compare::read_run(run)?;
+    write_atomic(
+        &run.join("curves.png"),
+        &crate::compare::curves_png(&[summary]),
+    )?;
     Ok(())
 }

@@ -107,6 +107,17 @@ fn trains_and_learns(model: ModelConfig) {
     ] {
         assert!(run.join(file).is_file(), "{file}");
     }
+    assert_eq!(
+        &std::fs::read(run.join("curves.png")).unwrap()[..4],
+        b"\x89PNG"
+    );
+    let summary = trainer::compare::read_run(&run).unwrap();
+    assert_eq!(summary.rows.len(), rows.len());
+    let table = trainer::compare::table(&[summary]);
+    assert!(
+        table.contains(&format!("{:.3}", results.test.nll_per_frame)),
+        "{table}"
+    );
     let saved: TrainConfig =
         serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(saved, config);
