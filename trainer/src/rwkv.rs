@@ -46,7 +46,9 @@ impl RwkvConfig {
             layers: 6,
             embd: 512,
             ffn_mult: 4,
-            wkv_chunk: 32,
+            // On two CPU cores chunks of 16 are as fast as the per-step loop and longer chunks
+            // slower (BENCHMARKS.md); on a GPU, fewer and larger kernels is what pays.
+            wkv_chunk: 16,
         }
     }
 }
