@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled data: Nottingham MIDI → piano-roll datasets and their statistics,
-# one piece rendered back to MIDI and PNG, then small LSTM and RWKV models trained on CPU for an
-# epoch, compared, and sampled. Installs and builds what it needs first, idempotently.
+# one piece rendered back to MIDI and PNG, then small LSTM and RWKV models trained on CPU for three
+# epochs, compared, and sampled. Installs and builds what it needs first, idempotently.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PIANOROLL_ROOT"
@@ -20,13 +20,13 @@ mkdir -p "$OUT/examples"
 "$PIPELINE" render "$OUT/nottingham" --piece test/ashover_simple_chords_11 \
     -o "$OUT/examples/ashover_11.mid" --png "$OUT/examples/ashover_11.png"
 
-# Small models, one epoch each: a demonstration of the flow, not the benchmark results (those
+# Small models, three epochs each: a demonstration of the flow, not the benchmark results (those
 # need the full presets on a GPU; see README).
 rm -rf "$OUT/runs"
 "$TRAINER" train --model lstm --data "$OUT/nottingham" --out "$OUT/runs/lstm-small" \
-    --hidden 64 --layers 1 --epochs 1 --lr 3e-3 --warmup-steps 10
+    --hidden 64 --layers 1 --epochs 3 --lr 3e-3 --warmup-steps 10
 "$TRAINER" train --model rwkv --data "$OUT/nottingham" --out "$OUT/runs/rwkv-small" \
-    --embd 32 --layers 2 --epochs 1 --lr 3e-3 --warmup-steps 10
+    --embd 32 --layers 2 --epochs 3 --lr 3e-3 --warmup-steps 10
 "$TRAINER" compare "$OUT/runs/lstm-small" "$OUT/runs/rwkv-small" -o "$OUT/runs/compare.png"
 for run in lstm-small rwkv-small; do
     "$TRAINER" sample "$OUT/runs/$run" --steps 128 --temperature 1.0 --seed 1 \

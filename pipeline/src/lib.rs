@@ -10,6 +10,7 @@
 //!
 //! The trainer and the server depend on it with default features off (no polars, no CLI).
 
+pub mod baseline;
 pub mod dataset;
 pub mod grid;
 pub mod key;

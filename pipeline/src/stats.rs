@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use serde::Serialize;
 
+use crate::baseline::{constant_rate_nll, smoothed_rates};
 use crate::dataset::{Manifest, Split};
 use crate::roll::{KEY_COUNT, LOWEST_PITCH};
 
@@ -135,27 +136,6 @@ fn quantile(sorted: &[u32], q: f64) -> u32 {
         return 0;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-/// Bernoulli NLL per frame of `counts` (frames each key is on, out of `frames`) under `rates`.
-pub fn constant_rate_nll(rates: &[f64], counts: &[u64], frames: u64) -> f64 {
-    if frames == 0 {
-        return 0.0;
-    }
-    let total: f64 = rates
-        .iter()
-        .zip(counts)
-        .map(|(&p, &on)| -(on as f64 * p.ln() + (frames - on) as f64 * (1.0 - p).ln()))
-        .sum();
-    total / frames as f64
-}
-
-/// Per-key rates with add-½ smoothing, so a key never seen in training costs a finite amount.
-pub fn smoothed_rates(counts: &[u64], frames: u64) -> Vec<f64> {
-    counts
-        .iter()
-        .map(|&on| (on as f64 + 0.5) / (frames as f64 + 1.0))
-        .collect()
 }
 
 /// Statistics of every split of the dataset at `dataset`.
@@ -301,17 +281,6 @@ impl DatasetStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn baseline_nll_of_a_fair_coin_key_is_ln2() {
-        // One key on half the time, at rate 1/2: ln 2 per frame; keys never on add ~0.
-        let mut rates = vec![1e-12; KEY_COUNT];
-        rates[0] = 0.5;
-        let mut counts = vec![0; KEY_COUNT];
-        counts[0] = 50;
-        let nll = constant_rate_nll(&rates, &counts, 100);
-        assert!((nll - std::f64::consts::LN_2).abs() < 1e-6, "{nll}");
-    }
 
     #[test]
     fn pitch_names() {

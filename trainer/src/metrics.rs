@@ -73,28 +73,13 @@ pub struct Scores {
     pub frames: i64,
 }
 
-/// NLL per frame of the constant-rate baseline on `rolls`: each key on at its own rate in
-/// `train` (add-½ smoothed), whatever came before. Trained models must beat it by far.
+/// NLL per frame of the constant-rate baseline on the predicted frames of `rolls`: each key on
+/// at its own rate in `train` (add-½ smoothed), whatever came before.
 pub fn key_rate_baseline(train: &[pipeline::PianoRoll], rolls: &[pipeline::PianoRoll]) -> f64 {
-    let count = |rolls: &[pipeline::PianoRoll]| {
-        let mut on = [0u64; KEY_COUNT];
-        let mut frames = 0u64;
-        for roll in rolls {
-            for frame in &roll.frames()[1..] {
-                frames += 1;
-                frame.keys().for_each(|k| on[k] += 1);
-            }
-        }
-        (on, frames)
-    };
-    let (train_on, train_frames) = count(train);
-    let (on, frames) = count(rolls);
-    let mut nll = 0.0;
-    for key in 0..KEY_COUNT {
-        let p = (train_on[key] as f64 + 0.5) / (train_frames as f64 + 1.0);
-        nll -= on[key] as f64 * p.ln() + (frames - on[key]) as f64 * (1.0 - p).ln();
-    }
-    nll / frames.max(1) as f64
+    use pipeline::baseline::{constant_rate_nll, key_counts, smoothed_rates};
+    let (train_on, train_frames) = key_counts(train, true);
+    let (on, frames) = key_counts(rolls, true);
+    constant_rate_nll(&smoothed_rates(&train_on, train_frames), &on, frames)
 }
 
 #[cfg(test)]
