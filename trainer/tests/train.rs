@@ -282,3 +282,37 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     let finished = resume(&sliced, Device::Cpu, false, None).err().unwrap();
     assert!(finished.to_string().contains("has finished"), "{finished}");
 }
+
+#[test]
+fn truncated_backpropagation_trains_both_kinds() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 20);
+    let models = [
+        ModelConfig::Lstm(LstmConfig {
+            hidden: 32,
+            layers: 1,
+            dropout_in: 0.0,
+            dropout_out: 0.0,
+        }),
+        ModelConfig::Rwkv(RwkvConfig {
+            layers: 1,
+            embd: 16,
+            ffn_mult: 4,
+            wkv_chunk: 16,
+        }),
+    ];
+    for (i, model) in models.into_iter().enumerate() {
+        let mut config = config(model, &dataset);
+        config.seq_len = Some(24);
+        config.epochs = 2;
+        let run = dir.path().join(format!("run{i}"));
+        train(&config, &run, Device::Cpu, false, None)
+            .unwrap()
+            .unwrap();
+        let rows = metrics(&run);
+        // Windows of 24 frames: many more optimiser steps than batches (20 pieces, batch 2).
+        assert!(rows[1][1] > 100.0, "steps {}", rows[1][1]);
+        assert!(rows[1][2] < rows[0][2], "{rows:?}");
+    }
+}
