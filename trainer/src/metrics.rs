@@ -13,20 +13,25 @@ use tch::{Kind, Reduction, Tensor};
 
 use pipeline::KEY_COUNT;
 
-/// Rows of `x` [B, T, …] at the true positions of `mask` [B, T], flattened to [N, …].
-pub fn select_real(x: &Tensor, mask: &Tensor) -> Tensor {
+/// The real positions of `mask` [B, T] and the rows of `logits` and `targets` [B, T, 88] there,
+/// each flattened to [N, 88]. The mask is resolved to indices once for both tensors.
+pub fn select_real(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     let rows = mask.reshape([-1]).nonzero().squeeze_dim(1);
-    x.reshape([-1, KEY_COUNT as i64]).index_select(0, &rows)
+    let pick = |x: &Tensor| x.reshape([-1, KEY_COUNT as i64]).index_select(0, &rows);
+    (pick(logits), pick(targets))
+}
+
+/// Summed NLL of already selected rows (a scalar with gradient) and their count.
+fn nll_of_rows(logits: &Tensor, targets: &Tensor) -> (Tensor, i64) {
+    let sum =
+        logits.binary_cross_entropy_with_logits::<Tensor>(targets, None, None, Reduction::Sum);
+    (sum, logits.size()[0])
 }
 
 /// Summed NLL over real positions (a scalar with gradient) and their count.
 pub fn nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, i64) {
-    let logits = select_real(logits, mask);
-    let targets = select_real(targets, mask);
-    let frames = logits.size()[0];
-    let sum =
-        logits.binary_cross_entropy_with_logits::<Tensor>(&targets, None, None, Reduction::Sum);
-    (sum, frames)
+    let (logits, targets) = select_real(logits, targets, mask);
+    nll_of_rows(&logits, &targets)
 }
 
 /// Running totals for one evaluation.
@@ -41,11 +46,12 @@ pub struct Totals {
 
 impl Totals {
     pub fn add(&mut self, logits: &Tensor, targets: &Tensor, mask: &Tensor) {
-        let (sum, frames) = nll_sum(logits, targets, mask);
+        let (logits, targets) = select_real(logits, targets, mask);
+        let (sum, frames) = nll_of_rows(&logits, &targets);
         self.nll += sum.double_value(&[]);
         self.frames += frames;
-        let predicted = select_real(logits, mask).gt(0.0);
-        let actual = select_real(targets, mask).gt(0.5);
+        let predicted = logits.gt(0.0);
+        let actual = targets.gt(0.5);
         let count = |t: Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
         self.true_positives += count(predicted.logical_and(&actual));
         self.false_positives += count(predicted.logical_and(&actual.logical_not()));
