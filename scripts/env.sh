@@ -59,3 +59,28 @@ ensure_libtorch() {
     # Busy two-core machines: libtorch's spinning OpenMP threads slow everything down.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 }
+
+# ONNX Runtime for the parity tests and the server (ort loads it at run time), from PyPI into
+# .onnxruntime/, where .cargo/config.toml points ORT_DYLIB_PATH. The CPU build (about 35 MB of
+# library), or onnxruntime-gpu with its CUDA provider on a machine with an NVIDIA GPU;
+# PIANOROLL_ORT=cpu|cuda overrides the choice. Reinstalled only when the choice changes.
+ensure_onnxruntime() {
+    local dir="$PIANOROLL_ROOT/.onnxruntime"
+    local variant="${PIANOROLL_ORT:-}"
+    if [ -z "$variant" ]; then
+        if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+            variant=cuda
+        else
+            variant=cpu
+        fi
+    fi
+    local package=onnxruntime==1.31.1
+    [ "$variant" = cuda ] && package=onnxruntime-gpu==1.31.1
+    if [ ! -f "$dir/.installed" ] || [ "$(cat "$dir/.installed")" != "$package" ]; then
+        echo "setup: installing ONNX Runtime ($package) into $dir" >&2
+        rm -rf "$dir"
+        # Only the shared library is used, so none of the Python dependencies.
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$dir" "$package"
+        echo "$package" > "$dir/.installed"
+    fi
+}

@@ -32,9 +32,12 @@ for run in lstm-small rwkv-small; do
     "$TRAINER" sample "$OUT/runs/$run" --steps 128 --temperature 1.0 --seed 1 \
         --primer data/nottingham/test/ashover_simple_chords_11.mid \
         -o "$OUT/examples/$run.mid" --png "$OUT/examples/$run.png"
+    # The model folders the server runs (ONNX, no libtorch needed to use them).
+    "$TRAINER" export "$OUT/runs/$run" -o "$OUT/models/${run%-small}" --force
 done
 
 echo
 echo "datasets: $OUT/nottingham (benchmark grid), $OUT/nottingham-seed (0.3 s frames)"
 echo "runs:     $OUT/runs/ (compare.png: their learning curves)"
+echo "models:   $OUT/models/ (model.onnx + model.json per model)"
 echo "music:    $OUT/examples/ (a piece rendered back, and one continuation per model, .mid + .png)"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The test suite: every crate's unit and integration tests, on the bundled data.
-# Installs what it needs first (libtorch for the trainer, the Python readers for the interop
-# tests), idempotently.
+# Installs what it needs first (libtorch for the trainer, ONNX Runtime for the export parity
+# tests, the Python readers for the interop tests), idempotently.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PIANOROLL_ROOT"
 
 ensure_python_readers
 ensure_libtorch
+ensure_onnxruntime
 export PIANOROLL_REQUIRE_PYTHON=1
 
 # Release mode shares one build of the dependencies with the binaries (polars is slow to

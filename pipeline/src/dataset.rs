@@ -451,7 +451,8 @@ fn process(file: &InputFile, settings: &RollSettings) -> Processed {
     Processed { record, piece }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal, as the manifest and model cards write digests.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -5,9 +5,11 @@
 
 pub mod compare;
 pub mod data;
+pub mod export;
 pub mod lstm;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod plot;
 pub mod rwkv;
 pub mod sample;

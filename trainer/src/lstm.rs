@@ -139,3 +139,100 @@ impl Lstm {
         (logits.squeeze_dim(1), state)
     }
 }
+
+/// `scale` and `shift` of an eval-mode BatchNorm, `y = x·scale + shift`, computed in f64.
+fn batch_norm_affine(norm: &nn::BatchNorm) -> (Tensor, Tensor) {
+    let f64_of = |t: &Tensor| t.detach().to_kind(Kind::Double);
+    let gamma = f64_of(norm.ws.as_ref().expect("affine BatchNorm"));
+    let beta = f64_of(norm.bs.as_ref().expect("affine BatchNorm"));
+    let scale = gamma / (f64_of(&norm.running_var) + crate::onnx::NORM_EPS).sqrt();
+    let shift = beta - f64_of(&norm.running_mean) * &scale;
+    (scale, shift)
+}
+
+impl Lstm {
+    /// The recurrent step as an ONNX graph (eval mode: dropout gone, each BatchNorm folded into
+    /// its neighbouring Linear). State per layer `l`: `lstm{l}.h` and `lstm{l}.c`, [batch, H].
+    /// `variables` are the VarStore's, for the LSTM's own weights.
+    pub fn onnx_step(
+        &self,
+        graph: &mut crate::onnx::StepGraph,
+        variables: &std::collections::HashMap<String, Tensor>,
+    ) -> String {
+        use crate::onnx::Attr;
+        let f64_of = |t: &Tensor| t.detach().to_kind(Kind::Double);
+        // Linear then BatchNorm: scale the rows of W and the bias.
+        let (scale, shift) = batch_norm_affine(&self.norm_in);
+        let w = f64_of(&self.input.ws) * scale.unsqueeze(1);
+        let b = f64_of(self.input.bs.as_ref().expect("bias")) * &scale + shift;
+        let mut x = graph.linear(proto::card::FRAME_INPUT, &w, Some(&b), "input");
+
+        let h = self.config.hidden;
+        for layer in 0..self.config.layers {
+            let weight = |name: &str| {
+                variables
+                    .get(&format!("lstm.{name}_l{layer}"))
+                    .unwrap_or_else(|| panic!("LSTM variable {name}_l{layer}"))
+            };
+            let prefix = format!("lstm{layer}");
+            let h_in = graph.state_input(&format!("{prefix}.h"), h, 0.0, "LSTM hidden state");
+            let c_in = graph.state_input(&format!("{prefix}.c"), h, 0.0, "LSTM cell state");
+            // gates = x·W_ihᵀ + (b_ih + b_hh) + h·W_hhᵀ, in torch's order i, f, g, o.
+            let from_input = graph.linear(
+                &x,
+                weight("weight_ih"),
+                Some(&(weight("bias_ih") + weight("bias_hh"))),
+                &format!("{prefix}.gates_from_input"),
+            );
+            let w_hh = graph.constant(&format!("{prefix}.weight_hh"), weight("weight_hh"));
+            let gates = graph.node(
+                "Gemm",
+                &[&h_in, &w_hh, &from_input],
+                &format!("{prefix}.gates"),
+                &[Attr::Int("transB", 1)],
+            );
+            let names = ["input_gate", "forget_gate", "cell_candidate", "output_gate"]
+                .map(|g| format!("{prefix}.{g}_preactivation"));
+            let names_ref = names.each_ref().map(String::as_str);
+            graph.node_n("Split", &[&gates], &names_ref, &[Attr::Int("axis", 1)]);
+            let i = graph.node(
+                "Sigmoid",
+                &[&names[0]],
+                &format!("{prefix}.input_gate"),
+                &[],
+            );
+            let f = graph.node(
+                "Sigmoid",
+                &[&names[1]],
+                &format!("{prefix}.forget_gate"),
+                &[],
+            );
+            let g = graph.node(
+                "Tanh",
+                &[&names[2]],
+                &format!("{prefix}.cell_candidate"),
+                &[],
+            );
+            let o = graph.node(
+                "Sigmoid",
+                &[&names[3]],
+                &format!("{prefix}.output_gate"),
+                &[],
+            );
+            let kept = graph.node("Mul", &[&f, &c_in], &format!("{prefix}.kept"), &[]);
+            let added = graph.node("Mul", &[&i, &g], &format!("{prefix}.added"), &[]);
+            let c = graph.node("Add", &[&kept, &added], &format!("{prefix}.cell"), &[]);
+            let c_tanh = graph.node("Tanh", &[&c], &format!("{prefix}.cell_tanh"), &[]);
+            x = graph.node("Mul", &[&o, &c_tanh], &format!("{prefix}.hidden"), &[]);
+            graph.state_output(&h_in, &x);
+            graph.state_output(&c_in, &c);
+        }
+
+        // BatchNorm then Linear: scale the columns of W, move the shift into the bias.
+        let (scale, shift) = batch_norm_affine(&self.norm_out);
+        let w_out = f64_of(&self.output.ws);
+        let b = f64_of(self.output.bs.as_ref().expect("bias")) + w_out.matmul(&shift);
+        let w = w_out * scale.unsqueeze(0);
+        graph.linear(&x, &w, Some(&b), "output")
+    }
+}

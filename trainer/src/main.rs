@@ -26,6 +26,18 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Generate music with a trained model (its recurrent form) and write MIDI (and a PNG).
     Sample(SampleArgs),
+    /// Write a run's weights as a model folder for the server: model.onnx (one recurrent step)
+    /// and model.json.
+    Export {
+        /// A run folder (uses best.safetensors) or a .safetensors file in one.
+        checkpoint: PathBuf,
+        /// Model folder to create, e.g. models/lstm.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace an existing model folder.
+        #[arg(long)]
+        force: bool,
+    },
     /// Table of several runs and their learning curves in one PNG.
     Compare {
         #[arg(required = true)]
@@ -306,6 +318,21 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sample(args) => sample(args),
+        Command::Export {
+            checkpoint,
+            output,
+            force,
+        } => {
+            let card = trainer::export::export(&checkpoint, &output, force)?;
+            println!(
+                "exported {} model ({} parameters, {} state tensors) to {}",
+                card.kind,
+                card.metrics.parameters,
+                card.states.len(),
+                output.display()
+            );
+            Ok(())
+        }
         Command::Compare { runs, output } => {
             let summaries = runs
                 .iter()

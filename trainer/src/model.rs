@@ -17,6 +17,15 @@ impl State {
     pub fn detach(&self) -> State {
         State(self.0.iter().map(|t| t.detach()).collect())
     }
+
+    /// The state as the exported ONNX step takes it: one [B, width] tensor per layer and kind,
+    /// layer by layer (`lstm0.h`, `lstm0.c`, `lstm1.h`, …), the order of `model.json`.
+    pub fn per_layer(&self) -> Vec<Tensor> {
+        let layers = self.0.first().map_or(0, |t| t.size()[0]);
+        (0..layers)
+            .flat_map(|layer| self.0.iter().map(move |t| t.get(layer)))
+            .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,31 +1,18 @@
 //! The parallel and the recurrent forms of each model compute the same function: on random
 //! weights and random binary inputs, 64+ steps one at a time equal one pass over the sequence.
 
+mod common;
+
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
 
+use common::randomise;
+
 const STEPS: i64 = 70; // not a multiple of the WKV chunk: the last chunk is partial
 const BATCH: i64 = 3;
-
-/// Overwrite every variable with random values of a moderate scale, so no zero-initialised layer
-/// hides a difference between the two forms.
-fn randomise(vs: &VarStore) {
-    tch::no_grad(|| {
-        for (name, mut var) in vs.variables() {
-            let random = if name.ends_with("time_decay") {
-                Tensor::rand_like(&var) * 4.0 - 3.0 // w = e^-3 .. e^1
-            } else if name.ends_with("running_var") {
-                Tensor::rand_like(&var) + 0.5
-            } else {
-                Tensor::randn_like(&var) * 0.5
-            };
-            var.copy_(&random);
-        }
-    });
-}
 
 fn random_frames(steps: i64) -> Tensor {
     Tensor::rand([BATCH, steps, 88], (Kind::Float, Device::Cpu))

@@ -1,10 +1,12 @@
 //! Tiny models of both kinds train for a few epochs on part of the bundled data (CPU, seconds):
 //! the loss falls, the run folder holds what it should, and the checkpoints load.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use pipeline::RollSettings;
-use pipeline::dataset::{BuildOptions, Split, build};
+use pipeline::dataset::Split;
 use tch::Device;
 use tch::nn::VarStore;
 use trainer::data::SplitData;
@@ -13,59 +15,7 @@ use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
 use trainer::train::{Results, Schedule, TrainConfig, evaluate, resume, train};
 
-/// libtorch's random generator (dropout, initialisation) is global to the process: tests that
-/// train take turns so each run sees only its own draws.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    TRAINING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn nottingham() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/nottingham")
-}
-
-/// A dataset of the first `n` pieces of each bundled split.
-fn small_dataset(root: &Path, n: usize) -> PathBuf {
-    let input = root.join("input");
-    for split in Split::ALL {
-        let folder = input.join(split.as_str());
-        std::fs::create_dir_all(&folder).unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(nottingham().join(split.as_str()))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for file in files.into_iter().take(n) {
-            std::fs::copy(&file, folder.join(file.file_name().unwrap())).unwrap();
-        }
-    }
-    let output = root.join("dataset");
-    build(&input, &output, &BuildOptions::default()).unwrap();
-    output
-}
-
-fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
-    TrainConfig {
-        model,
-        dataset: dataset.to_owned(),
-        roll_settings: RollSettings::benchmark(),
-        epochs: 6,
-        max_steps: None,
-        batch_size: 2,
-        seq_len: None,
-        lr: 1e-2,
-        weight_decay: 0.01,
-        beta1: 0.9,
-        beta2: 0.999,
-        schedule: Schedule::Cosine,
-        warmup_steps: 5,
-        clip_norm: 1.0,
-        seed: 7,
-    }
-}
+use common::{config, one_at_a_time, small_dataset};
 
 fn metrics(run: &Path) -> Vec<Vec<f64>> {
     std::fs::read_to_string(run.join("metrics.csv"))

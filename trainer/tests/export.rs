@@ -1,0 +1,377 @@
+//! `trainer export` on tiny trained models of both kinds: the ONNX step run by ONNX Runtime
+//! (and by ONNX's own reference evaluator) agrees with tch's recurrent form on every step, the
+//! card describes the graph, and bad checkpoints or destinations leave nothing behind.
+
+mod common;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::Tensor as OrtTensor;
+use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
+use tch::{Device, Kind, Tensor};
+use trainer::lstm::LstmConfig;
+use trainer::model::{ModelConfig, State};
+use trainer::rwkv::RwkvConfig;
+use trainer::sample::load;
+use trainer::train::train;
+
+use common::{config, one_at_a_time, randomise, small_dataset};
+
+const STEPS: usize = 64;
+const TOLERANCE: f32 = 1e-4;
+
+fn lstm() -> ModelConfig {
+    ModelConfig::Lstm(LstmConfig {
+        hidden: 24,
+        layers: 2,
+        dropout_in: 0.25,
+        dropout_out: 0.1,
+    })
+}
+
+fn rwkv() -> ModelConfig {
+    ModelConfig::Rwkv(RwkvConfig {
+        layers: 2,
+        embd: 24,
+        ffn_mult: 4,
+        wkv_chunk: 16,
+    })
+}
+
+/// Both kinds trained briefly once per test process (so BatchNorm statistics and every RWKV
+/// matrix are away from their initial values): (lstm run, rwkv run).
+fn trained_runs() -> &'static (PathBuf, PathBuf) {
+    static RUNS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    RUNS.get_or_init(|| {
+        let _turn = one_at_a_time();
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-test-runs");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let dataset = small_dataset(&root, 12);
+        let run = |model: ModelConfig| {
+            let mut config = config(model, &dataset);
+            config.epochs = 2;
+            let run = root.join(model.kind());
+            train(&config, &run, Device::Cpu, false, None).unwrap();
+            run
+        };
+        (run(lstm()), run(rwkv()))
+    })
+}
+
+fn environment() -> &'static ort::environment::Environment {
+    static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        // .cargo/config.toml points this at the copy scripts/env.sh installs.
+        let library = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH is set");
+        assert!(
+            Path::new(&library).is_file(),
+            "ONNX Runtime is not at {library}: run the tests through scripts/test.sh, which installs it"
+        );
+        ort::init_from(&library).unwrap().build().unwrap()
+    })
+}
+
+fn session(model: &Path) -> Session {
+    Session::builder(environment())
+        .unwrap()
+        .with_intra_threads(1)
+        .unwrap()
+        .commit_from_file(model.join(GRAPH_FILE))
+        .unwrap()
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::try_from(t.to_kind(Kind::Float).reshape([-1])).unwrap()
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+/// Random binary frames, [steps][batch * 88], from a seed.
+fn random_frames(batch: usize, seed: i64) -> Vec<Vec<f32>> {
+    let _turn = one_at_a_time();
+    tch::manual_seed(seed);
+    (0..STEPS)
+        .map(|_| {
+            let t = Tensor::rand([batch as i64, 88], (Kind::Float, Device::Cpu)).lt(0.1);
+            to_vec(&t)
+        })
+        .collect()
+}
+
+/// tch's recurrent form over `frames`: logits of every step.
+fn tch_logits(run: &Path, batch: usize, frames: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let loaded = load(run, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        let mut state = loaded.model.zero_state(batch as i64, Device::Cpu);
+        let mut logits = Vec::new();
+        for frame in frames {
+            let x = Tensor::from_slice(frame).reshape([batch as i64, 88]);
+            let (l, next): (Tensor, State) = loaded.model.step(&x, &state);
+            logits.push(to_vec(&l));
+            state = next;
+        }
+        let final_state = state.per_layer().iter().map(to_vec).collect();
+        (logits, final_state)
+    })
+}
+
+/// ONNX Runtime over `frames`, driven only by what model.json says.
+fn ort_logits(model: &Path, batch: usize, frames: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let card = ModelCard::read(model).unwrap();
+    let mut session = session(model);
+    let mut state: Vec<Vec<f32>> = card
+        .states
+        .iter()
+        .map(|s| vec![s.initial; batch * s.width])
+        .collect();
+    let mut logits = Vec::new();
+    for frame in frames {
+        let mut inputs: Vec<(Cow<str>, SessionInputValue)> = vec![(
+            card.frame_input.clone().into(),
+            OrtTensor::from_array(([batch, 88], frame.clone()))
+                .unwrap()
+                .into(),
+        )];
+        for (spec, values) in card.states.iter().zip(&state) {
+            let tensor = OrtTensor::from_array(([batch, spec.width], values.clone())).unwrap();
+            inputs.push((spec.input.clone().into(), tensor.into()));
+        }
+        let outputs = session.run(inputs).unwrap();
+        let read = |name: &str| -> Vec<f32> {
+            let (shape, data) = outputs[name].try_extract_tensor::<f32>().unwrap();
+            assert_eq!(shape[0], batch as i64, "{name} has the batch first");
+            data.to_vec()
+        };
+        logits.push(read(&card.logits_output));
+        state = card.states.iter().map(|s| read(&s.output)).collect();
+    }
+    (logits, state)
+}
+
+/// `run` (a run folder or a checkpoint in one) exported to a model folder called `name`.
+fn exported(run: &Path, name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-test-runs");
+    let out = root.join("models").join(name);
+    let _ = std::fs::remove_dir_all(&out);
+    trainer::export::export(run, &out, false).unwrap();
+    out
+}
+
+/// A checkpoint beside the run's, with every weight and statistic replaced by random values of
+/// a moderate scale, so that no small or zero-initialised weight hides a mistake in the graph.
+fn randomised_checkpoint(run: &Path) -> PathBuf {
+    let path = run.join("randomised.safetensors");
+    let _turn = one_at_a_time();
+    let loaded = load(run, Device::Cpu).unwrap();
+    tch::manual_seed(5);
+    randomise(&loaded.vs);
+    loaded.vs.save(&path).unwrap();
+    path
+}
+
+/// ONNX Runtime agrees with tch on every step of 64 free-running steps (each carrying its own
+/// state) at batch 1 and 7, for the trained and for randomised weights.
+fn parity(run: &Path, kind: &str) {
+    let randomised = randomised_checkpoint(run);
+    parity_of(run, kind);
+    parity_of(&randomised, &format!("{kind}-randomised"));
+}
+
+fn parity_of(run: &Path, kind: &str) {
+    let model = exported(run, kind);
+    for (batch, seed) in [(1, 11), (7, 12)] {
+        let frames = random_frames(batch, seed);
+        let (expected, expected_state) = tch_logits(run, batch, &frames);
+        let (actual, actual_state) = ort_logits(&model, batch, &frames);
+        let mut worst: f32 = 0.0;
+        for (step, (e, a)) in expected.iter().zip(&actual).enumerate() {
+            let difference = max_difference(e, a);
+            worst = worst.max(difference);
+            assert!(
+                difference < TOLERANCE,
+                "{kind}, batch {batch}, step {step}: logits differ by {difference}"
+            );
+        }
+        eprintln!("{kind}, batch {batch}: largest logit difference over {STEPS} steps {worst:e}");
+        assert_eq!(expected_state.len(), actual_state.len());
+        for (i, (e, a)) in expected_state.iter().zip(&actual_state).enumerate() {
+            let difference = max_difference(e, a);
+            assert!(
+                difference < TOLERANCE,
+                "{kind}, batch {batch}: final state tensor {i} differs by {difference}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lstm_step_in_onnx_runtime_matches_tch() {
+    parity(&trained_runs().0, "lstm");
+}
+
+#[test]
+fn rwkv_step_in_onnx_runtime_matches_tch() {
+    parity(&trained_runs().1, "rwkv");
+}
+
+#[test]
+fn card_describes_the_graph_and_the_run() {
+    let (lstm_run, rwkv_run) = trained_runs();
+    for (run, kind, per_layer) in [(lstm_run, "lstm", 2), (rwkv_run, "rwkv", 5)] {
+        let model = exported(run, &format!("{kind}-card"));
+        let card = ModelCard::read(&model).unwrap();
+        assert_eq!(card.kind, kind);
+        assert_eq!(card.states.len(), 2 * per_layer, "two layers");
+        assert_eq!(card.states[0].width, 24);
+        assert!(card.metrics.parameters > 0);
+        assert!(card.metrics.test_nll_per_frame.is_some());
+        assert!(card.metrics.epoch.is_some());
+        assert_eq!(card.source.sha256.len(), 64);
+        assert_eq!(card.roll_settings, pipeline::RollSettings::benchmark());
+        // The graph's inputs and outputs are exactly the card's names.
+        let session = session(&model);
+        let mut inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        let mut outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        let mut want_in: Vec<&str> = card.states.iter().map(|s| s.input.as_str()).collect();
+        want_in.push(&card.frame_input);
+        let mut want_out: Vec<&str> = card.states.iter().map(|s| s.output.as_str()).collect();
+        want_out.push(&card.logits_output);
+        for v in [&mut inputs, &mut outputs, &mut want_in, &mut want_out] {
+            v.sort_unstable();
+        }
+        assert_eq!(inputs, want_in);
+        assert_eq!(outputs, want_out);
+    }
+}
+
+/// Nothing but the named entries in `dir` (no staging folders left behind).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn bad_checkpoints_and_destinations_leave_nothing_behind() {
+    let (lstm_run, _) = trained_runs();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    for file in ["config.json", "best.safetensors"] {
+        std::fs::copy(lstm_run.join(file), run.join(file)).unwrap();
+    }
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+
+    // A truncated checkpoint.
+    let weights = std::fs::read(run.join("best.safetensors")).unwrap();
+    std::fs::write(run.join("cut.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let error = trainer::export::export(&run.join("cut.safetensors"), &models.join("a"), false)
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("cut.safetensors"),
+        "{error:#}"
+    );
+    assert!(entries(&models).is_empty(), "{:?}", entries(&models));
+
+    // Weights of another shape than config.json says.
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    config["model"]["hidden"] = 32.into();
+    std::fs::write(run.join("config.json"), config.to_string()).unwrap();
+    let error = trainer::export::export(&run, &models.join("b"), false).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("best.safetensors"),
+        "{error:#}"
+    );
+    assert!(entries(&models).is_empty(), "{:?}", entries(&models));
+
+    // An existing destination needs --force, and only a model folder is ever replaced.
+    let good = exported(lstm_run, "good");
+    let card_before = std::fs::read(good.join(CARD_FILE)).unwrap();
+    let error = trainer::export::export(lstm_run, &good, false).unwrap_err();
+    assert!(format!("{error:#}").contains("--force"), "{error:#}");
+    assert_eq!(std::fs::read(good.join(CARD_FILE)).unwrap(), card_before);
+    trainer::export::export(lstm_run, &good, true).unwrap();
+    let precious = dir.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), "keep me").unwrap();
+    let error = trainer::export::export(lstm_run, &precious, true).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("not a model folder"),
+        "{error:#}"
+    );
+    assert_eq!(entries(&precious), ["notes.txt"]);
+}
+
+/// ONNX's own checker (full check, with shape inference) accepts the files, and ONNX's
+/// reference evaluator — a second, independent runtime — computes the same logits as tch.
+#[test]
+fn onnx_checker_and_reference_evaluator_agree() {
+    let Some(python) = pianoroll_tests::python() else {
+        return;
+    };
+    let (lstm_run, rwkv_run) = trained_runs();
+    for (run, kind) in [(lstm_run, "lstm"), (rwkv_run, "rwkv")] {
+        let model = exported(run, &format!("{kind}-reference"));
+        let batch = 3;
+        let frames = random_frames(batch, 21);
+        let (expected, _) = tch_logits(run, batch, &frames[..16]);
+        let frames_path = model.parent().unwrap().join(format!("{kind}-frames.json"));
+        std::fs::write(&frames_path, serde_json::to_vec(&frames[..16]).unwrap()).unwrap();
+        let script = r#"
+import json, sys
+import numpy as np
+import onnx
+from onnx.reference import ReferenceEvaluator
+folder, frames_path, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+onnx.checker.check_model(folder + "/model.onnx", full_check=True)
+card = json.load(open(folder + "/model.json"))
+session = ReferenceEvaluator(folder + "/model.onnx")
+state = {s["input"]: np.full((batch, s["width"]), s["initial"], np.float32) for s in card["states"]}
+names = [card["logits_output"]] + [s["output"] for s in card["states"]]
+logits = []
+for frame in json.load(open(frames_path)):
+    feeds = dict(state)
+    feeds[card["frame_input"]] = np.array(frame, np.float32).reshape(batch, 88)
+    out = dict(zip(names, session.run(names, feeds)))
+    logits.append(out[card["logits_output"]].reshape(-1).tolist())
+    state = {s["input"]: out[s["output"]] for s in card["states"]}
+print(json.dumps(logits))
+"#;
+        let output = std::process::Command::new(&python)
+            .args(["-c", script])
+            .arg(&model)
+            .arg(&frames_path)
+            .arg(batch.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let actual: Vec<Vec<f32>> = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(actual.len(), expected.len());
+        for (step, (e, a)) in expected.iter().zip(&actual).enumerate() {
+            let difference = max_difference(e, a);
+            assert!(
+                difference < TOLERANCE,
+                "{kind}, step {step}: reference evaluator differs by {difference}"
+            );
+        }
+    }
+}
