@@ -80,15 +80,12 @@ pub struct OnnxVersions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a model card: {source}")]
+    #[error("{path}: cannot read: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: not a model card: {error}")]
     Parse {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{path}: {problem}")]
     Invalid { path: String, problem: String },
@@ -99,15 +96,14 @@ impl ModelCard {
     pub fn read(dir: &Path) -> Result<ModelCard, CardError> {
         let path = dir.join(CARD_FILE);
         let shown = path.display().to_string();
-        let bytes = std::fs::read(&path).map_err(|source| CardError::Read {
+        let bytes = std::fs::read(&path).map_err(|error| CardError::Read {
             path: shown.clone(),
-            source,
+            error,
         })?;
-        let card: ModelCard =
-            serde_json::from_slice(&bytes).map_err(|source| CardError::Parse {
-                path: shown.clone(),
-                source,
-            })?;
+        let card: ModelCard = serde_json::from_slice(&bytes).map_err(|error| CardError::Parse {
+            path: shown.clone(),
+            error,
+        })?;
         card.check().map_err(|problem| CardError::Invalid {
             path: shown,
             problem,

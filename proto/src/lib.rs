@@ -4,10 +4,23 @@
 //!   prost from `onnx/onnx.proto`, a subset of the ONNX schema with its field numbers).
 //! - [`card`]: `model.json`, the card beside every exported `model.onnx` that tells the server
 //!   what the graph's inputs, outputs and states are and what grid its frames are on.
+//! - [`pianoroll_v1`] (feature `grpc`): the server's gRPC API, from
+//!   `pianoroll/v1/composer.proto`, compiled by tonic.
 
 pub mod card;
 
 /// ONNX protobuf messages (package `onnx`).
 pub mod onnx {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+/// The gRPC API `pianoroll.v1` (feature `grpc`): messages, `composer_server` and
+/// `composer_client`.
+#[cfg(feature = "grpc")]
+pub mod pianoroll_v1 {
+    include!(concat!(env!("OUT_DIR"), "/pianoroll.v1.rs"));
+
+    /// Encoded descriptors of the API, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/pianoroll_v1_descriptor.bin"));
 }

@@ -1,0 +1,314 @@
+//! Continuous batching: every active generation of one model advances together, one ONNX
+//! Runtime call per frame for the whole batch.
+//!
+//! Each model has one batcher thread that owns its session. Between steps it takes in new
+//! requests (they join at the next frame) and drops cancelled ones (their client went away);
+//! finished ones leave after their last frame. Rows are independent in the step graph (dropout
+//! is gone and BatchNorm is folded into constants), and every request samples with its own
+//! generator seeded from the request, so a request's music does not depend on what else runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::Tensor;
+use pipeline::{Frame, KEY_COUNT, LOWEST_PITCH};
+use proto::card::ModelCard;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+/// What a generation sends back to the request handler.
+#[derive(Debug)]
+pub enum Event {
+    /// Generated frames `first ..` (0 = the first after the primer).
+    Frames { first: usize, frames: Vec<Frame> },
+    /// All requested frames were sent.
+    Done { seconds: f64 },
+    /// The model failed; the generation is over.
+    Failed(String),
+}
+
+/// A held generation slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A limit on concurrent generations, shared by all models of a server.
+#[derive(Clone, Debug)]
+pub struct Slots {
+    active: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Slots {
+    pub fn new(limit: usize) -> Slots {
+        Slots {
+            active: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// A slot, or `None` when all `limit` are taken.
+    pub fn try_acquire(&self) -> Option<Slot> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.active.clone()))
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+/// One generation request, validated.
+#[derive(Debug)]
+pub struct Job {
+    /// The frames fed before sampling starts: the primer, or one silent frame.
+    pub start: Vec<Frame>,
+    /// Frames to sample after `start`.
+    pub frames: usize,
+    pub temperature: f32,
+    pub seed: u64,
+    /// Frames per [`Event::Frames`].
+    pub chunk_frames: usize,
+    pub events: tokio::sync::mpsc::UnboundedSender<Event>,
+    pub slot: Slot,
+}
+
+/// A generation in the batch.
+struct Active {
+    job: Job,
+    rng: ChaCha8Rng,
+    /// Frames fed to the model so far.
+    fed: usize,
+    generated: usize,
+    last: Frame,
+    pending: Vec<Frame>,
+    /// One row per state tensor, in card order.
+    state: Vec<Vec<f32>>,
+    started: Instant,
+}
+
+impl Active {
+    fn new(job: Job, card: &ModelCard) -> Active {
+        Active {
+            rng: ChaCha8Rng::seed_from_u64(job.seed),
+            fed: 0,
+            generated: 0,
+            last: Frame::SILENT,
+            pending: Vec::new(),
+            state: card
+                .states
+                .iter()
+                .map(|s| vec![s.initial; s.width])
+                .collect(),
+            started: Instant::now(),
+            job,
+        }
+    }
+
+    fn input(&self) -> Frame {
+        self.job.start.get(self.fed).copied().unwrap_or(self.last)
+    }
+
+    /// Sample a frame from `logits`: key k is on when a uniform draw is below
+    /// sigmoid(logit / T). Always 88 draws per frame, so the stream depends only on the seed.
+    fn sample(&mut self, logits: &[f32]) -> Frame {
+        let mut frame = Frame::SILENT;
+        for (key, &logit) in logits.iter().enumerate() {
+            let p = 1.0 / (1.0 + (-(f64::from(logit) / f64::from(self.job.temperature))).exp());
+            let uniform = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            if uniform < p {
+                frame.insert(key);
+            }
+        }
+        frame
+    }
+
+    /// Send what is pending; false when the client has gone.
+    fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let frames = std::mem::take(&mut self.pending);
+        let first = self.generated - frames.len();
+        self.job
+            .events
+            .send(Event::Frames { first, frames })
+            .is_ok()
+    }
+
+    fn finished(&self) -> bool {
+        self.generated == self.job.frames
+    }
+}
+
+/// The handle to one model's batcher thread.
+pub struct Batcher {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Batcher {
+    /// Start the thread that runs `session` for the model `name`.
+    pub fn start(name: &str, session: Session, card: ModelCard) -> Batcher {
+        let (jobs, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("batcher-{name}"))
+            .spawn(move || run(session, card, receiver))
+            .expect("spawning a batcher thread");
+        Batcher {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queue a job; it joins the batch at the next frame. Gives the job back when the batcher
+    /// has stopped.
+    pub fn submit(&self, job: Job) -> Result<(), Box<Job>> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| Box::new(e.0)),
+            None => Err(Box::new(job)),
+        }
+    }
+}
+
+impl Drop for Batcher {
+    /// Stop taking jobs, let the running ones finish, and wait for the thread.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Active> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match jobs.recv() {
+                Ok(job) => batch.push(Active::new(job, &card)),
+                Err(mpsc::RecvError) => return, // no more jobs will come
+            }
+        }
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(Active::new(job, &card));
+        }
+        // A closed channel means the client went away: its slot is freed with the job.
+        batch.retain(|a| !a.job.events.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(message) = step(&mut session, &card, &mut batch) {
+            tracing::error!("model step failed: {message}");
+            for active in batch.drain(..) {
+                let _ = active.job.events.send(Event::Failed(message.clone()));
+            }
+            continue;
+        }
+        batch.retain_mut(|active| {
+            if !active.finished() {
+                return true;
+            }
+            let seconds = active.started.elapsed().as_secs_f64();
+            let _ = active.flush() && active.job.events.send(Event::Done { seconds }).is_ok();
+            false
+        });
+    }
+}
+
+/// One frame for every generation in `batch`: one session call.
+fn step(session: &mut Session, card: &ModelCard, batch: &mut [Active]) -> Result<(), String> {
+    let rows = batch.len();
+    let mut frames = vec![0f32; rows * KEY_COUNT];
+    for (row, active) in batch.iter().enumerate() {
+        for key in active.input().keys() {
+            frames[row * KEY_COUNT + key] = 1.0;
+        }
+    }
+    let tensor =
+        |shape: [usize; 2], values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
+            Ok(Tensor::from_array((shape, values))
+                .map_err(|e| e.to_string())?
+                .into())
+        };
+    let mut inputs = vec![(
+        std::borrow::Cow::from(card.frame_input.as_str()),
+        tensor([rows, KEY_COUNT], frames)?,
+    )];
+    for (index, spec) in card.states.iter().enumerate() {
+        let values: Vec<f32> = batch
+            .iter()
+            .flat_map(|a| a.state[index].iter().copied())
+            .collect();
+        inputs.push((
+            spec.input.as_str().into(),
+            tensor([rows, spec.width], values)?,
+        ));
+    }
+    let outputs = session.run(inputs).map_err(|e| e.to_string())?;
+    let read = |name: &str, width: usize| -> Result<&[f32], String> {
+        let (_, values) = outputs
+            .get(name)
+            .ok_or_else(|| format!("the model has no output {name}"))?
+            .try_extract_tensor::<f32>()
+            .map_err(|e| e.to_string())?;
+        if values.len() != rows * width {
+            return Err(format!(
+                "output {name} has {} values, expected {}",
+                values.len(),
+                rows * width
+            ));
+        }
+        Ok(values)
+    };
+    for (index, spec) in card.states.iter().enumerate() {
+        let values = read(&spec.output, spec.width)?;
+        for (row, active) in batch.iter_mut().enumerate() {
+            active.state[index].copy_from_slice(&values[row * spec.width..(row + 1) * spec.width]);
+        }
+    }
+    let logits = read(&card.logits_output, KEY_COUNT)?;
+    for (row, active) in batch.iter_mut().enumerate() {
+        active.fed += 1;
+        if active.fed < active.job.start.len() {
+            continue; // still reading the primer
+        }
+        let frame = active.sample(&logits[row * KEY_COUNT..(row + 1) * KEY_COUNT]);
+        active.last = frame;
+        active.pending.push(frame);
+        active.generated += 1;
+        if active.pending.len() >= active.job.chunk_frames && !active.finished() {
+            // A failed send means the client went away; the next round drops the job.
+            active.flush();
+        }
+    }
+    Ok(())
+}
+
+/// The MIDI pitches of a frame, for the wire.
+pub fn pitches(frame: Frame) -> Vec<u32> {
+    frame.pitches().map(u32::from).collect()
+}
+
+/// A frame from MIDI pitches; `None` if one is off the keyboard.
+pub fn frame_of(pitches: &[u32]) -> Option<Frame> {
+    let in_range =
+        |p: u32| (u32::from(LOWEST_PITCH)..u32::from(LOWEST_PITCH) + KEY_COUNT as u32).contains(&p);
+    if !pitches.iter().all(|&p| in_range(p)) {
+        return None;
+    }
+    Frame::from_pitches(pitches.iter().map(|&p| p as u8))
+}

@@ -1,0 +1,17 @@
+//! pianoroll's server: music generation over gRPC (`pianoroll.v1.Composer`) with models
+//! exported by `trainer export`, on ONNX Runtime. It never links libtorch: the ONNX file and its
+//! `model.json` are the whole interface to the trainer.
+//!
+//! - [`runtime`]: loading ONNX Runtime, choosing the execution provider.
+//! - [`registry`]: the model folders a server runs.
+//! - [`batcher`]: continuous batching, one session call per frame for all generations of a model.
+//! - [`service`]: the gRPC service, validation and status codes.
+//! - [`server`]: health, reflection, limits, graceful shutdown.
+//! - [`client`]: the `serve generate` command's client.
+
+pub mod batcher;
+pub mod client;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+pub mod service;

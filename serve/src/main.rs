@@ -1,0 +1,168 @@
+//! `serve`: the gRPC server, and a client for people (`serve generate`, `serve models`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serve::client::GenerateArgs;
+use serve::runtime::Device;
+use serve::server::{Server, ServerConfig, bind, shutdown_signal};
+use serve::service::Limits;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Serve music generation over gRPC with exported pianoroll models (ONNX Runtime)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Folder of model folders (each with model.onnx and model.json, from `trainer export`).
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+    /// ONNX Runtime threads per model (0: ONNX Runtime's default).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Most frames one request may generate (and the longest primer).
+    #[arg(long, default_value_t = Limits::default().max_frames)]
+    max_frames: usize,
+    /// Most generations running at once, over all models.
+    #[arg(long, default_value_t = Limits::default().max_concurrent)]
+    max_concurrent: usize,
+    /// Largest request or response message in bytes.
+    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// After SIGINT/SIGTERM, seconds running generations get to finish.
+    #[arg(long, default_value_t = 30)]
+    drain_seconds: u64,
+    /// The ONNX Runtime shared library (default: $ORT_DYLIB_PATH, else the project's copy).
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask a running server for a piece and write it as MIDI (and PNG).
+    Generate(ClientArgs),
+    /// List a running server's models.
+    Models {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+    },
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Model name (see `serve models`).
+    #[arg(long)]
+    model: String,
+    /// Frames to generate after the primer.
+    #[arg(long, default_value_t = 128)]
+    frames: u32,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// MIDI file to continue.
+    #[arg(long)]
+    primer: Option<PathBuf>,
+    /// Tempo of the written MIDI file, quarter notes per minute.
+    #[arg(long)]
+    tempo: Option<f64>,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also write the piano roll as a PNG.
+    #[arg(long)]
+    png: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
+    match runtime.block_on(run(Cli::parse())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Generate(args)) => {
+            serve::client::generate(
+                &args.addr,
+                &GenerateArgs {
+                    model: args.model,
+                    frames: args.frames,
+                    temperature: args.temperature,
+                    seed: args.seed,
+                    primer: args.primer,
+                    tempo_bpm: args.tempo,
+                    output: args.output,
+                    png: args.png,
+                },
+            )
+            .await
+        }
+        Some(Command::Models { addr }) => serve::client::list(&addr).await,
+        None => serve_models(cli.server).await,
+    }
+}
+
+async fn serve_models(args: ServerArgs) -> Result<()> {
+    let config = ServerConfig {
+        models: args.models,
+        device: args.device,
+        threads: args.threads,
+        limits: Limits {
+            max_frames: args.max_frames,
+            max_concurrent: args.max_concurrent,
+            max_message_bytes: args.max_message_bytes,
+        },
+        drain: Duration::from_secs(args.drain_seconds),
+        onnxruntime: args.onnxruntime,
+    };
+    let server = tokio::task::spawn_blocking(move || Server::load(config))
+        .await
+        .expect("loading models")?;
+    let listener = bind(args.addr)
+        .await
+        .with_context(|| format!("--addr {}: cannot listen", args.addr))?;
+    let addr = listener.local_addr()?;
+    for (name, kind, provider) in server.models() {
+        tracing::info!("serving {name} ({kind}) on {provider}");
+    }
+    tracing::info!(
+        "listening on {addr} ({} models, {} broken folders skipped)",
+        server.models().len(),
+        server.broken().len()
+    );
+    server.run(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

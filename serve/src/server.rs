@@ -1,0 +1,170 @@
+//! Putting the server together: ONNX Runtime, the models, the Composer service, the standard
+//! health and reflection services, and a graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::pianoroll_v1::composer_server::ComposerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
+use crate::runtime::{Device, RuntimeError};
+use crate::service::{ComposerService, Limits};
+
+/// The fully qualified name of the service, as health checks and reflection know it.
+pub const SERVICE_NAME: &str = "pianoroll.v1.Composer";
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub models: PathBuf,
+    pub device: Device,
+    /// ONNX Runtime intra-op threads per model (0: its default).
+    pub threads: usize,
+    pub limits: Limits,
+    /// After a shutdown signal, how long running generations may take to finish.
+    pub drain: Duration,
+    /// The ONNX Runtime library, if not the default (see [`crate::runtime`]).
+    pub onnxruntime: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("--models {0}: no usable model folder (each needs model.onnx and model.json)")]
+    NoModels(String),
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server with its models loaded, ready to serve on a listener.
+pub struct Server {
+    models: Arc<BTreeMap<String, LoadedModel>>,
+    broken: Vec<Broken>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Load ONNX Runtime and every model folder (blocking). Broken folders are logged and
+    /// skipped; having none that works is an error.
+    pub fn load(config: ServerConfig) -> Result<Server, ServeError> {
+        let environment = crate::runtime::init(config.onnxruntime.as_deref())?;
+        let (models, broken) =
+            load_models(environment, &config.models, config.device, config.threads)?;
+        if models.is_empty() {
+            return Err(ServeError::NoModels(config.models.display().to_string()));
+        }
+        Ok(Server {
+            models: Arc::new(models),
+            broken,
+            config,
+        })
+    }
+
+    /// (name, kind, execution provider) of each model.
+    pub fn models(&self) -> Vec<(String, String, &'static str)> {
+        self.models
+            .values()
+            .map(|m| (m.name.clone(), m.card.kind.clone(), m.provider.name()))
+            .collect()
+    }
+
+    pub fn broken(&self) -> &[Broken] {
+        &self.broken
+    }
+
+    /// Serve on `listener` until `shutdown` completes; then stop taking calls and give running
+    /// generations up to the configured drain time to finish.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let limits = self.config.limits;
+        let composer = ComposerServer::new(ComposerService::new(self.models.clone(), limits))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
+            .await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::pianoroll_v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("the API's descriptors are valid");
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::pianoroll_v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .expect("the API's descriptors are valid");
+
+        let (stop_taking_calls, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = signalled.send(());
+            let _ = stop_taking_calls.send(());
+        });
+        let serving = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(composer)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            });
+        let drain = self.config.drain;
+        let drain_deadline = async move {
+            if signal_seen.await.is_ok() {
+                tracing::info!("shutting down: finishing running generations");
+                tokio::time::sleep(drain).await;
+                tracing::warn!("drain time of {drain:?} over; stopping");
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = serving => result?,
+            () = drain_deadline => {}
+        }
+        // The batcher threads stop once their queues are closed and their batches are done.
+        let models = self.models;
+        tokio::task::spawn_blocking(move || drop(models))
+            .await
+            .expect("stopping the batchers");
+        Ok(())
+    }
+}
+
+/// Wait for SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Bind `addr` (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,338 @@
+//! The `pianoroll.v1.Composer` service: request validation (with the status codes clients can
+//! act on), and the translation between batcher events and gRPC messages.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use pipeline::midi::MidiWriteOptions;
+use pipeline::render::{PngOptions, render_png};
+use pipeline::{Frame, Grid, PianoRoll, Transpose, write_midi};
+use proto::pianoroll_v1::composer_server::Composer;
+use proto::pianoroll_v1::{
+    ComposeRequest, ComposeResponse, Frame as WireFrame, FrameChunk, GenerateRequest,
+    GenerateResponse, GenerateSummary, ListModelsRequest, ListModelsResponse, ModelInfo,
+    generate_request, generate_response, grid,
+};
+use tokio_stream::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::batcher::{Event, Job, Slots, frame_of, pitches};
+use crate::registry::LoadedModel;
+use crate::runtime::Provider;
+
+/// What one server accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most frames one request may generate, and the longest primer.
+    pub max_frames: usize,
+    /// Most generations running at once, over all models.
+    pub max_concurrent: usize,
+    /// Largest request or response message, bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frames: 10_000,
+            max_concurrent: 256,
+            max_message_bytes: 4 << 20,
+        }
+    }
+}
+
+const DEFAULT_CHUNK_FRAMES: usize = 16;
+const MAX_TEMPO_BPM: f64 = 1_000.0;
+
+pub struct ComposerService {
+    models: Arc<BTreeMap<String, LoadedModel>>,
+    slots: Slots,
+    limits: Limits,
+}
+
+/// A validated request, queued on its model's batcher.
+struct Started<'a> {
+    model: &'a LoadedModel,
+    primer: Vec<Frame>,
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
+fn wire_frames(frames: &[Frame]) -> Vec<WireFrame> {
+    frames
+        .iter()
+        .map(|&f| WireFrame {
+            pitches: pitches(f),
+        })
+        .collect()
+}
+
+fn summary(
+    model: &str,
+    provider: Provider,
+    primer: usize,
+    generated: usize,
+    seconds: f64,
+) -> GenerateSummary {
+    GenerateSummary {
+        model: model.to_owned(),
+        primer_frames: primer as u32,
+        generated_frames: generated as u32,
+        seconds,
+        execution_provider: provider.name().to_owned(),
+    }
+}
+
+impl ComposerService {
+    pub fn new(models: Arc<BTreeMap<String, LoadedModel>>, limits: Limits) -> ComposerService {
+        ComposerService {
+            models,
+            slots: Slots::new(limits.max_concurrent),
+            limits,
+        }
+    }
+
+    fn model(&self, name: &str) -> Result<&LoadedModel, Status> {
+        self.models.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            Status::not_found(format!(
+                "model: no model named {name:?} (this server has: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    fn primer(&self, request: &GenerateRequest, model: &LoadedModel) -> Result<Vec<Frame>, Status> {
+        let frames = match &request.primer {
+            None => Vec::new(),
+            Some(generate_request::Primer::PrimerMidi(bytes)) => {
+                pipeline::read_midi(bytes, &model.card.roll_settings)
+                    .map_err(|e| Status::invalid_argument(format!("primer_midi: {e}")))?
+                    .roll
+                    .frames()
+                    .to_vec()
+            }
+            Some(generate_request::Primer::PrimerFrames(frames)) => frames
+                .frames
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    frame_of(&f.pitches).ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "primer_frames.frames[{i}]: pitches must be MIDI {}..={}",
+                            pipeline::LOWEST_PITCH,
+                            pipeline::HIGHEST_PITCH
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if frames.len() > self.limits.max_frames {
+            return Err(Status::resource_exhausted(format!(
+                "primer: {} frames, this server accepts at most {}",
+                frames.len(),
+                self.limits.max_frames
+            )));
+        }
+        Ok(frames)
+    }
+
+    /// Validate `request`, take a slot and queue the generation.
+    fn start(&self, request: &GenerateRequest) -> Result<Started<'_>, Status> {
+        let model = self.model(&request.model)?;
+        let frames = request.frames as usize;
+        if frames == 0 {
+            return Err(Status::invalid_argument("frames: must be at least 1"));
+        }
+        if frames > self.limits.max_frames {
+            return Err(Status::resource_exhausted(format!(
+                "frames: {frames} requested, this server generates at most {} per request",
+                self.limits.max_frames
+            )));
+        }
+        let temperature = request.temperature.unwrap_or(1.0);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Status::invalid_argument(format!(
+                "temperature: must be a positive number, got {temperature}"
+            )));
+        }
+        if let Some(bpm) = request.tempo_bpm
+            && !(bpm.is_finite() && bpm > 0.0 && bpm <= MAX_TEMPO_BPM)
+        {
+            return Err(Status::invalid_argument(format!(
+                "tempo_bpm: must be in (0, {MAX_TEMPO_BPM}], got {bpm}"
+            )));
+        }
+        let primer = self.primer(request, model)?;
+        let slot = self.slots.try_acquire().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "the server is running its limit of {} generations; try again shortly",
+                self.limits.max_concurrent
+            ))
+        })?;
+        let chunk_frames = match request.chunk_frames as usize {
+            0 => DEFAULT_CHUNK_FRAMES,
+            n => n.min(frames),
+        };
+        let (sender, events) = tokio::sync::mpsc::unbounded_channel();
+        let job = Job {
+            start: if primer.is_empty() {
+                vec![Frame::SILENT]
+            } else {
+                primer.clone()
+            },
+            frames,
+            temperature,
+            seed: request.seed,
+            chunk_frames,
+            events: sender,
+            slot,
+        };
+        model
+            .batcher
+            .submit(job)
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        Ok(Started {
+            model,
+            primer,
+            events,
+        })
+    }
+}
+
+fn model_info(model: &LoadedModel) -> ModelInfo {
+    let card = &model.card;
+    let step = match card.roll_settings.grid {
+        Grid::Beats { frames_per_beat } => grid::Step::FramesPerBeat(frames_per_beat),
+        Grid::Seconds { micros } => grid::Step::FrameMicros(micros),
+    };
+    let m = &card.metrics;
+    let metrics = [
+        ("parameters", Some(m.parameters as f64)),
+        ("epoch", m.epoch.map(|e| e as f64)),
+        ("valid_nll_per_frame", m.valid_nll_per_frame),
+        ("test_nll_per_frame", m.test_nll_per_frame),
+        ("test_frame_accuracy", m.test_frame_accuracy),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+    .collect();
+    ModelInfo {
+        name: model.name.clone(),
+        kind: card.kind.clone(),
+        grid: Some(proto::pianoroll_v1::Grid { step: Some(step) }),
+        transpose: match card.roll_settings.transpose {
+            Transpose::ToC => "to_c",
+            Transpose::None => "none",
+        }
+        .to_owned(),
+        metrics,
+        execution_provider: model.provider.name().to_owned(),
+        lowest_pitch: u32::from(card.lowest_pitch),
+        pitch_count: card.pitch_count as u32,
+    }
+}
+
+type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Composer for ComposerService {
+    async fn list_models(
+        &self,
+        _request: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        Ok(Response::new(ListModelsResponse {
+            models: self.models.values().map(model_info).collect(),
+        }))
+    }
+
+    type GenerateStream = GenerateStream;
+
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<GenerateStream>, Status> {
+        let request = request.into_inner();
+        let started = self.start(&request)?;
+        let model = started.model;
+        let (name, provider) = (model.name.clone(), model.provider);
+        let primer_frames = started.primer.len();
+        let mut generated = 0;
+        let stream = UnboundedReceiverStream::new(started.events).map(move |event| {
+            let event = match event {
+                Event::Frames { first, frames } => {
+                    generated = first + frames.len();
+                    generate_response::Event::Chunk(FrameChunk {
+                        first_frame: first as u32,
+                        frames: wire_frames(&frames),
+                    })
+                }
+                Event::Done { seconds } => generate_response::Event::Summary(summary(
+                    &name,
+                    provider,
+                    primer_frames,
+                    generated,
+                    seconds,
+                )),
+                Event::Failed(message) => {
+                    return Err(Status::internal(format!("the model failed: {message}")));
+                }
+            };
+            Ok(GenerateResponse { event: Some(event) })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn compose(
+        &self,
+        request: Request<ComposeRequest>,
+    ) -> Result<Response<ComposeResponse>, Status> {
+        let request = request.into_inner();
+        let generation = request
+            .generation
+            .ok_or_else(|| Status::invalid_argument("generation: missing"))?;
+        let mut started = self.start(&generation)?;
+        let mut frames = started.primer.clone();
+        let seconds = loop {
+            match started.events.recv().await {
+                Some(Event::Frames { frames: chunk, .. }) => frames.extend(chunk),
+                Some(Event::Done { seconds }) => break seconds,
+                Some(Event::Failed(message)) => {
+                    return Err(Status::internal(format!("the model failed: {message}")));
+                }
+                None => return Err(Status::internal("the generation stopped unexpectedly")),
+            }
+        };
+        let model = started.model;
+        let generated = frames.len() - started.primer.len();
+        let roll = PianoRoll::from_frames(frames);
+        let title = format!("pianoroll {} ({})", model.name, model.card.kind);
+        let midi = write_midi(
+            &roll,
+            model.card.roll_settings.grid,
+            &MidiWriteOptions {
+                tempo_bpm: generation.tempo_bpm,
+                title: Some(&title),
+                key: None,
+            },
+        );
+        let png = if request.png {
+            render_png(&roll, &PngOptions::default())
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(ComposeResponse {
+            midi,
+            png,
+            summary: Some(summary(
+                &model.name,
+                model.provider,
+                started.primer.len(),
+                generated,
+                seconds,
+            )),
+        }))
+    }
+}
