@@ -158,20 +158,29 @@ impl Active {
 pub struct Batcher {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    peak: Arc<AtomicUsize>,
 }
 
 impl Batcher {
     /// Start the thread that runs `session` for the model `name`.
     pub fn start(name: &str, session: Session, card: ModelCard) -> Batcher {
         let (jobs, receiver) = mpsc::channel();
+        let peak = Arc::new(AtomicUsize::new(0));
+        let peak_seen = peak.clone();
         let thread = std::thread::Builder::new()
             .name(format!("batcher-{name}"))
-            .spawn(move || run(session, card, receiver))
+            .spawn(move || run(session, card, receiver, &peak_seen))
             .expect("spawning a batcher thread");
         Batcher {
             jobs: Some(jobs),
             thread: Some(thread),
+            peak,
         }
+    }
+
+    /// The largest batch this model has run so far (shared, updated as it runs).
+    pub fn peak_batch(&self) -> Arc<AtomicUsize> {
+        self.peak.clone()
     }
 
     /// Queue a job; it joins the batch at the next frame. Gives the job back when the batcher
@@ -194,7 +203,7 @@ impl Drop for Batcher {
     }
 }
 
-fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>) {
+fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, peak: &AtomicUsize) {
     let mut batch: Vec<Active> = Vec::new();
     loop {
         if batch.is_empty() {
@@ -211,6 +220,7 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>) {
         if batch.is_empty() {
             continue;
         }
+        peak.fetch_max(batch.len(), Ordering::Relaxed);
         if let Err(message) = step(&mut session, &card, &mut batch) {
             tracing::error!("model step failed: {message}");
             for active in batch.drain(..) {

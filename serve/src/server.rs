@@ -76,6 +76,14 @@ impl Server {
             .collect()
     }
 
+    /// Each model's largest batch so far, live (for tests and benchmarks).
+    pub fn peak_batches(&self) -> Vec<(String, Arc<std::sync::atomic::AtomicUsize>)> {
+        self.models
+            .values()
+            .map(|m| (m.name.clone(), m.batcher.peak_batch()))
+            .collect()
+    }
+
     pub fn broken(&self) -> &[Broken] {
         &self.broken
     }

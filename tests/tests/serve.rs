@@ -1,0 +1,646 @@
+//! The server end to end: tiny LSTM and RWKV models trained on the bundled data and exported,
+//! a real gRPC server on 127.0.0.1, real clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pipeline::dataset::{BuildOptions, Split, build};
+use pipeline::{Frame, RollSettings};
+use proto::pianoroll_v1::composer_client::ComposerClient;
+use proto::pianoroll_v1::{
+    ComposeRequest, Frame as WireFrame, Frames, GenerateRequest, ListModelsRequest,
+    generate_request, generate_response,
+};
+use serve::runtime::Device;
+use serve::server::{SERVICE_NAME, Server, ServerConfig};
+use serve::service::Limits;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+use trainer::lstm::LstmConfig;
+use trainer::model::ModelConfig;
+use trainer::rwkv::RwkvConfig;
+use trainer::train::{Schedule, TrainConfig, train};
+
+/// Models exported from tiny runs, once per test process: `lstm`, `rwkv`, and a broken folder.
+fn models() -> &'static Path {
+    static MODELS: OnceLock<PathBuf> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-test-models");
+        let _ = std::fs::remove_dir_all(&root);
+        let input = root.join("input");
+        for split in Split::ALL {
+            let folder = input.join(split.as_str());
+            std::fs::create_dir_all(&folder).unwrap();
+            let mut files: Vec<_> =
+                std::fs::read_dir(pianoroll_tests::nottingham().join(split.as_str()))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect();
+            files.sort();
+            for file in files.into_iter().take(12) {
+                std::fs::copy(&file, folder.join(file.file_name().unwrap())).unwrap();
+            }
+        }
+        let dataset = root.join("dataset");
+        build(&input, &dataset, &BuildOptions::default()).unwrap();
+        let models = root.join("models");
+        let lstm = ModelConfig::Lstm(LstmConfig {
+            hidden: 32,
+            layers: 1,
+            dropout_in: 0.25,
+            dropout_out: 0.1,
+        });
+        let rwkv = ModelConfig::Rwkv(RwkvConfig {
+            layers: 2,
+            embd: 16,
+            ffn_mult: 4,
+            wkv_chunk: 16,
+        });
+        for model in [lstm, rwkv] {
+            let config = TrainConfig {
+                model,
+                dataset: dataset.clone(),
+                roll_settings: RollSettings::benchmark(),
+                epochs: 2,
+                max_steps: None,
+                batch_size: 4,
+                seq_len: None,
+                lr: 1e-2,
+                weight_decay: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                schedule: Schedule::Cosine,
+                warmup_steps: 3,
+                clip_norm: 1.0,
+                seed: 3,
+            };
+            let run = root.join("runs").join(model.kind());
+            train(&config, &run, tch::Device::Cpu, false, None).unwrap();
+            trainer::export::export(&run, &models.join(model.kind()), false).unwrap();
+        }
+        // A folder that looks like a model but is not: reported, and the others still serve.
+        let broken = models.join("broken");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("model.json"), "{ not json").unwrap();
+        std::fs::write(broken.join("model.onnx"), "not onnx").unwrap();
+        models
+    })
+}
+
+/// A server running on a free port of 127.0.0.1 until the returned sender fires or drops.
+struct Running {
+    addr: SocketAddr,
+    /// Largest batch each model has run.
+    peak_batches: Vec<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>)>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(limits: Limits) -> Running {
+        let config = ServerConfig {
+            models: models().to_owned(),
+            device: Device::Cpu,
+            threads: 1,
+            limits,
+            drain: Duration::from_secs(20),
+            onnxruntime: None,
+        };
+        let server = Server::load(config).unwrap();
+        assert_eq!(server.broken().len(), 1, "the broken folder is reported");
+        let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peak_batches = server.peak_batches();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Running {
+            addr,
+            peak_batches,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn client(&self) -> ComposerClient<Channel> {
+        ComposerClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    models(); // train before the clock of any async timeout starts
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn request(model: &str, frames: u32, seed: u64) -> GenerateRequest {
+    GenerateRequest {
+        model: model.to_owned(),
+        frames,
+        temperature: Some(1.0),
+        seed,
+        primer: None,
+        tempo_bpm: None,
+        chunk_frames: 5,
+    }
+}
+
+/// All frames of a Generate stream, checking chunk order and the summary.
+async fn generate(client: &mut ComposerClient<Channel>, request: GenerateRequest) -> Vec<Vec<u32>> {
+    let wanted = request.frames;
+    let mut stream = client.generate(request).await.unwrap().into_inner();
+    let mut frames = Vec::new();
+    let mut summary = None;
+    while let Some(message) = stream.next().await {
+        match message.unwrap().event.unwrap() {
+            generate_response::Event::Chunk(chunk) => {
+                assert_eq!(chunk.first_frame as usize, frames.len(), "chunks in order");
+                frames.extend(chunk.frames.into_iter().map(|f| f.pitches));
+            }
+            generate_response::Event::Summary(s) => summary = Some(s),
+        }
+    }
+    let summary = summary.expect("the stream ends with a summary");
+    assert_eq!(summary.generated_frames, wanted);
+    assert_eq!(summary.execution_provider, "CPU");
+    assert_eq!(frames.len(), wanted as usize);
+    frames
+}
+
+#[test]
+fn health_and_reflection_answer() {
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+        for service in [SERVICE_NAME, ""] {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            assert_eq!(
+                status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+        }
+
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut reflection = ServerReflectionClient::new(server.channel().await);
+        let requests = tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }]);
+        let mut responses = reflection
+            .server_reflection_info(requests)
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("not a service list: {response:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.iter().any(|n| n == SERVICE_NAME), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+        server.stop().await;
+    });
+}
+
+#[test]
+fn list_models_describes_each_working_model() {
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let models = server
+            .client()
+            .await
+            .list_models(ListModelsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .models;
+        let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["lstm", "rwkv"], "the broken folder is left out");
+        for model in &models {
+            assert_eq!(model.kind, model.name);
+            assert_eq!(model.execution_provider, "CPU");
+            assert_eq!((model.lowest_pitch, model.pitch_count), (21, 88));
+            assert_eq!(model.transpose, "to_c");
+            assert!(model.metrics["test_nll_per_frame"] > 0.0);
+            assert!(model.metrics["parameters"] > 0.0);
+        }
+        server.stop().await;
+    });
+}
+
+/// The requests of the batching test: both models, several seeds and temperatures, with and
+/// without primers, different lengths (so generations join and leave the batch at different
+/// frames).
+fn mixed_requests() -> Vec<GenerateRequest> {
+    let primer_midi =
+        std::fs::read(pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid"))
+            .unwrap();
+    (0..32u64)
+        .map(|i| {
+            let model = if i % 2 == 0 { "lstm" } else { "rwkv" };
+            let mut r = request(model, 20 + (i as u32 * 7) % 50, 1000 + i / 4);
+            r.temperature = Some([0.7, 1.0, 1.3][i as usize % 3]);
+            r.primer = match i % 4 {
+                1 => Some(generate_request::Primer::PrimerMidi(primer_midi.clone())),
+                2 => Some(generate_request::Primer::PrimerFrames(Frames {
+                    frames: (0..(i as u32 % 9))
+                        .map(|k| WireFrame {
+                            pitches: vec![48 + k, 60 + k],
+                        })
+                        .collect(),
+                })),
+                _ => None,
+            };
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn concurrent_streams_equal_the_same_requests_one_at_a_time() {
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let requests = mixed_requests();
+        let mut alone = Vec::new();
+        for r in &requests {
+            alone.push(generate(&mut server.client().await, r.clone()).await);
+        }
+        let together = futures_join(
+            requests
+                .iter()
+                .map(|r| {
+                    let r = r.clone();
+                    let addr = server.addr;
+                    async move {
+                        let mut client = ComposerClient::connect(format!("http://{addr}"))
+                            .await
+                            .unwrap();
+                        generate(&mut client, r).await
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+            assert_eq!(
+                a, t,
+                "request {i}: concurrent frames differ from the lone run"
+            );
+        }
+        // Different seeds give different music (the generators are really per request).
+        assert_ne!(alone[0], alone[4]);
+        let peaks = server.peak_batches.clone();
+        assert!(
+            peaks
+                .iter()
+                .all(|(_, peak)| peak.load(std::sync::atomic::Ordering::Relaxed) > 1),
+            "both models ran batches of several generations"
+        );
+        server.stop().await;
+    });
+}
+
+/// Run futures concurrently on the runtime and collect their outputs in order.
+async fn futures_join<T: Send + 'static>(
+    futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+async fn status_of(client: &mut ComposerClient<Channel>, request: GenerateRequest) -> Code {
+    match client.generate(request).await {
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            match stream.next().await {
+                Some(Err(status)) => status.code(),
+                _ => Code::Ok,
+            }
+        }
+        Err(status) => status.code(),
+    }
+}
+
+#[test]
+fn bad_requests_get_their_status_and_the_server_keeps_serving() {
+    runtime().block_on(async {
+        let limits = Limits {
+            max_frames: 500,
+            max_concurrent: 2,
+            max_message_bytes: 64 * 1024,
+        };
+        let server = Running::start(limits).await;
+        let mut client = server.client().await;
+        let with = |f: &dyn Fn(&mut GenerateRequest)| {
+            let mut r = request("lstm", 10, 1);
+            f(&mut r);
+            r
+        };
+        let cases: Vec<(&str, GenerateRequest, Code)> = vec![
+            (
+                "unknown model",
+                with(&|r| r.model = "nope".into()),
+                Code::NotFound,
+            ),
+            ("no frames", with(&|r| r.frames = 0), Code::InvalidArgument),
+            (
+                "negative temperature",
+                with(&|r| r.temperature = Some(-1.0)),
+                Code::InvalidArgument,
+            ),
+            (
+                "zero temperature",
+                with(&|r| r.temperature = Some(0.0)),
+                Code::InvalidArgument,
+            ),
+            (
+                "NaN temperature",
+                with(&|r| r.temperature = Some(f32::NAN)),
+                Code::InvalidArgument,
+            ),
+            (
+                "bad tempo",
+                with(&|r| r.tempo_bpm = Some(-5.0)),
+                Code::InvalidArgument,
+            ),
+            (
+                "too many frames",
+                with(&|r| r.frames = 501),
+                Code::ResourceExhausted,
+            ),
+            (
+                "pitch off the keyboard",
+                with(&|r| {
+                    r.primer = Some(generate_request::Primer::PrimerFrames(Frames {
+                        frames: vec![WireFrame {
+                            pitches: vec![60, 200],
+                        }],
+                    }))
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                "primer that is not MIDI",
+                with(&|r| {
+                    r.primer = Some(generate_request::Primer::PrimerMidi(b"RIFF....".to_vec()))
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                "primer over the frame limit",
+                with(&|r| {
+                    r.primer = Some(generate_request::Primer::PrimerFrames(Frames {
+                        frames: vec![WireFrame { pitches: vec![60] }; 501],
+                    }))
+                }),
+                Code::ResourceExhausted,
+            ),
+            (
+                "message over the size limit",
+                with(&|r| r.primer = Some(generate_request::Primer::PrimerMidi(vec![0; 100_000]))),
+                Code::OutOfRange,
+            ),
+        ];
+        for (what, request, code) in cases {
+            assert_eq!(status_of(&mut client, request).await, code, "{what}");
+        }
+        let status = client
+            .compose(ComposeRequest {
+                generation: None,
+                png: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "compose without a generation"
+        );
+
+        // Over the concurrency limit: two long generations hold both slots.
+        let mut long = Vec::new();
+        for seed in 0..2 {
+            let mut r = request("rwkv", 500, seed);
+            r.chunk_frames = 1;
+            let mut stream = client.generate(r).await.unwrap().into_inner();
+            stream.next().await.unwrap().unwrap(); // running
+            long.push(stream);
+        }
+        assert_eq!(
+            status_of(&mut client, request("lstm", 10, 1)).await,
+            Code::ResourceExhausted
+        );
+        drop(long);
+
+        // Still serving: a good request works once the slots are free again.
+        let frames = eventually(|| {
+            let mut client = client.clone();
+            async move {
+                let mut stream = client
+                    .generate(request("lstm", 10, 1))
+                    .await
+                    .ok()?
+                    .into_inner();
+                let mut n = 0;
+                while let Some(message) = stream.next().await {
+                    if let generate_response::Event::Chunk(c) = message.ok()?.event? {
+                        n += c.frames.len();
+                    }
+                }
+                Some(n)
+            }
+        })
+        .await;
+        assert_eq!(frames, 10);
+        server.stop().await;
+    });
+}
+
+/// Retry `attempt` for up to 10 s until it gives `Some`.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_cancelled_stream_frees_its_slot() {
+    runtime().block_on(async {
+        let limits = Limits {
+            max_frames: 1_000_000,
+            max_concurrent: 1,
+            ..Limits::default()
+        };
+        let server = Running::start(limits).await;
+        let mut client = server.client().await;
+        // A generation that would run for minutes.
+        let mut stream = client
+            .generate(request("rwkv", 1_000_000, 9))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.next().await.unwrap().unwrap();
+        assert_eq!(
+            status_of(&mut client, request("lstm", 5, 1)).await,
+            Code::ResourceExhausted
+        );
+        drop(stream); // the client goes away
+        let started = Instant::now();
+        eventually(|| {
+            let mut client = client.clone();
+            async move {
+                (status_of(&mut client, request("lstm", 5, 1)).await == Code::Ok).then_some(())
+            }
+        })
+        .await;
+        eprintln!("slot free {:?} after the cancel", started.elapsed());
+        server.stop().await;
+    });
+}
+
+#[test]
+fn compose_writes_midi_and_png_of_the_streamed_music() {
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let mut client = server.client().await;
+        let mut r = request("rwkv", 48, 77);
+        r.primer = Some(generate_request::Primer::PrimerFrames(Frames {
+            frames: vec![WireFrame { pitches: vec![60, 64, 67] }; 4],
+        }));
+        r.tempo_bpm = Some(90.0);
+        let streamed = generate(&mut client, r.clone()).await;
+        let composed = client
+            .compose(ComposeRequest {
+                generation: Some(r),
+                png: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(composed.png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        // The MIDI file holds the primer and then exactly the streamed frames.
+        let as_written = RollSettings {
+            transpose: pipeline::Transpose::None,
+            ..RollSettings::benchmark()
+        };
+        let piece = pipeline::read_midi(&composed.midi, &as_written).unwrap();
+        let frames: Vec<Vec<u32>> = piece
+            .roll
+            .frames()
+            .iter()
+            .map(|f| f.pitches().map(u32::from).collect())
+            .collect();
+        assert_eq!(&frames[..4], vec![vec![60, 64, 67]; 4].as_slice());
+        // A roll read back from MIDI ends at its last note: compare what it has.
+        let generated = &frames[4..];
+        assert!(generated.len() <= streamed.len());
+        assert_eq!(generated, &streamed[..generated.len()]);
+        assert!(streamed[generated.len()..].iter().all(Vec::is_empty));
+        let summary = composed.summary.unwrap();
+        assert_eq!((summary.primer_frames, summary.generated_frames), (4, 48));
+
+        // Other MIDI software opens the file: mido reads the notes back.
+        if let Some(python) = pianoroll_tests::python() {
+            let path = models().parent().unwrap().join("composed.mid");
+            std::fs::write(&path, &composed.midi).unwrap();
+            let output = std::process::Command::new(python)
+                .args([
+                    "-c",
+                    "import mido,sys; m=mido.MidiFile(sys.argv[1]); \
+                     print(sum(1 for t in m.tracks for e in t if e.type=='note_on' and e.velocity>0))",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let notes: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+            let runs = pipeline::PianoRoll::from_frames(
+                frames
+                    .iter()
+                    .map(|p| Frame::from_pitches(p.iter().map(|&x| x as u8)).unwrap())
+                    .collect(),
+            )
+            .note_runs()
+            .len();
+            assert_eq!(notes, runs, "mido sees every note of the roll");
+        }
+        server.stop().await;
+    });
+}
+
+#[test]
+fn shutdown_lets_running_generations_finish() {
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let mut client = server.client().await;
+        let mut r = request("lstm", 2_000, 5);
+        r.chunk_frames = 1;
+        let mut stream = client.generate(r).await.unwrap().into_inner();
+        stream.next().await.unwrap().unwrap();
+        let stopping = tokio::spawn(server.stop());
+        let mut frames = 1;
+        let mut summary = false;
+        while let Some(message) = stream.next().await {
+            match message.unwrap().event.unwrap() {
+                generate_response::Event::Chunk(c) => frames += c.frames.len(),
+                generate_response::Event::Summary(_) => summary = true,
+            }
+        }
+        assert_eq!(frames, 2_000);
+        assert!(summary);
+        stopping.await.unwrap();
+    });
+}
