@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The main job on the bundled data: Nottingham MIDI → piano-roll datasets and their statistics,
-# one piece rendered back to MIDI and PNG, then small LSTM and RWKV models trained on CPU for three
-# epochs, compared, and sampled. Installs and builds what it needs first, idempotently.
+# one piece rendered back to MIDI and PNG, small LSTM and RWKV models trained on CPU for three
+# epochs, compared, sampled and exported to ONNX, then the gRPC server started on the exported
+# models, a MIDI file and a PNG generated from each over gRPC, and the server stopped.
+# Installs and builds what it needs first, idempotently.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PIANOROLL_ROOT"
 
 ensure_libtorch
+ensure_onnxruntime
 OUT="${OUT_DIR:-out}"
-cargo build --release --quiet -p pipeline -p trainer
+cargo build --release --quiet -p pipeline -p trainer -p serve
 PIPELINE="$CARGO_TARGET_DIR/release/pipeline"
 TRAINER="$CARGO_TARGET_DIR/release/trainer"
+SERVE="$CARGO_TARGET_DIR/release/serve"
 
 "$PIPELINE" build data/nottingham -o "$OUT/nottingham" --force
 "$PIPELINE" build data/nottingham -o "$OUT/nottingham-seed" --preset seed --force
@@ -36,8 +40,32 @@ for run in lstm-small rwkv-small; do
     "$TRAINER" export "$OUT/runs/$run" -o "$OUT/models/${run%-small}" --force
 done
 
+# Serve the exported models (port 0: any free port; the log says which) and ask for music.
+"$SERVE" --models "$OUT/models" --addr 127.0.0.1:0 2> "$OUT/serve.log" &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+ADDR=""
+for _ in $(seq 100); do
+    ADDR="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$OUT/serve.log")"
+    [ -n "$ADDR" ] && break
+    kill -0 "$SERVER" 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
+    sleep 0.1
+done
+[ -n "$ADDR" ] || { echo "the server did not start; see $OUT/serve.log"; exit 1; }
+"$SERVE" models --addr "$ADDR"
+for model in lstm rwkv; do
+    "$SERVE" generate --addr "$ADDR" --model "$model" --frames 128 --seed 1 \
+        --primer data/nottingham/test/ashover_simple_chords_11.mid \
+        -o "$OUT/examples/$model-grpc.mid" --png "$OUT/examples/$model-grpc.png"
+done
+kill -INT "$SERVER"
+wait "$SERVER"
+trap - EXIT
+
 echo
 echo "datasets: $OUT/nottingham (benchmark grid), $OUT/nottingham-seed (0.3 s frames)"
 echo "runs:     $OUT/runs/ (compare.png: their learning curves)"
 echo "models:   $OUT/models/ (model.onnx + model.json per model)"
-echo "music:    $OUT/examples/ (a piece rendered back, and one continuation per model, .mid + .png)"
+echo "music:    $OUT/examples/ (a piece rendered back; per model a continuation sampled by the"
+echo "          trainer, NAME-small.mid, and one generated over gRPC, NAME-grpc.mid; each with a .png)"
+echo "server:   log in $OUT/serve.log"

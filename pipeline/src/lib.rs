@@ -6,11 +6,15 @@
 //! - the grids and transpositions ([`grid`], [`key`]),
 //! - the Arrow schema of a dataset ([`schema`]) and the dataset builder ([`dataset`]),
 //! - the roll → MIDI and roll → PNG writers ([`midi::write_midi`], [`render`]),
-//! - dataset statistics with polars ([`stats`], feature `stats`).
+//! - dataset statistics with polars ([`stats`], feature `stats`),
+//! - the start and end of every binary of the workspace ([`binary`], feature `binary`): logging
+//!   and the error → exit code convention, so the three command-line tools behave alike.
 //!
 //! The trainer and the server depend on it with default features off (no polars, no CLI).
 
 pub mod baseline;
+#[cfg(feature = "binary")]
+pub mod binary;
 pub mod dataset;
 pub mod grid;
 pub mod key;

@@ -1,0 +1,198 @@
+//! What continuous batching buys: frames/s and per-frame latency (p50/p99) for 1, 8 and 64
+//! concurrent `Generate` streams against a real server on 127.0.0.1, next to a naive loop that
+//! makes one ONNX Runtime call per request per frame (same model, same ONNX Runtime, no gRPC).
+//!
+//! `cargo bench -p serve --bench batching -- MODELS_DIR` (default `out/models`, which the main
+//! job writes); `scripts/bench.sh` also exports full-size models to measure. Every model folder
+//! in MODELS_DIR is measured. Figures go to BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ort::session::SessionInputValue;
+use ort::value::Tensor;
+use proto::card::ModelCard;
+use proto::pianoroll_v1::composer_client::ComposerClient;
+use proto::pianoroll_v1::{GenerateRequest, generate_response};
+use serve::runtime::{Device, session};
+use serve::server::{Server, ServerConfig};
+use serve::service::Limits;
+use tokio_stream::StreamExt;
+
+const FRAMES: u32 = 256;
+const STREAMS: [usize; 3] = [1, 8, 64];
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+struct Figures {
+    frames_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn print(label: &str, streams: usize, f: &Figures) {
+    println!(
+        "  {label:<8} {streams:>3} streams: {:>8.0} frames/s   per-frame latency p50 {:>7.3} ms   p99 {:>7.3} ms",
+        f.frames_per_s, f.p50_ms, f.p99_ms
+    );
+}
+
+/// `streams` concurrent Generate calls of FRAMES frames, one frame per message; latency is the
+/// gap between consecutive frames of a stream.
+async fn served(addr: std::net::SocketAddr, model: &str, streams: usize) -> Figures {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..streams)
+        .map(|i| {
+            let model = model.to_owned();
+            tokio::spawn(async move {
+                let mut client = ComposerClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
+                let request = GenerateRequest {
+                    model,
+                    frames: FRAMES,
+                    temperature: None,
+                    seed: i as u64,
+                    primer: None,
+                    tempo_bpm: None,
+                    chunk_frames: 1,
+                };
+                let mut stream = client.generate(request).await.unwrap().into_inner();
+                let mut gaps = Vec::new();
+                let mut last = Instant::now();
+                while let Some(message) = stream.next().await {
+                    if let Some(generate_response::Event::Chunk(_)) = message.unwrap().event {
+                        gaps.push(last.elapsed().as_secs_f64() * 1e3);
+                        last = Instant::now();
+                    }
+                }
+                gaps
+            })
+        })
+        .collect();
+    let mut gaps = Vec::new();
+    for task in tasks {
+        gaps.extend(task.await.unwrap());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    gaps.sort_by(f64::total_cmp);
+    Figures {
+        frames_per_s: (streams * FRAMES as usize) as f64 / seconds,
+        p50_ms: percentile(&gaps, 0.5),
+        p99_ms: percentile(&gaps, 0.99),
+    }
+}
+
+/// The naive server loop: each round, one session call per request (batch 1); a request's
+/// next frame comes once per round.
+fn naive(folder: &std::path::Path, streams: usize) -> Figures {
+    let card = ModelCard::read(folder).unwrap();
+    let environment = serve::runtime::init(None).unwrap();
+    let (mut session, _) =
+        session(environment, &folder.join("model.onnx"), Device::Cpu, 1).unwrap();
+    let mut states: Vec<Vec<Vec<f32>>> = (0..streams)
+        .map(|_| {
+            card.states
+                .iter()
+                .map(|s| vec![s.initial; s.width])
+                .collect()
+        })
+        .collect();
+    let mut frames = vec![vec![0f32; 88]; streams];
+    let mut rounds = Vec::new();
+    let started = Instant::now();
+    for _ in 0..FRAMES {
+        let round = Instant::now();
+        for (state, frame) in states.iter_mut().zip(frames.iter_mut()) {
+            let mut inputs: Vec<(std::borrow::Cow<str>, SessionInputValue)> = vec![(
+                card.frame_input.as_str().into(),
+                Tensor::from_array(([1usize, 88], frame.clone()))
+                    .unwrap()
+                    .into(),
+            )];
+            for (spec, values) in card.states.iter().zip(state.iter()) {
+                let t = Tensor::from_array(([1usize, spec.width], values.clone())).unwrap();
+                inputs.push((spec.input.as_str().into(), t.into()));
+            }
+            let outputs = session.run(inputs).unwrap();
+            for (spec, values) in card.states.iter().zip(state.iter_mut()) {
+                let (_, data) = outputs[spec.output.as_str()]
+                    .try_extract_tensor::<f32>()
+                    .unwrap();
+                values.copy_from_slice(data);
+            }
+            let (_, logits) = outputs[card.logits_output.as_str()]
+                .try_extract_tensor::<f32>()
+                .unwrap();
+            // Threshold instead of sampling: the cost that matters here is the session call.
+            for (x, l) in frame.iter_mut().zip(logits) {
+                *x = if *l > 0.0 { 1.0 } else { 0.0 };
+            }
+        }
+        rounds.push(round.elapsed().as_secs_f64() * 1e3);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    rounds.sort_by(f64::total_cmp);
+    Figures {
+        frames_per_s: (streams * FRAMES as usize) as f64 / seconds,
+        p50_ms: percentile(&rounds, 0.5),
+        p99_ms: percentile(&rounds, 0.99),
+    }
+}
+
+fn main() {
+    let models = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../out/models"));
+    assert!(
+        models.is_dir(),
+        "{}: no model folders (run scripts/main.sh first, or give a folder)",
+        models.display()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = Server::load(ServerConfig {
+        models: models.clone(),
+        device: Device::Cpu,
+        threads: 1,
+        limits: Limits::default(),
+        drain: Duration::from_secs(5),
+        onnxruntime: None,
+    })
+    .unwrap();
+    let names = server.models();
+    let listener = runtime
+        .block_on(serve::server::bind("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = runtime.spawn(server.run(listener, async {
+        let _ = stopped.await;
+    }));
+    println!(
+        "{FRAMES} frames per stream, CPU, 1 ONNX Runtime thread per model, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for (name, kind, _) in &names {
+        let card = ModelCard::read(&models.join(name)).unwrap();
+        println!("{name} ({kind}, {} parameters):", card.metrics.parameters);
+        // Warm up the session and the connections.
+        runtime.block_on(served(addr, name, 2));
+        for streams in STREAMS {
+            let batched = runtime.block_on(served(addr, name, streams));
+            print("batched", streams, &batched);
+            let looped = naive(&models.join(name), streams);
+            print("naive", streams, &looped);
+            println!(
+                "  {:>21}  batching: {:.1}x the frames/s",
+                "",
+                batched.frames_per_s / looped.frames_per_s
+            );
+        }
+    }
+    let _ = stop.send(());
+    runtime.block_on(serving).unwrap().unwrap();
+}
