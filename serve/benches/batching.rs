@@ -3,7 +3,7 @@
 //! makes one ONNX Runtime call per request per frame (same model, same ONNX Runtime, no gRPC).
 //!
 //! `cargo bench -p serve --bench batching -- MODELS_DIR` (default `out/models`, which the main
-//! job writes); `scripts/bench.sh` also exports full-size models to measure. Every model folder
+//! job writes; relative to the repository root); `scripts/bench.sh` also exports full-size models to measure. Every model folder
 //! in MODELS_DIR is measured. Figures go to BENCHMARKS.md.
 
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use serve::server::{Server, ServerConfig};
 use serve::service::Limits;
 use tokio_stream::StreamExt;
 
-const FRAMES: u32 = 256;
+const FRAMES: u32 = 1024;
 const STREAMS: [usize; 3] = [1, 8, 64];
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -39,9 +39,16 @@ fn print(label: &str, streams: usize, f: &Figures) {
     );
 }
 
-/// `streams` concurrent Generate calls of FRAMES frames, one frame per message; latency is the
-/// gap between consecutive frames of a stream.
-async fn served(addr: std::net::SocketAddr, model: &str, streams: usize) -> Figures {
+/// `streams` concurrent Generate calls of FRAMES frames (chunks of 16, the default). Throughput
+/// is measured at the clients; per-frame latency is the duration of the server's batch steps
+/// during the run (each step gives every stream its next frame).
+async fn served(
+    addr: std::net::SocketAddr,
+    model: &str,
+    streams: usize,
+    stats: &serve::batcher::BatchStats,
+) -> Figures {
+    stats.take_steps();
     let started = Instant::now();
     let tasks: Vec<_> = (0..streams)
         .map(|i| {
@@ -57,26 +64,24 @@ async fn served(addr: std::net::SocketAddr, model: &str, streams: usize) -> Figu
                     seed: i as u64,
                     primer: None,
                     tempo_bpm: None,
-                    chunk_frames: 1,
+                    chunk_frames: 0,
                 };
                 let mut stream = client.generate(request).await.unwrap().into_inner();
-                let mut gaps = Vec::new();
-                let mut last = Instant::now();
+                let mut frames = 0;
                 while let Some(message) = stream.next().await {
-                    if let Some(generate_response::Event::Chunk(_)) = message.unwrap().event {
-                        gaps.push(last.elapsed().as_secs_f64() * 1e3);
-                        last = Instant::now();
+                    if let Some(generate_response::Event::Chunk(c)) = message.unwrap().event {
+                        frames += c.frames.len();
                     }
                 }
-                gaps
+                assert_eq!(frames, FRAMES as usize);
             })
         })
         .collect();
-    let mut gaps = Vec::new();
     for task in tasks {
-        gaps.extend(task.await.unwrap());
+        task.await.unwrap();
     }
     let seconds = started.elapsed().as_secs_f64();
+    let mut gaps: Vec<f64> = stats.take_steps().iter().map(|(_, s)| s * 1e3).collect();
     gaps.sort_by(f64::total_cmp);
     Figures {
         frames_per_s: (streams * FRAMES as usize) as f64 / seconds,
@@ -86,7 +91,7 @@ async fn served(addr: std::net::SocketAddr, model: &str, streams: usize) -> Figu
 }
 
 /// The naive server loop: each round, one session call per request (batch 1); a request's
-/// next frame comes once per round.
+/// next frame comes once per round, so the round's duration is its per-frame latency.
 fn naive(folder: &std::path::Path, streams: usize) -> Figures {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
@@ -143,11 +148,14 @@ fn naive(folder: &std::path::Path, streams: usize) -> Figures {
 }
 
 fn main() {
-    let models = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../out/models"));
+    // cargo runs benchmarks in the package folder: relative paths are from the repository root.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let models = root.join(
+        std::env::args()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .unwrap_or_else(|| "out/models".to_owned()),
+    );
     assert!(
         models.is_dir(),
         "{}: no model folders (run scripts/main.sh first, or give a folder)",
@@ -164,6 +172,7 @@ fn main() {
     })
     .unwrap();
     let names = server.models();
+    let stats = server.batch_stats();
     let listener = runtime
         .block_on(serve::server::bind("127.0.0.1:0".parse().unwrap()))
         .unwrap();
@@ -180,9 +189,10 @@ fn main() {
         let card = ModelCard::read(&models.join(name)).unwrap();
         println!("{name} ({kind}, {} parameters):", card.metrics.parameters);
         // Warm up the session and the connections.
-        runtime.block_on(served(addr, name, 2));
+        let stats = &stats[name];
+        runtime.block_on(served(addr, name, 2, stats));
         for streams in STREAMS {
-            let batched = runtime.block_on(served(addr, name, streams));
+            let batched = runtime.block_on(served(addr, name, streams, stats));
             print("batched", streams, &batched);
             let looped = naive(&models.join(name), streams);
             print("naive", streams, &looped);

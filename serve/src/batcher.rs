@@ -154,33 +154,62 @@ impl Active {
     }
 }
 
+/// What a batcher has done, live: the largest batch, and the duration of its recent steps (one
+/// step = one frame for every generation in the batch, so a step's duration is the per-frame
+/// latency its generations see, before the network).
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    pub peak_batch: AtomicUsize,
+    /// (batch size, seconds) of up to [`BatchStats::KEPT_STEPS`] most recent steps.
+    steps: std::sync::Mutex<std::collections::VecDeque<(usize, f64)>>,
+}
+
+impl BatchStats {
+    pub const KEPT_STEPS: usize = 100_000;
+
+    fn record(&self, batch: usize, seconds: f64) {
+        self.peak_batch.fetch_max(batch, Ordering::Relaxed);
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        if steps.len() == Self::KEPT_STEPS {
+            steps.pop_front();
+        }
+        steps.push_back((batch, seconds));
+    }
+
+    /// The recorded steps, oldest first, and forget them.
+    pub fn take_steps(&self) -> Vec<(usize, f64)> {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps.drain(..).collect()
+    }
+}
+
 /// The handle to one model's batcher thread.
 pub struct Batcher {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
-    peak: Arc<AtomicUsize>,
+    stats: Arc<BatchStats>,
 }
 
 impl Batcher {
     /// Start the thread that runs `session` for the model `name`.
     pub fn start(name: &str, session: Session, card: ModelCard) -> Batcher {
         let (jobs, receiver) = mpsc::channel();
-        let peak = Arc::new(AtomicUsize::new(0));
-        let peak_seen = peak.clone();
+        let stats = Arc::new(BatchStats::default());
+        let recorder = stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("batcher-{name}"))
-            .spawn(move || run(session, card, receiver, &peak_seen))
+            .spawn(move || run(session, card, receiver, &recorder))
             .expect("spawning a batcher thread");
         Batcher {
             jobs: Some(jobs),
             thread: Some(thread),
-            peak,
+            stats,
         }
     }
 
-    /// The largest batch this model has run so far (shared, updated as it runs).
-    pub fn peak_batch(&self) -> Arc<AtomicUsize> {
-        self.peak.clone()
+    /// This batcher's statistics (shared, updated as it runs).
+    pub fn stats(&self) -> Arc<BatchStats> {
+        self.stats.clone()
     }
 
     /// Queue a job; it joins the batch at the next frame. Gives the job back when the batcher
@@ -203,7 +232,7 @@ impl Drop for Batcher {
     }
 }
 
-fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, peak: &AtomicUsize) {
+fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: &BatchStats) {
     let mut batch: Vec<Active> = Vec::new();
     loop {
         if batch.is_empty() {
@@ -220,8 +249,10 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, peak: &
         if batch.is_empty() {
             continue;
         }
-        peak.fetch_max(batch.len(), Ordering::Relaxed);
-        if let Err(message) = step(&mut session, &card, &mut batch) {
+        let started = Instant::now();
+        let result = step(&mut session, &card, &mut batch);
+        stats.record(batch.len(), started.elapsed().as_secs_f64());
+        if let Err(message) = result {
             tracing::error!("model step failed: {message}");
             for active in batch.drain(..) {
                 let _ = active.job.events.send(Event::Failed(message.clone()));

@@ -76,11 +76,11 @@ impl Server {
             .collect()
     }
 
-    /// Each model's largest batch so far, live (for tests and benchmarks).
-    pub fn peak_batches(&self) -> Vec<(String, Arc<std::sync::atomic::AtomicUsize>)> {
+    /// Each model's batching statistics, live (for tests and benchmarks).
+    pub fn batch_stats(&self) -> BTreeMap<String, Arc<crate::batcher::BatchStats>> {
         self.models
             .values()
-            .map(|m| (m.name.clone(), m.batcher.peak_batch()))
+            .map(|m| (m.name.clone(), m.batcher.stats()))
             .collect()
     }
 

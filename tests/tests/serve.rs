@@ -93,8 +93,8 @@ fn models() -> &'static Path {
 /// A server running on a free port of 127.0.0.1 until the returned sender fires or drops.
 struct Running {
     addr: SocketAddr,
-    /// Largest batch each model has run.
-    peak_batches: Vec<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>)>,
+    /// Each model's batching statistics.
+    batch_stats: std::collections::BTreeMap<String, std::sync::Arc<serve::batcher::BatchStats>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -115,7 +115,7 @@ impl Running {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let peak_batches = server.peak_batches();
+        let batch_stats = server.batch_stats();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -127,7 +127,7 @@ impl Running {
         });
         Running {
             addr,
-            peak_batches,
+            batch_stats,
             stop: Some(stop),
             task,
         }
