@@ -147,6 +147,76 @@ fn naive(folder: &std::path::Path, streams: usize) -> Figures {
     }
 }
 
+/// Whether a row's logits depend on the rest of its batch: 8 steps of 64 random rows run as one
+/// batch and each row alone. Returns (largest absolute difference, values not bit-identical,
+/// values compared). Sampling is reproducible across batch sizes only if this is zero.
+fn row_independence(folder: &std::path::Path) -> (f32, usize, usize) {
+    const ROWS: usize = 64;
+    let card = ModelCard::read(folder).unwrap();
+    let environment = serve::runtime::init(None).unwrap();
+    let (mut session, _) =
+        session(environment, &folder.join("model.onnx"), Device::Cpu, 1).unwrap();
+    let mut run = |rows: usize, frame: &[f32], state: &[Vec<f32>]| -> (Vec<f32>, Vec<Vec<f32>>) {
+        let mut inputs: Vec<(std::borrow::Cow<str>, SessionInputValue)> = vec![(
+            card.frame_input.as_str().into(),
+            Tensor::from_array(([rows, 88], frame.to_vec()))
+                .unwrap()
+                .into(),
+        )];
+        for (spec, values) in card.states.iter().zip(state) {
+            let t = Tensor::from_array(([rows, spec.width], values.clone())).unwrap();
+            inputs.push((spec.input.as_str().into(), t.into()));
+        }
+        let outputs = session.run(inputs).unwrap();
+        let read = |name: &str| {
+            outputs[name]
+                .try_extract_tensor::<f32>()
+                .unwrap()
+                .1
+                .to_vec()
+        };
+        let state = card.states.iter().map(|s| read(&s.output)).collect();
+        (read(&card.logits_output), state)
+    };
+    // A fixed pseudo-random pattern of about 5% keys on.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut bit = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed % 20 == 0 { 1.0 } else { 0.0 }
+    };
+    let mut batch_state: Vec<Vec<f32>> = card
+        .states
+        .iter()
+        .map(|s| vec![s.initial; ROWS * s.width])
+        .collect();
+    let mut row_states: Vec<Vec<Vec<f32>>> = (0..ROWS)
+        .map(|_| {
+            card.states
+                .iter()
+                .map(|s| vec![s.initial; s.width])
+                .collect()
+        })
+        .collect();
+    let (mut worst, mut differing, mut compared) = (0f32, 0, 0);
+    for _ in 0..8 {
+        let frames: Vec<f32> = (0..ROWS * 88).map(|_| bit()).collect();
+        let (logits, next) = run(ROWS, &frames, &batch_state);
+        batch_state = next;
+        for (row, state) in row_states.iter_mut().enumerate() {
+            let (alone, next) = run(1, &frames[row * 88..(row + 1) * 88], state);
+            *state = next;
+            for (a, b) in alone.iter().zip(&logits[row * 88..(row + 1) * 88]) {
+                worst = worst.max((a - b).abs());
+                differing += usize::from(a.to_bits() != b.to_bits());
+                compared += 1;
+            }
+        }
+    }
+    (worst, differing, compared)
+}
+
 fn main() {
     // cargo runs benchmarks in the package folder: relative paths are from the repository root.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -188,6 +258,11 @@ fn main() {
     for (name, kind, _) in &names {
         let card = ModelCard::read(&models.join(name)).unwrap();
         println!("{name} ({kind}, {} parameters):", card.metrics.parameters);
+        let (worst, differing, compared) = row_independence(&models.join(name));
+        println!(
+            "  rows alone vs in a batch of 64: {differing} of {compared} logits differ in any bit \
+             (largest difference {worst:e})"
+        );
         // Warm up the session and the connections.
         let stats = &stats[name];
         runtime.block_on(served(addr, name, 2, stats));
