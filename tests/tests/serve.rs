@@ -692,3 +692,56 @@ fn sigterm_drains_and_stops_the_server() {
         );
     });
 }
+
+/// Whether this machine has an NVIDIA GPU (then scripts/env.sh installs onnxruntime-gpu).
+fn has_gpu() -> bool {
+    std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `--device cuda` without a usable CUDA provider is a clear error, not a silent CPU server;
+/// `--device auto` then falls back to CPU and says so.
+#[test]
+fn device_choice_is_explicit() {
+    models();
+    let config = |device| ServerConfig {
+        models: models().to_owned(),
+        device,
+        threads: 1,
+        limits: Limits::default(),
+        drain: Duration::from_secs(1),
+        onnxruntime: None,
+    };
+    let auto = Server::load(config(Device::Auto)).unwrap();
+    let cuda = Server::load(config(Device::Cuda));
+    if has_gpu() {
+        eprintln!("GPU present: expecting the CUDA provider");
+        assert!(
+            auto.models()
+                .iter()
+                .all(|(_, _, provider)| *provider == "CUDA")
+        );
+        let cuda = cuda.unwrap();
+        assert!(
+            cuda.models()
+                .iter()
+                .all(|(_, _, provider)| *provider == "CUDA")
+        );
+    } else {
+        assert!(
+            auto.models()
+                .iter()
+                .all(|(_, _, provider)| *provider == "CPU")
+        );
+        let error = cuda
+            .err()
+            .expect("--device cuda fails without CUDA")
+            .to_string();
+        assert!(
+            error.contains("--device cuda") && error.contains("CUDA"),
+            "{error}"
+        );
+    }
+}
