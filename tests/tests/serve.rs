@@ -58,6 +58,7 @@ fn models() -> &'static Path {
             embd: 16,
             ffn_mult: 4,
             wkv_chunk: 16,
+            dropout: 0.0,
         });
         for model in [lstm, rwkv] {
             let config = TrainConfig {

@@ -67,11 +67,12 @@ fn main() {
                 embd,
                 ffn_mult: 4,
                 wkv_chunk: chunk,
+                dropout: 0.0,
             };
             let model = Rwkv::new(&vs.root(), config);
             let state = model.zero_state(BATCH, Device::Cpu);
             let label = format!("RWKV {layers}x{embd}, WKV {mode:?} (chunk {chunk})");
-            measure(&label, || loss(model.forward(&x, &state, mode).0));
+            measure(&label, || loss(model.forward(&x, &state, mode, true).0));
         }
     }
 }

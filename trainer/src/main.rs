@@ -135,6 +135,9 @@ struct TrainArgs {
     /// LSTM dropout after the output BatchNorm.
     #[arg(long)]
     dropout_out: Option<f64>,
+    /// RWKV dropout on each block's time-mix and channel-mix outputs.
+    #[arg(long)]
+    dropout: Option<f64>,
     /// RWKV WKV chunk length in the parallel form.
     #[arg(long)]
     wkv_chunk: Option<i64>,
@@ -220,6 +223,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
                 embd: args.embd.unwrap_or(embd),
                 ffn_mult: base.ffn_mult,
                 wkv_chunk: args.wkv_chunk.unwrap_or(base.wkv_chunk),
+                dropout: args.dropout.unwrap_or(base.dropout),
             })
         }
     };
@@ -253,6 +257,18 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
     for (flag, value) in positive {
         if !(value.is_finite() && value > 0.0) {
             bail!("{flag} must be positive, got {value}");
+        }
+    }
+    let probabilities = [
+        ("--dropout-in", args.dropout_in),
+        ("--dropout-out", args.dropout_out),
+        ("--dropout", args.dropout),
+    ];
+    for (flag, value) in probabilities {
+        if let Some(p) = value
+            && !(0.0..1.0).contains(&p)
+        {
+            bail!("{flag} must be in [0, 1), got {p}");
         }
     }
     Ok(config)

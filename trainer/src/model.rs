@@ -78,7 +78,7 @@ impl Model {
     ) -> (Tensor, State) {
         match self {
             Model::Lstm(m) => m.forward(x, mask, state, train),
-            Model::Rwkv(m) => m.forward(x, state, WkvMode::Chunked),
+            Model::Rwkv(m) => m.forward(x, state, WkvMode::Chunked, train),
         }
     }
 

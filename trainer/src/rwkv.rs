@@ -37,6 +37,10 @@ pub struct RwkvConfig {
     pub ffn_mult: i64,
     /// Time steps per WKV chunk in the parallel form.
     pub wkv_chunk: i64,
+    /// Dropout on the output of each block's time-mix and channel-mix before it joins the
+    /// residual stream, in training only (RWKV-LM's `dropout`; 0 turns it off).
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 impl RwkvConfig {
@@ -49,6 +53,7 @@ impl RwkvConfig {
             // On two CPU cores chunks of 16 are as fast as the per-step loop and longer chunks
             // slower (BENCHMARKS.md); on a GPU, fewer and larger kernels is what pays.
             wkv_chunk: 16,
+            dropout: 0.0,
         }
     }
 }
@@ -325,10 +330,17 @@ impl Rwkv {
     }
 
     /// Parallel form: `x` [B, T, 88] from `state`; logits [B, T, 88] and the state after the
-    /// last step. (No BatchNorm, so padding needs no mask; dropout is not used.)
+    /// last step; `train` switches dropout on. (No BatchNorm, so padding needs no mask.)
     // `h = h + …` on purpose: Tensor's `+=` works in place, and autograd still needs the old `h`.
     #[allow(clippy::assign_op_pattern)]
-    pub fn forward(&self, x: &Tensor, state: &State, mode: WkvMode) -> (Tensor, State) {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        state: &State,
+        mode: WkvMode,
+        train: bool,
+    ) -> (Tensor, State) {
+        let dropout = self.config.dropout;
         let mut h = self.ln0.forward(&self.input.forward(x));
         let mut next: Vec<Vec<Tensor>> = (0..STATE_NAMES.len()).map(|_| Vec::new()).collect();
         for (layer, block) in self.blocks.iter().enumerate() {
@@ -378,7 +390,7 @@ impl Rwkv {
                 start += len;
             }
             let wkv = Tensor::cat(&outs, 1);
-            h = h + att.output.forward(&(r * wkv));
+            h = h + att.output.forward(&(r * wkv)).dropout(dropout, train);
 
             let xf = block.ln2.forward(&h);
             let shifted_f = token_shift(&xf, &at(4));
@@ -392,7 +404,7 @@ impl Rwkv {
                 .receptance
                 .forward(&mix(&xf, &shifted_f, &ffn.mix_r))
                 .sigmoid();
-            h = h + gate * ffn.value.forward(&key);
+            h = h + (gate * ffn.value.forward(&key)).dropout(dropout, train);
 
             let last = |x: &Tensor| x.select(1, t - 1);
             next[0].push(last(&xa));
@@ -410,7 +422,7 @@ impl Rwkv {
 
     /// Recurrent form: one frame `x` [B, 88] → logits [B, 88] and the next state.
     pub fn step(&self, x: &Tensor, state: &State) -> (Tensor, State) {
-        let (logits, state) = self.forward(&x.unsqueeze(1), state, WkvMode::Loop);
+        let (logits, state) = self.forward(&x.unsqueeze(1), state, WkvMode::Loop, false);
         (logits.squeeze_dim(1), state)
     }
 }

@@ -63,6 +63,7 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
             embd: 32,
             ffn_mult: 4,
             wkv_chunk: chunk,
+            dropout: 0.0,
         });
         let worst = max_difference(config, 2);
         assert!(worst < 1e-5, "chunk {chunk}: largest difference {worst}");

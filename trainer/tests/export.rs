@@ -38,6 +38,7 @@ fn rwkv() -> ModelConfig {
         embd: 24,
         ffn_mult: 4,
         wkv_chunk: 16,
+        dropout: 0.0,
     })
 }
 

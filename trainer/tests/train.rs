@@ -98,6 +98,7 @@ fn a_tiny_rwkv_learns() {
         embd: 32,
         ffn_mult: 4,
         wkv_chunk: 32,
+        dropout: 0.0,
     }));
 }
 
@@ -154,6 +155,7 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
             embd: 16,
             ffn_mult: 4,
             wkv_chunk: 32,
+            dropout: 0.0,
         }),
         &dataset,
     );
@@ -250,6 +252,7 @@ fn truncated_backpropagation_trains_both_kinds() {
             embd: 16,
             ffn_mult: 4,
             wkv_chunk: 16,
+            dropout: 0.0,
         }),
     ];
     for (i, model) in models.into_iter().enumerate() {
