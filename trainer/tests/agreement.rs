@@ -69,3 +69,35 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
         assert!(worst < 1e-5, "chunk {chunk}: largest difference {worst}");
     }
 }
+
+/// RWKV's dropout acts in training only: two training passes differ, evaluation passes (and the
+/// recurrent step the export uses) do not.
+#[test]
+fn rwkv_dropout_only_in_training() {
+    tch::manual_seed(4);
+    let vs = VarStore::new(Device::Cpu);
+    let config = RwkvConfig {
+        layers: 2,
+        embd: 16,
+        ffn_mult: 4,
+        wkv_chunk: 16,
+        dropout: 0.5,
+    };
+    let model = trainer::rwkv::Rwkv::new(&vs.root(), config);
+    randomise(&vs);
+    let x = random_frames(20);
+    let state = model.zero_state(BATCH, Device::Cpu);
+    let pass = |train| {
+        tch::no_grad(|| {
+            model
+                .forward(&x, &state, trainer::rwkv::WkvMode::Chunked, train)
+                .0
+        })
+    };
+    let difference = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
+    assert!(
+        difference(pass(true), pass(true)) > 1e-3,
+        "dropout draws differ"
+    );
+    assert_eq!(difference(pass(false), pass(false)), 0.0);
+}
