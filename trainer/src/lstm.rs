@@ -66,6 +66,11 @@ impl Lstm {
         }
     }
 
+    /// The output Linear's bias, for [`crate::model::Model::set_output_bias`].
+    pub(crate) fn output_bias(&self) -> &Tensor {
+        self.output.bs.as_ref().expect("the output layer has a bias")
+    }
+
     pub fn zero_state(&self, batch: i64, device: tch::Device) -> State {
         let shape = [self.config.layers, batch, self.config.hidden];
         State(vec![

@@ -5,6 +5,8 @@
 //! per block:  x = x + TimeMix(ln1(x));  x = x + ChannelMix(ln2(x))
 //! logits = head(ln_out(x))
 //! ```
+//! The head has a bias (RWKV-4's has none): with 88 independent sigmoids it holds each key's
+//! prior log-odds, which training sets from the data at the start ([`crate::model::Model::set_output_bias`]).
 //! TimeMix: token shift, `time_mix_{k,v,r}`, key/value/receptance/output and the WKV operator
 //! with per-channel `time_decay` (w = exp(time_decay) > 0) and `time_first` (u):
 //!
@@ -313,8 +315,17 @@ impl Rwkv {
                 .map(|layer| Block::new(&(vs / "blocks" / layer), &config, layer))
                 .collect(),
             ln_out: nn::layer_norm(vs / "ln_out", vec![c], Default::default()),
-            head: linear(vs / "head", c, keys, 0.5),
+            head: {
+                let mut head = linear(vs / "head", c, keys, 0.5);
+                head.bs = Some((vs / "head").zeros("bias", &[keys]));
+                head
+            },
         }
+    }
+
+    /// The head's bias, for [`crate::model::Model::set_output_bias`].
+    pub(crate) fn output_bias(&self) -> &Tensor {
+        self.head.bs.as_ref().expect("the head has a bias")
     }
 
     pub fn zero_state(&self, batch: i64, device: tch::Device) -> State {
@@ -568,6 +579,6 @@ impl Rwkv {
             graph.state_output(&ffn_x, &xf);
         }
         let out = graph.layer_norm(&x, &self.ln_out, "ln_out");
-        graph.linear(&out, &self.head.ws, None, "head")
+        graph.linear(&out, &self.head.ws, self.head.bs.as_ref(), "head")
     }
 }

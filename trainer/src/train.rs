@@ -20,7 +20,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{Batch, SplitData, SplitMix64, plan_batches};
-use crate::metrics::{Scores, Totals, key_rate_baseline, nll_sum};
+use crate::metrics::{Scores, Totals, key_rate_baseline, key_rates, nll_sum};
 use crate::model::{Model, ModelConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -376,6 +376,8 @@ fn run_epochs(
     tch::manual_seed(config.seed as i64);
     let mut vs = VarStore::new(device);
     let model = Model::new(&vs.root(), &config.model);
+    // Each key starts at its training rate (a resumed run loads its own weights below).
+    model.set_output_bias(&key_rates(&train_data.rolls));
     let parameters = parameter_count(&vs);
     tracing::info!(
         "{} model, {parameters} parameters, on {device:?}; {} training frames",

@@ -13,6 +13,7 @@ use trainer::data::SplitData;
 use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
+use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::train::{Results, Schedule, TrainConfig, evaluate, resume, train};
 
 use common::{config, one_at_a_time, small_dataset};
@@ -100,6 +101,36 @@ fn a_tiny_rwkv_learns() {
         wkv_chunk: 32,
         dropout: 0.0,
     }));
+}
+
+/// Before any training step the output bias holds each key's training rate, so an untrained
+/// model already scores about the constant key-rate baseline (a zero bias would score about
+/// 88·ln 2 ≈ 61 nats per frame).
+#[test]
+fn untrained_models_start_at_the_key_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 20);
+    let settings = RollSettings::benchmark();
+    let train_split = SplitData::load(&dataset, Split::Train, Some(&settings)).unwrap();
+    let baseline = key_rate_baseline(&train_split.rolls, &train_split.rolls);
+    for config in [
+        ModelConfig::Lstm(LstmConfig::original()),
+        ModelConfig::Rwkv(RwkvConfig {
+            embd: 64,
+            layers: 2,
+            ..RwkvConfig::original()
+        }),
+    ] {
+        let vs = VarStore::new(Device::Cpu);
+        let model = Model::new(&vs.root(), &config);
+        model.set_output_bias(&key_rates(&train_split.rolls));
+        let nll = evaluate(&model, &train_split, 4, Device::Cpu).nll_per_frame;
+        assert!(
+            (nll - baseline).abs() < 1.5,
+            "{}: untrained NLL {nll}, key-rate baseline {baseline}",
+            config.kind()
+        );
+    }
 }
 
 #[test]
