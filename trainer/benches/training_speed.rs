@@ -57,6 +57,8 @@ fn main() {
     for (layers, embd) in [(6, 232), (6, 512)] {
         for (mode, chunk) in [
             (WkvMode::Loop, 1),
+            (WkvMode::Chunked, 4),
+            (WkvMode::Chunked, 8),
             (WkvMode::Chunked, 16),
             (WkvMode::Chunked, 32),
             (WkvMode::Chunked, 64),

@@ -52,9 +52,9 @@ impl RwkvConfig {
             layers: 6,
             embd: 512,
             ffn_mult: 4,
-            // On two CPU cores chunks of 16 are as fast as the per-step loop and longer chunks
-            // slower (BENCHMARKS.md); on a GPU, fewer and larger kernels is what pays.
-            wkv_chunk: 16,
+            // On two CPU cores whole training runs went fastest with chunks of 8 (4 and 16
+            // slower, BENCHMARKS.md); on a GPU, fewer and larger kernels may pay: --wkv-chunk.
+            wkv_chunk: 8,
             dropout: 0.0,
         }
     }

@@ -57,7 +57,7 @@ fn lstm_parallel_and_recurrent_forms_agree() {
 
 #[test]
 fn rwkv_parallel_and_recurrent_forms_agree() {
-    for chunk in [1, 7, 32, 128] {
+    for chunk in [1, 7, 8, 32, 128] {
         let config = ModelConfig::Rwkv(RwkvConfig {
             layers: 3,
             embd: 32,
