@@ -76,6 +76,7 @@ fn models() -> &'static Path {
                 schedule: Schedule::Cosine,
                 warmup_steps: 3,
                 clip_norm: 1.0,
+                patience: None,
                 seed: 3,
             };
             let run = root.join("runs").join(model.kind());

@@ -157,6 +157,9 @@ struct TrainArgs {
     /// Clip the global gradient norm to this.
     #[arg(long)]
     clip_norm: Option<f64>,
+    /// Stop early once this many epochs pass without a better valid NLL.
+    #[arg(long)]
+    patience: Option<usize>,
 }
 
 /// Make the CUDA backend available. The linker drops libtorch_cuda.so because nothing in the
@@ -247,6 +250,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         warmup_steps: args.warmup_steps.unwrap_or(warmup),
         clip_norm: args.clip_norm.unwrap_or(1.0),
         seed: args.seed,
+        patience: args.patience,
     };
     let positive = [
         ("--epochs", config.epochs as f64),
@@ -258,6 +262,9 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         if !(value.is_finite() && value > 0.0) {
             bail!("{flag} must be positive, got {value}");
         }
+    }
+    if config.patience == Some(0) {
+        bail!("--patience must be at least 1 epoch");
     }
     let probabilities = [
         ("--dropout-in", args.dropout_in),

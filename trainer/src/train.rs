@@ -54,6 +54,10 @@ pub struct TrainConfig {
     pub warmup_steps: u64,
     pub clip_norm: f64,
     pub seed: u64,
+    /// Early stopping: end training once this many epochs have passed without a lower valid
+    /// NLL (the test then uses the best epoch's weights, as always). `None` = all epochs.
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 impl TrainConfig {
@@ -446,6 +450,16 @@ fn run_epochs(
         .open(&metrics_path)?;
     let mut epochs_done = first_epoch - 1;
     'epochs: for epoch in first_epoch..=config.epochs {
+        // Checked before each epoch rather than after, so a run resumed after its patience ran
+        // out goes straight to the test as well.
+        if let (Some(patience), Some((best_epoch, _))) = (config.patience, best)
+            && epoch - 1 - best_epoch >= patience
+        {
+            tracing::info!(
+                "valid NLL has not improved for {patience} epochs (best: epoch {best_epoch}); stopping early"
+            );
+            break 'epochs;
+        }
         // Dropout draws depend only on (seed, epoch), so a resumed run draws the same ones.
         tch::manual_seed(config.seed.wrapping_add(epoch as u64) as i64);
         let started = Instant::now();

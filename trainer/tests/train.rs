@@ -103,6 +103,40 @@ fn a_tiny_rwkv_learns() {
     }));
 }
 
+/// A model that memorises four pieces soon gets worse on valid; with `patience` the run stops
+/// that many epochs after its best one, tests the best weights and says so in results.json.
+#[test]
+fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 4);
+    let run = dir.path().join("run");
+    let mut config = config(
+        ModelConfig::Lstm(LstmConfig {
+            hidden: 128,
+            layers: 1,
+            dropout_in: 0.0,
+            dropout_out: 0.0,
+        }),
+        &dataset,
+    );
+    config.epochs = 40;
+    config.batch_size = 1;
+    config.weight_decay = 0.0;
+    config.schedule = Schedule::Constant;
+    config.patience = Some(2);
+    let results = train(&config, &run, Device::Cpu, false, None)
+        .unwrap()
+        .unwrap();
+    let rows = metrics(&run);
+    assert!(rows.len() < 40, "no early stop in {} epochs", rows.len());
+    assert_eq!(results.epochs, rows.len());
+    assert_eq!(results.best_epoch + 2, rows.len(), "{results:?}");
+    let best_valid = rows.iter().map(|r| r[3]).fold(f64::INFINITY, f64::min);
+    assert_eq!(rows[results.best_epoch - 1][3], best_valid);
+    assert!(rows[results.best_epoch..].iter().all(|r| r[3] >= best_valid));
+}
+
 /// Before any training step the output bias holds each key's training rate, so an untrained
 /// model already scores about the constant key-rate baseline (a zero bias would score about
 /// 88·ln 2 ≈ 61 nats per frame).

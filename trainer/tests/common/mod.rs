@@ -62,6 +62,7 @@ pub fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         schedule: Schedule::Cosine,
         warmup_steps: 5,
         clip_norm: 1.0,
+        patience: None,
         seed: 7,
     }
 }
