@@ -68,7 +68,10 @@ impl Lstm {
 
     /// The output Linear's bias, for [`crate::model::Model::set_output_bias`].
     pub(crate) fn output_bias(&self) -> &Tensor {
-        self.output.bs.as_ref().expect("the output layer has a bias")
+        self.output
+            .bs
+            .as_ref()
+            .expect("the output layer has a bias")
     }
 
     pub fn zero_state(&self, batch: i64, device: tch::Device) -> State {

@@ -6,7 +6,8 @@
 //! logits = head(ln_out(x))
 //! ```
 //! The head has a bias (RWKV-4's has none): with 88 independent sigmoids it holds each key's
-//! prior log-odds, which training sets from the data at the start ([`crate::model::Model::set_output_bias`]).
+//! prior log-odds, set from the training data when a run starts
+//! ([`crate::model::Model::set_output_bias`]).
 //! TimeMix: token shift, `time_mix_{k,v,r}`, key/value/receptance/output and the WKV operator
 //! with per-channel `time_decay` (w = exp(time_decay) > 0) and `time_first` (u):
 //!

@@ -11,9 +11,9 @@ use tch::Device;
 use tch::nn::VarStore;
 use trainer::data::SplitData;
 use trainer::lstm::LstmConfig;
+use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
-use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::train::{Results, Schedule, TrainConfig, evaluate, resume, train};
 
 use common::{config, one_at_a_time, small_dataset};
@@ -134,7 +134,11 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
     assert_eq!(results.best_epoch + 2, rows.len(), "{results:?}");
     let best_valid = rows.iter().map(|r| r[3]).fold(f64::INFINITY, f64::min);
     assert_eq!(rows[results.best_epoch - 1][3], best_valid);
-    assert!(rows[results.best_epoch..].iter().all(|r| r[3] >= best_valid));
+    assert!(
+        rows[results.best_epoch..]
+            .iter()
+            .all(|r| r[3] >= best_valid)
+    );
 }
 
 /// Before any training step the output bias holds each key's training rate, so an untrained
@@ -142,6 +146,7 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
 /// 88·ln 2 ≈ 61 nats per frame).
 #[test]
 fn untrained_models_start_at_the_key_rates() {
+    let _turn = one_at_a_time(); // initialisation draws from libtorch's global generator
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 20);
     let settings = RollSettings::benchmark();
