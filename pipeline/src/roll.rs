@@ -71,6 +71,20 @@ impl Frame {
     pub fn bits(self) -> u128 {
         self.0
     }
+
+    /// Every key moved `semitones` up (down when negative); keys that would leave the piano
+    /// are dropped.
+    pub fn shifted(self, semitones: i32) -> Frame {
+        let by = semitones.unsigned_abs();
+        if by >= KEY_COUNT as u32 {
+            return Frame::SILENT;
+        }
+        if semitones >= 0 {
+            Frame((self.0 << by) & Self::MASK)
+        } else {
+            Frame(self.0 >> by)
+        }
+    }
 }
 
 impl std::fmt::Debug for Frame {
@@ -123,6 +137,14 @@ impl PianoRoll {
         self.frames.is_empty()
     }
 
+    /// The roll transposed by `semitones` (see [`Frame::shifted`]): the trainer's
+    /// transposition augmentation.
+    pub fn shifted(&self, semitones: i32) -> PianoRoll {
+        PianoRoll {
+            frames: self.frames.iter().map(|f| f.shifted(semitones)).collect(),
+        }
+    }
+
     /// Total number of (frame, key) cells that are on.
     pub fn active_cells(&self) -> usize {
         self.frames.iter().map(|f| f.len()).sum()
@@ -172,6 +194,22 @@ mod tests {
         assert_eq!(frame.len(), 3);
         assert!(Frame::from_pitches([20]).is_none());
         assert!(Frame::from_pitches([109]).is_none());
+    }
+
+    #[test]
+    fn shifting_moves_pitches_and_drops_keys_that_leave_the_piano() {
+        let frame = Frame::from_pitches([21, 60, 64, 108]).unwrap();
+        let up = |f: Frame, by| f.shifted(by).pitches().collect::<Vec<_>>();
+        assert_eq!(up(frame, 2), vec![23, 62, 66]);
+        assert_eq!(up(frame, -3), vec![57, 61, 105]);
+        assert_eq!(up(frame, 0), vec![21, 60, 64, 108]);
+        assert_eq!(up(frame, 87), vec![108]);
+        assert!(frame.shifted(88).is_empty() && frame.shifted(-200).is_empty());
+        let roll = PianoRoll::from_frames(vec![frame, Frame::SILENT]);
+        let shifted = roll.shifted(5);
+        assert_eq!(shifted.len(), 2);
+        assert_eq!(shifted.frames()[0], frame.shifted(5));
+        assert!(shifted.frames()[1].is_empty());
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn models() -> &'static Path {
             layers: 1,
             dropout_in: 0.25,
             dropout_out: 0.1,
+            dropout_between: 0.0,
         });
         let rwkv = ModelConfig::Rwkv(RwkvConfig {
             layers: 2,
@@ -77,6 +78,8 @@ fn models() -> &'static Path {
                 warmup_steps: 3,
                 clip_norm: 1.0,
                 patience: None,
+                transpose_augment: 0,
+                ema_decay: None,
                 seed: 3,
             };
             let run = root.join("runs").join(model.kind());

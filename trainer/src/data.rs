@@ -93,6 +93,13 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// A whole number of semitones, uniform in `-k..=k`: one piece's transposition
+    /// augmentation.
+    pub fn semitones(&mut self, k: u8) -> i32 {
+        let k = i32::from(k);
+        (self.next_u64() % (2 * k as u64 + 1)) as i32 - k
+    }
+
     /// Fisher–Yates.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
@@ -180,5 +187,26 @@ impl Batch {
             .to_kind(Kind::Int64)
             .sum(Kind::Int64)
             .int64_value(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SplitMix64;
+
+    #[test]
+    fn transpositions_cover_the_range_evenly() {
+        let mut rng = SplitMix64(5);
+        let mut counts = [0usize; 7];
+        for _ in 0..7000 {
+            let s = rng.semitones(3);
+            assert!((-3..=3).contains(&s), "{s}");
+            counts[(s + 3) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
+        assert_eq!(rng.semitones(0), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! put back after it, so batch statistics do not depend on how much padding a batch has.
 
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, RNN};
+use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use crate::model::State;
@@ -19,6 +19,10 @@ pub struct LstmConfig {
     pub dropout_in: f64,
     /// Dropout after the output BatchNorm.
     pub dropout_out: f64,
+    /// Dropout between stacked LSTM layers (on every layer's output but the last; PyTorch's
+    /// `LSTM(dropout=...)`). Not in the original model, hence 0 there and in older configs.
+    #[serde(default)]
+    pub dropout_between: f64,
 }
 
 impl LstmConfig {
@@ -29,6 +33,7 @@ impl LstmConfig {
             layers: 2,
             dropout_in: 0.25,
             dropout_out: 0.1,
+            dropout_between: 0.0,
         }
     }
 }
@@ -38,7 +43,10 @@ pub struct Lstm {
     config: LstmConfig,
     input: nn::Linear,
     norm_in: nn::BatchNorm,
-    lstm: nn::LSTM,
+    /// The stacked LSTM's weights in libtorch's order (w_ih, w_hh, b_ih, b_hh per layer), so
+    /// that the forward pass can switch the between-layer dropout on and off; `nn::LSTM` fixes
+    /// its training flag when it is built.
+    lstm_weights: Vec<Tensor>,
     norm_out: nn::BatchNorm,
     output: nn::Linear,
 }
@@ -47,20 +55,32 @@ impl Lstm {
     pub fn new(vs: &nn::Path, config: LstmConfig) -> Lstm {
         let keys = KEY_COUNT as i64;
         let h = config.hidden;
+        // Variables are created in the model's order, so a seed gives the same start as ever.
+        let input = nn::linear(vs / "input", keys, h, Default::default());
+        let norm_in = nn::batch_norm1d(vs / "norm_in", h, Default::default());
+        // Creates the LSTM's variables (tch's names and initialisation); kept by name below.
+        nn::lstm(
+            vs / "lstm",
+            h,
+            h,
+            nn::RNNConfig {
+                num_layers: config.layers,
+                batch_first: true,
+                ..Default::default()
+            },
+        );
+        let lstm_vars = vs / "lstm";
+        let lstm_weights = (0..config.layers)
+            .flat_map(|l| {
+                ["weight_ih", "weight_hh", "bias_ih", "bias_hh"].map(|w| format!("{w}_l{l}"))
+            })
+            .map(|name| lstm_vars.get(&name).expect("nn::lstm created it"))
+            .collect();
         Lstm {
             config,
-            input: nn::linear(vs / "input", keys, h, Default::default()),
-            norm_in: nn::batch_norm1d(vs / "norm_in", h, Default::default()),
-            lstm: nn::lstm(
-                vs / "lstm",
-                h,
-                h,
-                nn::RNNConfig {
-                    num_layers: config.layers,
-                    batch_first: true,
-                    ..Default::default()
-                },
-            ),
+            input,
+            norm_in,
+            lstm_weights,
             norm_out: nn::batch_norm1d(vs / "norm_out", h, Default::default()),
             output: nn::linear(vs / "output", h, keys, Default::default()),
         }
@@ -128,8 +148,17 @@ impl Lstm {
             train,
             true,
         );
-        let lstm_state = nn::LSTMState((state.0[0].shallow_clone(), state.0[1].shallow_clone()));
-        let (out, nn::LSTMState((hn, cn))) = self.lstm.seq_init(&h, &lstm_state);
+        let weights: Vec<&Tensor> = self.lstm_weights.iter().collect();
+        let (out, hn, cn) = h.lstm(
+            &[&state.0[0], &state.0[1]],
+            &weights,
+            true,
+            self.config.layers,
+            self.config.dropout_between,
+            train,
+            false,
+            true,
+        );
         let logits = Self::per_frame(
             &out,
             rows.as_ref(),

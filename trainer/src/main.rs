@@ -135,6 +135,9 @@ struct TrainArgs {
     /// LSTM dropout after the output BatchNorm.
     #[arg(long)]
     dropout_out: Option<f64>,
+    /// LSTM dropout between stacked layers (not in the original model).
+    #[arg(long)]
+    dropout_between: Option<f64>,
     /// RWKV dropout on each block's time-mix and channel-mix outputs.
     #[arg(long)]
     dropout: Option<f64>,
@@ -160,6 +163,14 @@ struct TrainArgs {
     /// Stop early once this many epochs pass without a better valid NLL.
     #[arg(long)]
     patience: Option<usize>,
+    /// Transposition augmentation: each epoch, move every training piece by a random whole
+    /// number of semitones in -K..=K (at most 12). Valid and test are never moved.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    transpose_augment: u8,
+    /// Weight averaging: score valid and test with an exponential moving average of the
+    /// weights, updated every optimiser step with this decay (e.g. 0.995).
+    #[arg(long, value_name = "DECAY")]
+    ema_decay: Option<f64>,
 }
 
 /// Make the CUDA backend available. The linker drops libtorch_cuda.so because nothing in the
@@ -213,6 +224,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
                 layers: args.layers.unwrap_or(base.layers),
                 dropout_in: args.dropout_in.unwrap_or(base.dropout_in),
                 dropout_out: args.dropout_out.unwrap_or(base.dropout_out),
+                dropout_between: args.dropout_between.unwrap_or(base.dropout_between),
             })
         }
         (Kind::Rwkv, preset) => {
@@ -251,6 +263,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         clip_norm: args.clip_norm.unwrap_or(1.0),
         seed: args.seed,
         patience: args.patience,
+        transpose_augment: args.transpose_augment,
+        ema_decay: args.ema_decay,
     };
     let positive = [
         ("--epochs", config.epochs as f64),
@@ -263,13 +277,21 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
             bail!("{flag} must be positive, got {value}");
         }
     }
+    if config.transpose_augment > 12 {
+        bail!(
+            "--transpose-augment must be at most 12 semitones (an octave), got {}",
+            config.transpose_augment
+        );
+    }
     if config.patience == Some(0) {
         bail!("--patience must be at least 1 epoch");
     }
     let probabilities = [
         ("--dropout-in", args.dropout_in),
         ("--dropout-out", args.dropout_out),
+        ("--dropout-between", args.dropout_between),
         ("--dropout", args.dropout),
+        ("--ema-decay", args.ema_decay),
     ];
     for (flag, value) in probabilities {
         if let Some(p) = value

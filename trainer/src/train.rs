@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::PianoRoll;
 use pipeline::dataset::Split;
 use pipeline::render::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,17 @@ pub struct TrainConfig {
     /// NLL (the test then uses the best epoch's weights, as always). `None` = all epochs.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// Transposition augmentation: each epoch every training piece is moved by a random number
+    /// of semitones in `-k..=k` (drawn from the shuffling generator, so resumes repeat it).
+    /// The test pieces are all in C, so this is a regulariser, not a fix for a key mismatch.
+    /// 0 = off.
+    #[serde(default)]
+    pub transpose_augment: u8,
+    /// Weight averaging: keep an exponential moving average of the weights, updated after every
+    /// optimiser step with this decay, and score valid and test with it (the best checkpoint
+    /// holds the averaged weights). `None` = the raw weights.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
 }
 
 impl TrainConfig {
@@ -91,10 +103,15 @@ impl TrainConfig {
 /// Adam with decoupled weight decay (AdamW) on matrices; vectors (biases, norms, RWKV's time
 /// parameters) are not decayed. Written out rather than taken from tch so that its moments can
 /// be checkpointed and a resumed run continues exactly.
+///
+/// With `ema_decay` it also keeps an exponential moving average of the weights (Polyak
+/// averaging), checkpointed with the moments; [`AdamW::with_average`] swaps it in.
 pub struct AdamW {
     params: Vec<(String, Tensor)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// The averaged weights, one per parameter, when averaging is on.
+    average: Option<(f64, Vec<Tensor>)>,
     pub step: i64,
     beta1: f64,
     beta2: f64,
@@ -112,9 +129,14 @@ impl AdamW {
             .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |p: &(String, Tensor)| p.1.zeros_like();
+        let average = config.ema_decay.map(|decay| {
+            let copies = params.iter().map(|(_, p)| p.detach().copy()).collect();
+            (decay, copies)
+        });
         AdamW {
             m: params.iter().map(zeros).collect(),
             v: params.iter().map(zeros).collect(),
+            average,
             params,
             step: 0,
             beta1: config.beta1,
@@ -180,7 +202,34 @@ impl AdamW {
                 let update = (&*m / correction1) / ((&*v / correction2).sqrt() + Self::EPS);
                 let _ = p.g_sub_(&(update * lr));
             }
+            if let Some((decay, average)) = &mut self.average {
+                for ((_, p), a) in self.params.iter().zip(average) {
+                    // a ← decay·a + (1 − decay)·p
+                    let _ = a.lerp_(p, 1.0 - *decay);
+                }
+            }
         });
+    }
+
+    /// Run `f` with the averaged weights in the model (the raw ones are put back after);
+    /// without averaging, just run `f`.
+    pub fn with_average<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let Some((_, average)) = &mut self.average else {
+            return f();
+        };
+        let swap = |params: &mut [(String, Tensor)], average: &mut [Tensor]| {
+            tch::no_grad(|| {
+                for ((_, p), a) in params.iter_mut().zip(average.iter_mut()) {
+                    let raw = p.detach().copy();
+                    p.copy_(a);
+                    a.copy_(&raw);
+                }
+            })
+        };
+        swap(&mut self.params, average);
+        let result = f();
+        swap(&mut self.params, average);
+        result
     }
 
     /// Moments and step count, for `last.optim.safetensors`.
@@ -189,6 +238,11 @@ impl AdamW {
         for (((name, _), m), v) in self.params.iter().zip(&self.m).zip(&self.v) {
             named.push((format!("m.{name}"), m.shallow_clone()));
             named.push((format!("v.{name}"), v.shallow_clone()));
+        }
+        if let Some((_, average)) = &self.average {
+            for ((name, _), a) in self.params.iter().zip(average) {
+                named.push((format!("average.{name}"), a.shallow_clone()));
+            }
         }
         named.push(("step".into(), Tensor::from(self.step)));
         let temp = path.with_extension("partial.safetensors");
@@ -208,6 +262,11 @@ impl AdamW {
         for (((name, p), m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
             *m = get(&format!("m.{name}"))?.to_device(p.device());
             *v = get(&format!("v.{name}"))?.to_device(p.device());
+        }
+        if let Some((_, average)) = &mut self.average {
+            for ((name, p), a) in self.params.iter().zip(average) {
+                *a = get(&format!("average.{name}"))?.to_device(p.device());
+            }
         }
         self.step = get("step")?.int64_value(&[]);
         Ok(())
@@ -479,7 +538,16 @@ fn run_epochs(
         let mut max_steps_reached = false;
         'batches: for indices in plan_batches(&train_data.rolls, config.batch_size, Some(&mut rng))
         {
-            let rolls: Vec<_> = indices.iter().map(|&i| &train_data.rolls[i]).collect();
+            let shifted: Vec<PianoRoll>;
+            let rolls: Vec<&PianoRoll> = if config.transpose_augment == 0 {
+                indices.iter().map(|&i| &train_data.rolls[i]).collect()
+            } else {
+                shifted = indices
+                    .iter()
+                    .map(|&i| train_data.rolls[i].shifted(rng.semitones(config.transpose_augment)))
+                    .collect();
+                shifted.iter().collect()
+            };
             let batch = Batch::new(&rolls, device);
             let window = config.seq_len.filter(|&l| l > 0).unwrap_or(batch.steps());
             let mut state = model.zero_state(rolls.len() as i64, device);
@@ -524,18 +592,21 @@ fn run_epochs(
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let row = finish_epoch(
-            &model,
-            &valid_data,
-            config,
-            device,
-            epoch,
-            step,
-            lr,
-            started,
-            loss_sum,
-            loss_frames,
-        );
+        // Valid is scored with the averaged weights when averaging is on.
+        let row = optimizer.with_average(|| {
+            finish_epoch(
+                &model,
+                &valid_data,
+                config,
+                device,
+                epoch,
+                step,
+                lr,
+                started,
+                loss_sum,
+                loss_frames,
+            )
+        });
         if best.is_none_or(|(_, nll)| row.valid_nll < nll) {
             best = Some((epoch, row.valid_nll));
         }
@@ -548,7 +619,7 @@ fn run_epochs(
             best_valid_nll,
             max_steps_reached,
         };
-        record_epoch(&vs, &optimizer, run, &mut csv, &row, &progress)?;
+        record_epoch(&vs, &mut optimizer, run, &mut csv, &row, &progress)?;
         epochs_done = epoch;
         if max_steps_reached {
             break 'epochs;
@@ -617,7 +688,7 @@ fn finish_epoch(
 /// recomputes, never a checkpoint that the metrics claim.
 fn record_epoch(
     vs: &VarStore,
-    optimizer: &AdamW,
+    optimizer: &mut AdamW,
     run: &Path,
     csv: &mut std::fs::File,
     row: &EpochRow,
@@ -634,7 +705,8 @@ fn record_epoch(
     save_weights(vs, &run.join("last.safetensors"))?;
     optimizer.save(&run.join("last.optim.safetensors"))?;
     if progress.best_epoch == row.epoch {
-        save_weights(vs, &run.join("best.safetensors"))?;
+        // The weights valid was scored with.
+        optimizer.with_average(|| save_weights(vs, &run.join("best.safetensors")))?;
         write_json(
             &run.join("best.json"),
             &serde_json::json!({ "epoch": row.epoch, "step": row.step, "valid_nll": row.valid_nll }),

@@ -9,7 +9,7 @@ use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
 
-use common::randomise;
+use common::{one_at_a_time, randomise};
 
 const STEPS: i64 = 70; // not a multiple of the WKV chunk: the last chunk is partial
 const BATCH: i64 = 3;
@@ -21,6 +21,8 @@ fn random_frames(steps: i64) -> Tensor {
 }
 
 fn max_difference(config: ModelConfig, seed: i64) -> f64 {
+    // The random draws are global: other tests of this file must not interleave theirs.
+    let _turn = one_at_a_time();
     tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
     let model = Model::new(&vs.root(), &config);
@@ -50,6 +52,7 @@ fn lstm_parallel_and_recurrent_forms_agree() {
         layers: 2,
         dropout_in: 0.25,
         dropout_out: 0.1,
+        dropout_between: 0.3,
     });
     let worst = max_difference(config, 1);
     assert!(worst < 1e-5, "largest difference {worst}");
@@ -74,6 +77,7 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
 /// recurrent step the export uses) do not.
 #[test]
 fn rwkv_dropout_only_in_training() {
+    let _turn = one_at_a_time();
     tch::manual_seed(4);
     let vs = VarStore::new(Device::Cpu);
     let config = RwkvConfig {
@@ -94,6 +98,33 @@ fn rwkv_dropout_only_in_training() {
                 .0
         })
     };
+    let difference = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
+    assert!(
+        difference(pass(true), pass(true)) > 1e-3,
+        "dropout draws differ"
+    );
+    assert_eq!(difference(pass(false), pass(false)), 0.0);
+}
+
+/// The LSTM's between-layer dropout acts in training only, like RWKV's: with the other two
+/// dropouts off, two training passes differ and evaluation passes do not.
+#[test]
+fn lstm_between_layer_dropout_only_in_training() {
+    let _turn = one_at_a_time();
+    tch::manual_seed(5);
+    let vs = VarStore::new(Device::Cpu);
+    let config = LstmConfig {
+        hidden: 16,
+        layers: 2,
+        dropout_in: 0.0,
+        dropout_out: 0.0,
+        dropout_between: 0.5,
+    };
+    let model = trainer::lstm::Lstm::new(&vs.root(), config);
+    randomise(&vs);
+    let x = random_frames(20);
+    let state = model.zero_state(BATCH, Device::Cpu);
+    let pass = |train| tch::no_grad(|| model.forward(&x, None, &state, train).0);
     let difference = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
     assert!(
         difference(pass(true), pass(true)) > 1e-3,

@@ -29,6 +29,7 @@ fn lstm() -> ModelConfig {
         layers: 2,
         dropout_in: 0.25,
         dropout_out: 0.1,
+        dropout_between: 0.0,
     })
 }
 

@@ -14,7 +14,7 @@ use trainer::lstm::LstmConfig;
 use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::RwkvConfig;
-use trainer::train::{Results, Schedule, TrainConfig, evaluate, resume, train};
+use trainer::train::{AdamW, Results, Schedule, TrainConfig, evaluate, resume, train};
 
 use common::{config, one_at_a_time, small_dataset};
 
@@ -89,6 +89,7 @@ fn a_tiny_lstm_learns() {
         layers: 1,
         dropout_in: 0.25,
         dropout_out: 0.1,
+        dropout_between: 0.0,
     }));
 }
 
@@ -117,6 +118,7 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
             layers: 1,
             dropout_in: 0.0,
             dropout_out: 0.0,
+            dropout_between: 0.0,
         }),
         &dataset,
     );
@@ -183,6 +185,7 @@ fn a_diverging_run_stops_with_a_clear_message() {
             layers: 1,
             dropout_in: 0.0,
             dropout_out: 0.0,
+            dropout_between: 0.0,
         }),
         &dataset,
     );
@@ -263,11 +266,16 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     let dataset = small_dataset(dir.path(), 10);
     let model = ModelConfig::Lstm(LstmConfig {
         hidden: 16,
-        layers: 1,
+        layers: 2,
         dropout_in: 0.25, // dropout on: its random draws must line up too
         dropout_out: 0.1,
+        dropout_between: 0.2,
     });
-    let config = config(model, &dataset);
+    let mut config = config(model, &dataset);
+    // Transposition draws come from the shuffling generator: they must line up as well.
+    config.transpose_augment = 2;
+    // The weight average is checkpointed with the optimiser and scores valid and test.
+    config.ema_decay = Some(0.9);
     let whole = dir.path().join("whole");
     let sliced = dir.path().join("sliced");
     let a = train(&config, &whole, Device::Cpu, false, None)
@@ -316,6 +324,7 @@ fn truncated_backpropagation_trains_both_kinds() {
             layers: 1,
             dropout_in: 0.0,
             dropout_out: 0.0,
+            dropout_between: 0.0,
         }),
         ModelConfig::Rwkv(RwkvConfig {
             layers: 1,
@@ -338,4 +347,39 @@ fn truncated_backpropagation_trains_both_kinds() {
         assert!(rows[1][1] > 100.0, "steps {}", rows[1][1]);
         assert!(rows[1][2] < rows[0][2], "{rows:?}");
     }
+}
+
+/// The weight average follows a ← d·a + (1 − d)·w after each step, is what the model holds
+/// inside `with_average`, and the raw weights come back after it.
+#[test]
+fn the_weight_average_is_swapped_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(
+        ModelConfig::Lstm(LstmConfig::original()),
+        &dir.path().join("unused"),
+    );
+    config.ema_decay = Some(0.75);
+    config.weight_decay = 0.0;
+    let vs = VarStore::new(Device::Cpu);
+    let w = vs.root().var("w", &[3], tch::nn::Init::Const(1.0));
+    let mut optimizer = AdamW::new(&vs, &config);
+    let values = |t: &tch::Tensor| Vec::<f64>::try_from(t.to_kind(tch::Kind::Double)).unwrap();
+
+    let before = values(&w);
+    optimizer.zero_grad();
+    (&w * tch::Tensor::from_slice(&[1.0f32, -1.0, 2.0]))
+        .sum(tch::Kind::Float)
+        .backward();
+    optimizer.step(0.1);
+    let after = values(&w);
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| (b - a).abs() > 0.05),
+        "{after:?}"
+    );
+
+    let inside = optimizer.with_average(|| values(&w));
+    for ((b, a), avg) in before.iter().zip(&after).zip(&inside) {
+        assert!((avg - (0.75 * b + 0.25 * a)).abs() < 1e-6, "{inside:?}");
+    }
+    assert_eq!(values(&w), after);
 }

@@ -63,6 +63,8 @@ pub fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         warmup_steps: 5,
         clip_norm: 1.0,
         patience: None,
+        transpose_augment: 0,
+        ema_decay: None,
         seed: 7,
     }
 }
@@ -71,7 +73,11 @@ pub fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
 /// hides a difference between the two forms.
 pub fn randomise(vs: &VarStore) {
     tch::no_grad(|| {
-        for (name, mut var) in vs.variables() {
+        // In name order: `variables()` is a HashMap, whose order changes from run to run, and
+        // the draws must not.
+        let mut variables: Vec<_> = vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut var) in variables {
             let random = if name.ends_with("time_decay") {
                 Tensor::rand_like(&var) * 4.0 - 3.0 // w = e^-3 .. e^1
             } else if name.ends_with("running_var") {
