@@ -214,21 +214,26 @@ impl AdamW {
     /// Run `f` with the averaged weights in the model (the raw ones are put back after);
     /// without averaging, just run `f`.
     pub fn with_average<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let Some((_, average)) = &mut self.average else {
+        let Some((_, average)) = &self.average else {
             return f();
         };
-        let swap = |params: &mut [(String, Tensor)], average: &mut [Tensor]| {
-            tch::no_grad(|| {
-                for ((_, p), a) in params.iter_mut().zip(average.iter_mut()) {
+        let raw: Vec<Tensor> = tch::no_grad(|| {
+            self.params
+                .iter_mut()
+                .zip(average)
+                .map(|((_, p), a)| {
                     let raw = p.detach().copy();
                     p.copy_(a);
-                    a.copy_(&raw);
-                }
-            })
-        };
-        swap(&mut self.params, average);
+                    raw
+                })
+                .collect()
+        });
         let result = f();
-        swap(&mut self.params, average);
+        tch::no_grad(|| {
+            for ((_, p), raw) in self.params.iter_mut().zip(&raw) {
+                p.copy_(raw);
+            }
+        });
         result
     }
 

@@ -91,19 +91,13 @@ fn rwkv_dropout_only_in_training() {
     randomise(&vs);
     let x = random_frames(20);
     let state = model.zero_state(BATCH, Device::Cpu);
-    let pass = |train| {
+    assert_dropout_only_in_training(|train| {
         tch::no_grad(|| {
             model
                 .forward(&x, &state, trainer::rwkv::WkvMode::Chunked, train)
                 .0
         })
-    };
-    let difference = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
-    assert!(
-        difference(pass(true), pass(true)) > 1e-3,
-        "dropout draws differ"
-    );
-    assert_eq!(difference(pass(false), pass(false)), 0.0);
+    });
 }
 
 /// The LSTM's between-layer dropout acts in training only, like RWKV's: with the other two
@@ -124,7 +118,13 @@ fn lstm_between_layer_dropout_only_in_training() {
     randomise(&vs);
     let x = random_frames(20);
     let state = model.zero_state(BATCH, Device::Cpu);
-    let pass = |train| tch::no_grad(|| model.forward(&x, None, &state, train).0);
+    assert_dropout_only_in_training(|train| {
+        tch::no_grad(|| model.forward(&x, None, &state, train).0)
+    });
+}
+
+/// Two training passes of `pass` differ (fresh dropout draws); two evaluation passes are equal.
+fn assert_dropout_only_in_training(pass: impl Fn(bool) -> Tensor) {
     let difference = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
     assert!(
         difference(pass(true), pass(true)) > 1e-3,
