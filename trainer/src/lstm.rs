@@ -3,6 +3,12 @@
 //!
 //! BatchNorm in training sees only real frames: padding is dropped before the normalisation and
 //! put back after it, so batch statistics do not depend on how much padding a batch has.
+//!
+//! Those statistics still span every frame of the batch, future frames included, so in training
+//! each prediction sees a little of what comes after it; evaluation uses running statistics and
+//! cannot. With batches of several pieces the leak is diluted; with one piece per batch the model
+//! learns to lean on it and valid NLL rises while train NLL falls. `batch_norm: false` drops both
+//! BatchNorms (a plain Linear → Dropout → LSTM → Dropout → Linear) for such runs.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -23,6 +29,14 @@ pub struct LstmConfig {
     /// `LSTM(dropout=...)`). Not in the original model, hence 0 there and in older configs.
     #[serde(default)]
     pub dropout_between: f64,
+    /// BatchNorm after the input Linear and before the output Linear, as in the original model.
+    /// Older configs have no field and had it.
+    #[serde(default = "batch_norm_on")]
+    pub batch_norm: bool,
+}
+
+fn batch_norm_on() -> bool {
+    true
 }
 
 impl LstmConfig {
@@ -34,6 +48,7 @@ impl LstmConfig {
             dropout_in: 0.25,
             dropout_out: 0.1,
             dropout_between: 0.0,
+            batch_norm: true,
         }
     }
 }
@@ -42,12 +57,12 @@ impl LstmConfig {
 pub struct Lstm {
     config: LstmConfig,
     input: nn::Linear,
-    norm_in: nn::BatchNorm,
+    norm_in: Option<nn::BatchNorm>,
     /// The stacked LSTM's weights in libtorch's order (w_ih, w_hh, b_ih, b_hh per layer), so
     /// that the forward pass can switch the between-layer dropout on and off; `nn::LSTM` fixes
     /// its training flag when it is built.
     lstm_weights: Vec<Tensor>,
-    norm_out: nn::BatchNorm,
+    norm_out: Option<nn::BatchNorm>,
     output: nn::Linear,
 }
 
@@ -57,7 +72,12 @@ impl Lstm {
         let h = config.hidden;
         // Variables are created in the model's order, so a seed gives the same start as ever.
         let input = nn::linear(vs / "input", keys, h, Default::default());
-        let norm_in = nn::batch_norm1d(vs / "norm_in", h, Default::default());
+        let batch_norm = |name: &str| {
+            config
+                .batch_norm
+                .then(|| nn::batch_norm1d(vs / name, h, Default::default()))
+        };
+        let norm_in = batch_norm("norm_in");
         // Creates the LSTM's variables (tch's names and initialisation); kept by name below.
         nn::lstm(
             vs / "lstm",
@@ -81,7 +101,7 @@ impl Lstm {
             input,
             norm_in,
             lstm_weights,
-            norm_out: nn::batch_norm1d(vs / "norm_out", h, Default::default()),
+            norm_out: batch_norm("norm_out"),
             output: nn::linear(vs / "output", h, keys, Default::default()),
         }
     }
@@ -102,11 +122,12 @@ impl Lstm {
         ])
     }
 
-    /// Linear → BatchNorm → Dropout on the rows selected by `rows` (all when `None`).
+    /// Linear → BatchNorm → Dropout on the rows selected by `rows` (all when `None`), or
+    /// BatchNorm → Dropout → Linear when not `linear_first`; no BatchNorm when it is `None`.
     fn per_frame(
         x: &Tensor,
         rows: Option<&Tensor>,
-        layers: (&nn::Linear, &nn::BatchNorm),
+        layers: (&nn::Linear, Option<&nn::BatchNorm>),
         dropout: f64,
         train: bool,
         linear_first: bool,
@@ -114,12 +135,14 @@ impl Lstm {
         let (b, t, d) = x.size3().expect("[batch, time, features]");
         let flat = x.reshape([b * t, d]);
         let selected = rows.map_or_else(|| flat.shallow_clone(), |r| flat.index_select(0, r));
+        let norm = |h: Tensor| match layers.1 {
+            Some(norm) => h.apply_t(norm, train),
+            None => h,
+        };
         let y = if linear_first {
-            let h = layers.0.forward(&selected);
-            h.apply_t(layers.1, train).dropout(dropout, train)
+            norm(layers.0.forward(&selected)).dropout(dropout, train)
         } else {
-            let h = selected.apply_t(layers.1, train).dropout(dropout, train);
-            layers.0.forward(&h)
+            layers.0.forward(&norm(selected).dropout(dropout, train))
         };
         let width = y.size()[1];
         match rows {
@@ -143,7 +166,7 @@ impl Lstm {
         let h = Self::per_frame(
             x,
             rows.as_ref(),
-            (&self.input, &self.norm_in),
+            (&self.input, self.norm_in.as_ref()),
             self.config.dropout_in,
             train,
             true,
@@ -162,7 +185,7 @@ impl Lstm {
         let logits = Self::per_frame(
             &out,
             rows.as_ref(),
-            (&self.output, &self.norm_out),
+            (&self.output, self.norm_out.as_ref()),
             self.config.dropout_out,
             train,
             false,
@@ -177,8 +200,13 @@ impl Lstm {
     }
 }
 
-/// `scale` and `shift` of an eval-mode BatchNorm, `y = x·scale + shift`, computed in f64.
-fn batch_norm_affine(norm: &nn::BatchNorm) -> (Tensor, Tensor) {
+/// `scale` and `shift` of an eval-mode BatchNorm, `y = x·scale + shift`, computed in f64
+/// (1 and 0 without one).
+fn batch_norm_affine(norm: Option<&nn::BatchNorm>, width: i64) -> (Tensor, Tensor) {
+    let Some(norm) = norm else {
+        let identity = |value: f64| Tensor::full([width], value, (Kind::Double, tch::Device::Cpu));
+        return (identity(1.0), identity(0.0));
+    };
     let f64_of = |t: &Tensor| t.detach().to_kind(Kind::Double);
     let gamma = f64_of(norm.ws.as_ref().expect("affine BatchNorm"));
     let beta = f64_of(norm.bs.as_ref().expect("affine BatchNorm"));
@@ -199,7 +227,7 @@ impl Lstm {
         use crate::onnx::Attr;
         let f64_of = |t: &Tensor| t.detach().to_kind(Kind::Double);
         // Linear then BatchNorm: scale the rows of W and the bias.
-        let (scale, shift) = batch_norm_affine(&self.norm_in);
+        let (scale, shift) = batch_norm_affine(self.norm_in.as_ref(), self.config.hidden);
         let w = f64_of(&self.input.ws) * scale.unsqueeze(1);
         let b = f64_of(self.input.bs.as_ref().expect("bias")) * &scale + shift;
         let mut x = graph.linear(proto::card::FRAME_INPUT, &w, Some(&b), "input");
@@ -266,7 +294,7 @@ impl Lstm {
         }
 
         // BatchNorm then Linear: scale the columns of W, move the shift into the bias.
-        let (scale, shift) = batch_norm_affine(&self.norm_out);
+        let (scale, shift) = batch_norm_affine(self.norm_out.as_ref(), self.config.hidden);
         let w_out = f64_of(&self.output.ws);
         let b = f64_of(self.output.bs.as_ref().expect("bias")) + w_out.matmul(&shift);
         let w = w_out * scale.unsqueeze(0);

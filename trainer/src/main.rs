@@ -138,6 +138,10 @@ struct TrainArgs {
     /// LSTM dropout between stacked layers (not in the original model).
     #[arg(long)]
     dropout_between: Option<f64>,
+    /// LSTM without its two BatchNorms. Their training statistics include future frames, which
+    /// a model trained on small batches (e.g. --batch-size 1) learns to exploit.
+    #[arg(long)]
+    no_batch_norm: bool,
     /// RWKV dropout on each block's time-mix and channel-mix outputs.
     #[arg(long)]
     dropout: Option<f64>,
@@ -225,6 +229,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
                 dropout_in: args.dropout_in.unwrap_or(base.dropout_in),
                 dropout_out: args.dropout_out.unwrap_or(base.dropout_out),
                 dropout_between: args.dropout_between.unwrap_or(base.dropout_between),
+                batch_norm: !args.no_batch_norm,
             })
         }
         (Kind::Rwkv, preset) => {

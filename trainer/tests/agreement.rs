@@ -47,15 +47,21 @@ fn max_difference(config: ModelConfig, seed: i64) -> f64 {
 
 #[test]
 fn lstm_parallel_and_recurrent_forms_agree() {
-    let config = ModelConfig::Lstm(LstmConfig {
-        hidden: 32,
-        layers: 2,
-        dropout_in: 0.25,
-        dropout_out: 0.1,
-        dropout_between: 0.3,
-    });
-    let worst = max_difference(config, 1);
-    assert!(worst < 1e-5, "largest difference {worst}");
+    for batch_norm in [true, false] {
+        let config = ModelConfig::Lstm(LstmConfig {
+            hidden: 32,
+            layers: 2,
+            dropout_in: 0.25,
+            dropout_out: 0.1,
+            dropout_between: 0.3,
+            batch_norm,
+        });
+        let worst = max_difference(config, 1);
+        assert!(
+            worst < 1e-5,
+            "batch_norm {batch_norm}: largest difference {worst}"
+        );
+    }
 }
 
 #[test]
@@ -113,6 +119,7 @@ fn lstm_between_layer_dropout_only_in_training() {
         dropout_in: 0.0,
         dropout_out: 0.0,
         dropout_between: 0.5,
+        batch_norm: true,
     };
     let model = trainer::lstm::Lstm::new(&vs.root(), config);
     randomise(&vs);
@@ -131,4 +138,43 @@ fn assert_dropout_only_in_training(pass: impl Fn(bool) -> Tensor) {
         "dropout draws differ"
     );
     assert_eq!(difference(pass(false), pass(false)), 0.0);
+}
+
+/// Why `batch_norm: false` exists: in training, BatchNorm's statistics span the whole batch, so a
+/// frame's logits move when a later frame changes (a model trained on one piece per batch learns
+/// to use that). Without BatchNorm, training-mode logits depend only on the past.
+#[test]
+fn lstm_training_pass_is_causal_only_without_batch_norm() {
+    for batch_norm in [true, false] {
+        let _turn = one_at_a_time();
+        tch::manual_seed(6);
+        let vs = VarStore::new(Device::Cpu);
+        let config = LstmConfig {
+            hidden: 16,
+            layers: 2,
+            dropout_in: 0.0,
+            dropout_out: 0.0,
+            dropout_between: 0.0,
+            batch_norm,
+        };
+        let model = trainer::lstm::Lstm::new(&vs.root(), config);
+        randomise(&vs);
+        let x = random_frames(20);
+        // The same frames except the last five, which are all on.
+        let changed = x.copy();
+        let _ = changed.narrow(1, 15, 5).fill_(1.0);
+        let state = model.zero_state(BATCH, Device::Cpu);
+        let past_logits = |frames: &Tensor| {
+            tch::no_grad(|| model.forward(frames, None, &state, true).0).narrow(1, 0, 15)
+        };
+        let difference = (past_logits(&x) - past_logits(&changed))
+            .abs()
+            .max()
+            .double_value(&[]);
+        if batch_norm {
+            assert!(difference > 1e-4, "future frames leak through BatchNorm");
+        } else {
+            assert_eq!(difference, 0.0, "without BatchNorm the past is unaffected");
+        }
+    }
 }

@@ -30,6 +30,7 @@ fn lstm() -> ModelConfig {
         dropout_in: 0.25,
         dropout_out: 0.1,
         dropout_between: 0.0,
+        batch_norm: true,
     })
 }
 
@@ -219,6 +220,27 @@ fn parity_of(run: &Path, kind: &str) {
 #[test]
 fn lstm_step_in_onnx_runtime_matches_tch() {
     parity(&trained_runs().0, "lstm");
+}
+
+#[test]
+fn lstm_without_batch_norm_step_in_onnx_runtime_matches_tch() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-test-no-batch-norm");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let run = {
+        let _turn = one_at_a_time();
+        let dataset = small_dataset(&root, 4);
+        let mut model = lstm();
+        if let ModelConfig::Lstm(lstm) = &mut model {
+            lstm.batch_norm = false;
+        }
+        let mut config = config(model, &dataset);
+        config.max_steps = Some(3);
+        let run = root.join("run");
+        train(&config, &run, Device::Cpu, false, None).unwrap();
+        run
+    };
+    parity(&run, "lstm-no-batch-norm");
 }
 
 #[test]

@@ -90,6 +90,7 @@ fn a_tiny_lstm_learns() {
         dropout_in: 0.25,
         dropout_out: 0.1,
         dropout_between: 0.0,
+        batch_norm: true,
     }));
 }
 
@@ -119,6 +120,7 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
             dropout_in: 0.0,
             dropout_out: 0.0,
             dropout_between: 0.0,
+            batch_norm: true,
         }),
         &dataset,
     );
@@ -186,6 +188,7 @@ fn a_diverging_run_stops_with_a_clear_message() {
             dropout_in: 0.0,
             dropout_out: 0.0,
             dropout_between: 0.0,
+            batch_norm: true,
         }),
         &dataset,
     );
@@ -270,6 +273,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
         dropout_in: 0.25, // dropout on: its random draws must line up too
         dropout_out: 0.1,
         dropout_between: 0.2,
+        batch_norm: true,
     });
     let mut config = config(model, &dataset);
     // Transposition draws come from the shuffling generator: they must line up as well.
@@ -325,6 +329,7 @@ fn truncated_backpropagation_trains_both_kinds() {
             dropout_in: 0.0,
             dropout_out: 0.0,
             dropout_between: 0.0,
+            batch_norm: true,
         }),
         ModelConfig::Rwkv(RwkvConfig {
             layers: 1,
