@@ -53,6 +53,7 @@ fn models() -> &'static Path {
             dropout_in: 0.25,
             dropout_out: 0.1,
             dropout_between: 0.0,
+            batch_norm: true,
         });
         let rwkv = ModelConfig::Rwkv(RwkvConfig {
             layers: 2,
