@@ -12,10 +12,11 @@ pub struct Series {
     pub colour: usize,
 }
 
-const WIDTH: usize = 900;
+const WIDTH: usize = 1000;
 const HEIGHT: usize = 540;
 const LEFT: usize = 70;
-const RIGHT: usize = 230; // legend column
+const RIGHT: usize = 330; // legend column: a line and up to LABEL_CHARS characters
+const LABEL_CHARS: usize = 36;
 const TOP: usize = 36;
 const BOTTOM: usize = 44;
 const PALETTE: [[u8; 3]; 8] = [
@@ -193,7 +194,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             colour,
             s.dashed,
         );
-        let label: String = s.label.chars().take(22).collect();
+        let label: String = s.label.chars().take(LABEL_CHARS).collect();
         canvas.text(legend_x as i64 + 30, legend_y as i64, &label, ink);
     }
 
