@@ -162,7 +162,10 @@ impl Lstm {
         state: &State,
         train: bool,
     ) -> (Tensor, State) {
-        let rows = mask.map(|m| m.reshape([-1]).nonzero().squeeze_dim(1));
+        // Rows only matter to BatchNorm's statistics; without it padding is left to the loss mask.
+        let rows = mask
+            .filter(|_| self.config.batch_norm)
+            .map(|m| m.reshape([-1]).nonzero().squeeze_dim(1));
         let h = Self::per_frame(
             x,
             rows.as_ref(),

@@ -111,23 +111,34 @@ fn rwkv_dropout_only_in_training() {
 #[test]
 fn lstm_between_layer_dropout_only_in_training() {
     let _turn = one_at_a_time();
-    tch::manual_seed(5);
+    let (_vs, model) = random_small_lstm(5, 0.5, true);
+    let x = random_frames(20);
+    let state = model.zero_state(BATCH, Device::Cpu);
+    assert_dropout_only_in_training(|train| {
+        tch::no_grad(|| model.forward(&x, None, &state, train).0)
+    });
+}
+
+/// A 16×2 LSTM with random weights drawn from `seed`, dropout only between its layers. The
+/// caller holds `one_at_a_time()` (the draws are global); the VarStore keeps the weights alive.
+fn random_small_lstm(
+    seed: i64,
+    dropout_between: f64,
+    batch_norm: bool,
+) -> (VarStore, trainer::lstm::Lstm) {
+    tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
     let config = LstmConfig {
         hidden: 16,
         layers: 2,
         dropout_in: 0.0,
         dropout_out: 0.0,
-        dropout_between: 0.5,
-        batch_norm: true,
+        dropout_between,
+        batch_norm,
     };
     let model = trainer::lstm::Lstm::new(&vs.root(), config);
     randomise(&vs);
-    let x = random_frames(20);
-    let state = model.zero_state(BATCH, Device::Cpu);
-    assert_dropout_only_in_training(|train| {
-        tch::no_grad(|| model.forward(&x, None, &state, train).0)
-    });
+    (vs, model)
 }
 
 /// Two training passes of `pass` differ (fresh dropout draws); two evaluation passes are equal.
@@ -147,18 +158,7 @@ fn assert_dropout_only_in_training(pass: impl Fn(bool) -> Tensor) {
 fn lstm_training_pass_is_causal_only_without_batch_norm() {
     for batch_norm in [true, false] {
         let _turn = one_at_a_time();
-        tch::manual_seed(6);
-        let vs = VarStore::new(Device::Cpu);
-        let config = LstmConfig {
-            hidden: 16,
-            layers: 2,
-            dropout_in: 0.0,
-            dropout_out: 0.0,
-            dropout_between: 0.0,
-            batch_norm,
-        };
-        let model = trainer::lstm::Lstm::new(&vs.root(), config);
-        randomise(&vs);
+        let (_vs, model) = random_small_lstm(6, 0.0, batch_norm);
         let x = random_frames(20);
         // The same frames except the last five, which are all on.
         let changed = x.copy();
