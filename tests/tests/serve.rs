@@ -61,6 +61,7 @@ fn models() -> &'static Path {
             ffn_mult: 4,
             wkv_chunk: 16,
             dropout: 0.0,
+            dropout_in: 0.0,
         });
         for model in [lstm, rwkv] {
             let config = TrainConfig {

@@ -1,5 +1,5 @@
 //! Training throughput on CPU (forward + backward, frames/s) of the two model families, and of
-//! RWKV's WKV computed chunked (several chunk lengths) against a per-time-step loop.
+//! RWKV's WKV computed as one scan, chunked (several chunk lengths) and as a per-step loop.
 //!
 //! `cargo bench -p trainer --bench training_speed` (set OMP_NUM_THREADS as for training).
 //! Inputs are random binary frames of the Nottingham density; figures go to BENCHMARKS.md.
@@ -56,6 +56,7 @@ fn main() {
     }
     for (layers, embd) in [(6, 232), (6, 512)] {
         for (mode, chunk) in [
+            (WkvMode::Scan, 0),
             (WkvMode::Loop, 1),
             (WkvMode::Chunked, 4),
             (WkvMode::Chunked, 8),
@@ -70,10 +71,14 @@ fn main() {
                 ffn_mult: 4,
                 wkv_chunk: chunk,
                 dropout: 0.0,
+                dropout_in: 0.0,
             };
             let model = Rwkv::new(&vs.root(), config);
             let state = model.zero_state(BATCH, Device::Cpu);
-            let label = format!("RWKV {layers}x{embd}, WKV {mode:?} (chunk {chunk})");
+            let label = match mode {
+                WkvMode::Chunked => format!("RWKV {layers}x{embd}, WKV chunked ({chunk} steps)"),
+                _ => format!("RWKV {layers}x{embd}, WKV {mode:?}"),
+            };
             measure(&label, || loss(model.forward(&x, &state, mode, true).0));
         }
     }

@@ -129,7 +129,7 @@ struct TrainArgs {
     /// RWKV embedding width.
     #[arg(long)]
     embd: Option<i64>,
-    /// LSTM dropout after the input BatchNorm.
+    /// Dropout on the embedded input frame: LSTM after the input BatchNorm, RWKV after ln0.
     #[arg(long)]
     dropout_in: Option<f64>,
     /// LSTM dropout after the output BatchNorm.
@@ -145,7 +145,8 @@ struct TrainArgs {
     /// RWKV dropout on each block's time-mix and channel-mix outputs.
     #[arg(long)]
     dropout: Option<f64>,
-    /// RWKV WKV chunk length in the parallel form.
+    /// RWKV WKV chunk length in the parallel form; 0 (the default) computes the whole sequence
+    /// as one scan.
     #[arg(long)]
     wkv_chunk: Option<i64>,
     #[arg(long)]
@@ -244,6 +245,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
                 ffn_mult: base.ffn_mult,
                 wkv_chunk: args.wkv_chunk.unwrap_or(base.wkv_chunk),
                 dropout: args.dropout.unwrap_or(base.dropout),
+                dropout_in: args.dropout_in.unwrap_or(base.dropout_in),
             })
         }
     };
@@ -286,6 +288,14 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         bail!(
             "--transpose-augment must be at most 12 semitones (an octave), got {}",
             config.transpose_augment
+        );
+    }
+    if let ModelConfig::Rwkv(rwkv) = &config.model
+        && rwkv.wkv_chunk < 0
+    {
+        bail!(
+            "--wkv-chunk must be 0 (one scan) or a chunk length, got {}",
+            rwkv.wkv_chunk
         );
     }
     if config.patience == Some(0) {

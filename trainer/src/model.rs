@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor, nn};
 
 use crate::lstm::{Lstm, LstmConfig};
-use crate::rwkv::{Rwkv, RwkvConfig, WkvMode};
+use crate::rwkv::{Rwkv, RwkvConfig};
 
 /// Recurrent state as a list of tensors; which tensors, and their shapes, depend on the model
 /// (LSTM: `h`, `c` as [layers, B, H]; RWKV: see [`crate::rwkv::STATE_NAMES`], each [layers, B, C]).
@@ -93,7 +93,7 @@ impl Model {
     ) -> (Tensor, State) {
         match self {
             Model::Lstm(m) => m.forward(x, mask, state, train),
-            Model::Rwkv(m) => m.forward(x, state, WkvMode::Chunked, train),
+            Model::Rwkv(m) => m.forward(x, state, m.parallel_mode(), train),
         }
     }
 

@@ -20,10 +20,12 @@
 //! Two forms compute the same thing. The recurrent step carries, per layer, the last inputs of
 //! both token shifts and the WKV state `(a, b, p)`: the past numerator and denominator scaled
 //! by `e^{-p}`, `p` being the running maximum exponent, so nothing overflows. The parallel form
-//! for training splits time into chunks: inside a chunk every `wkv_t` is a masked softmax over
-//! the chunk's positions plus one virtual position for the carried state, computed as one
-//! batched matrix product; only the state crosses chunk boundaries. A per-step loop of small
-//! kernels is kept (`WkvMode::Loop`) to benchmark against and to test with.
+//! for training and scoring computes WKV over the whole sequence at once with prefix
+//! log-sum-exps ([`wkv_scan`]): a fixed number of kernels per layer, however long the piece.
+//! Two older parallel forms are kept to benchmark against and to test with: chunks (inside a
+//! chunk every `wkv_t` is a masked softmax over the chunk's positions plus one virtual position
+//! for the carried state, one batched matrix product; `--wkv-chunk L`) and a per-step loop of
+//! small kernels (`WkvMode::Loop`).
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init, Module};
@@ -38,12 +40,17 @@ pub struct RwkvConfig {
     pub embd: i64,
     /// ChannelMix hidden width as a multiple of `embd` (4 in RWKV-4).
     pub ffn_mult: i64,
-    /// Time steps per WKV chunk in the parallel form.
+    /// Time steps per WKV chunk in the parallel form; 0 for no chunks, one scan over the
+    /// whole sequence (the default: fastest on CPU, BENCHMARKS.md).
     pub wkv_chunk: i64,
     /// Dropout on the output of each block's time-mix and channel-mix before it joins the
     /// residual stream, in training only (RWKV-LM's `dropout`; 0 turns it off).
     #[serde(default)]
     pub dropout: f64,
+    /// Dropout on the embedded input frame (after ln0), in training only: the LSTM's
+    /// `dropout_in` at the same place, so that both families can be regularised alike.
+    #[serde(default)]
+    pub dropout_in: f64,
 }
 
 impl RwkvConfig {
@@ -53,10 +60,11 @@ impl RwkvConfig {
             layers: 6,
             embd: 512,
             ffn_mult: 4,
-            // On two CPU cores whole training runs went fastest with chunks of 8 (4 and 16
-            // slower, BENCHMARKS.md); on a GPU, fewer and larger kernels may pay: --wkv-chunk.
-            wkv_chunk: 8,
+            // The scan: on two CPU cores it trained pieces one at a time twice as fast as the
+            // best chunk length (8), and tied it at 8 pieces a batch (BENCHMARKS.md).
+            wkv_chunk: 0,
             dropout: 0.0,
+            dropout_in: 0.0,
         }
     }
 }
@@ -64,10 +72,13 @@ impl RwkvConfig {
 /// How the parallel form evaluates WKV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WkvMode {
-    /// Chunked masked softmax (the default: far fewer, larger kernels).
+    /// Chunked masked softmax.
     Chunked,
     /// One small kernel sequence per time step, like the recurrent form.
     Loop,
+    /// Prefix log-sum-exps over the whole sequence (the default): a fixed number of kernels
+    /// per layer, whatever the length.
+    Scan,
 }
 
 /// Large negative stand-in for −∞ in masked exponents (finite, so no ∞ − ∞ = NaN).
@@ -277,6 +288,64 @@ fn wkv_chunk(w: &Tensor, u: &Tensor, k: &Tensor, v: &Tensor, s: &WkvState) -> (T
     (out, next)
 }
 
+/// Stand-in for 0 under a logarithm in [`wkv_scan`] (its log, −690.8, is finite, so gradients
+/// stay finite too).
+const TINY: f64 = 1e-300;
+
+/// WKV over a whole sequence `k`, `v` [B, T, C] from `s`: outputs [B, T, C] and the state after
+/// it. Token i reaches step t with exponent k_i − (t−1−i)w = (k_i + i·w) − (t−1)w, so every
+/// past sum is e^{−(t−1)w} times a prefix sum over i of e^{k_i + i·w}·(1 or v_i), and
+/// `logcumsumexp` computes such prefix sums without overflow. Values can be negative, so their
+/// positive and negative parts are summed apart. The carried state is one more token, at
+/// i = −1. In f64 because i·w grows to 10⁴ and beyond, and f32 would lose what remains after
+/// subtracting (t−1)w.
+fn wkv_scan(w: &Tensor, u: &Tensor, k: &Tensor, v: &Tensor, s: &WkvState) -> (Tensor, WkvState) {
+    let (_, len, _) = k.size3().expect("[B, T, C]");
+    let f64 = Kind::Double;
+    let (w, u, k, v) = (
+        w.to_kind(f64),
+        u.to_kind(f64),
+        k.to_kind(f64),
+        v.to_kind(f64),
+    );
+    let log = |x: &Tensor| x.clamp_min(TINY).log();
+    let (log_v_pos, log_v_neg) = (log(&v), log(&-&v));
+    let (a, b) = (s.a.to_kind(f64), s.b.to_kind(f64));
+
+    let steps = Tensor::arange(len, (f64, k.device())).unsqueeze(1); // [T, 1]
+    let key = &k + &steps * &w; // k_i + i·w
+    let state_key = s.p.to_kind(f64) - &w; // the state as token −1: p + (−1)·w + w·0 … = p − w
+    // Inclusive prefix log-sum-exps over [state, token 0, …, token T−1]: [B, T+1, C].
+    let prefix = |state: Tensor, tokens: Tensor| {
+        Tensor::cat(&[state.unsqueeze(1), tokens], 1).logcumsumexp(1)
+    };
+    let den = prefix(&state_key + log(&b), key.shallow_clone());
+    let pos = prefix(&state_key + log(&a), &key + &log_v_pos);
+    let neg = prefix(&state_key + log(&-&a), &key + &log_v_neg);
+
+    // Step t reads entry t (the state and tokens before t), decayed by (t−1)w, plus itself
+    // with bonus u.
+    let decay = (&steps - 1.0) * &w; // [T, C]
+    let past = |prefix: &Tensor| prefix.narrow(1, 0, len) - &decay;
+    let now = &u + &k;
+    let log_den = past(&den).logaddexp(&now);
+    let part = |prefix: &Tensor, log_v: &Tensor| {
+        (past(prefix).logaddexp(&(&now + log_v)) - &log_den).exp()
+    };
+    let out = part(&pos, &log_v_pos) - part(&neg, &log_v_neg);
+
+    // The state after the sequence is entry T decayed by (T−1)w, kept with b = 1.
+    let end = |prefix: &Tensor| prefix.select(1, len) - &w * (len - 1) as f64;
+    let p = end(&den);
+    let a = (end(&pos) - &p).exp() - (end(&neg) - &p).exp();
+    let next = WkvState {
+        a: a.to_kind(Kind::Float),
+        b: p.ones_like().to_kind(Kind::Float),
+        p: p.to_kind(Kind::Float),
+    };
+    (out.to_kind(Kind::Float), next)
+}
+
 #[derive(Debug)]
 pub struct Rwkv {
     config: RwkvConfig,
@@ -324,6 +393,15 @@ impl Rwkv {
         }
     }
 
+    /// How [`Rwkv::forward`] should run for training and scoring: `wkv_chunk` 0 means one scan.
+    pub fn parallel_mode(&self) -> WkvMode {
+        if self.config.wkv_chunk == 0 {
+            WkvMode::Scan
+        } else {
+            WkvMode::Chunked
+        }
+    }
+
     /// The head's bias, for [`crate::model::Model::set_output_bias`].
     pub(crate) fn output_bias(&self) -> &Tensor {
         self.head.bs.as_ref().expect("the head has a bias")
@@ -353,7 +431,10 @@ impl Rwkv {
         train: bool,
     ) -> (Tensor, State) {
         let dropout = self.config.dropout;
-        let mut h = self.ln0.forward(&self.input.forward(x));
+        let mut h = self
+            .ln0
+            .forward(&self.input.forward(x))
+            .dropout(self.config.dropout_in, train);
         let mut next: Vec<Vec<Tensor>> = (0..STATE_NAMES.len()).map(|_| Vec::new()).collect();
         for (layer, block) in self.blocks.iter().enumerate() {
             let layer = layer as i64;
@@ -379,6 +460,7 @@ impl Rwkv {
             let chunk = match mode {
                 WkvMode::Chunked => self.config.wkv_chunk.max(1),
                 WkvMode::Loop => 1,
+                WkvMode::Scan => t,
             };
             let mut start = 0;
             while start < t {
@@ -386,6 +468,7 @@ impl Rwkv {
                 let (kc, vc) = (k.narrow(1, start, len), v.narrow(1, start, len));
                 let (out, s2) = match mode {
                     WkvMode::Chunked => wkv_chunk(&w, &att.time_first, &kc, &vc, &s),
+                    WkvMode::Scan => wkv_scan(&w, &att.time_first, &kc, &vc, &s),
                     WkvMode::Loop => {
                         let (o, s2) = wkv_step(
                             &w,

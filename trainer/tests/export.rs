@@ -41,6 +41,7 @@ fn rwkv() -> ModelConfig {
         ffn_mult: 4,
         wkv_chunk: 16,
         dropout: 0.0,
+        dropout_in: 0.0,
     })
 }
 

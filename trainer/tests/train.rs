@@ -100,8 +100,9 @@ fn a_tiny_rwkv_learns() {
         layers: 2,
         embd: 32,
         ffn_mult: 4,
-        wkv_chunk: 32,
+        wkv_chunk: 0,
         dropout: 0.0,
+        dropout_in: 0.0,
     }));
 }
 
@@ -232,6 +233,7 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
             ffn_mult: 4,
             wkv_chunk: 32,
             dropout: 0.0,
+            dropout_in: 0.0,
         }),
         &dataset,
     );
@@ -335,8 +337,9 @@ fn truncated_backpropagation_trains_both_kinds() {
             layers: 1,
             embd: 16,
             ffn_mult: 4,
-            wkv_chunk: 16,
+            wkv_chunk: 0,
             dropout: 0.0,
+            dropout_in: 0.0,
         }),
     ];
     for (i, model) in models.into_iter().enumerate() {
