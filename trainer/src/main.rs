@@ -129,6 +129,9 @@ struct TrainArgs {
     /// RWKV embedding width.
     #[arg(long)]
     embd: Option<i64>,
+    /// RWKV channel-mix hidden width as a multiple of the embedding width (4 in RWKV-4).
+    #[arg(long)]
+    ffn_mult: Option<i64>,
     /// Dropout on the embedded input frame: LSTM after the input BatchNorm, RWKV after ln0.
     #[arg(long)]
     dropout_in: Option<f64>,
@@ -242,7 +245,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
             ModelConfig::Rwkv(RwkvConfig {
                 layers: args.layers.unwrap_or(base.layers),
                 embd: args.embd.unwrap_or(embd),
-                ffn_mult: base.ffn_mult,
+                ffn_mult: args.ffn_mult.unwrap_or(base.ffn_mult),
                 wkv_chunk: args.wkv_chunk.unwrap_or(base.wkv_chunk),
                 dropout: args.dropout.unwrap_or(base.dropout),
                 dropout_in: args.dropout_in.unwrap_or(base.dropout_in),
@@ -273,6 +276,19 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         transpose_augment: args.transpose_augment,
         ema_decay: args.ema_decay,
     };
+    let sizes = match &config.model {
+        ModelConfig::Lstm(lstm) => vec![("--hidden", lstm.hidden), ("--layers", lstm.layers)],
+        ModelConfig::Rwkv(rwkv) => vec![
+            ("--embd", rwkv.embd),
+            ("--layers", rwkv.layers),
+            ("--ffn-mult", rwkv.ffn_mult),
+        ],
+    };
+    for (flag, size) in sizes {
+        if size < 1 {
+            bail!("{flag} must be at least 1, got {size}");
+        }
+    }
     let positive = [
         ("--epochs", config.epochs as f64),
         ("--batch-size", config.batch_size as f64),
