@@ -20,8 +20,9 @@
 //! Two forms compute the same thing. The recurrent step carries, per layer, the last inputs of
 //! both token shifts and the WKV state `(a, b, p)`: the past numerator and denominator scaled
 //! by `e^{-p}`, `p` being the running maximum exponent, so nothing overflows. The parallel form
-//! for training and scoring computes WKV over the whole sequence at once with prefix
-//! log-sum-exps ([`wkv_scan`]): a fixed number of kernels per layer, however long the piece.
+//! for training and scoring computes WKV over the whole sequence at once ([`wkv_scan`]: one
+//! prefix log-sum-exp, then a linear recurrence in log₂ T vectorised rounds), so the number of
+//! kernels per layer grows with the logarithm of the piece's length, not with the length.
 //! Two older parallel forms are kept to benchmark against and to test with: chunks (inside a
 //! chunk every `wkv_t` is a masked softmax over the chunk's positions plus one virtual position
 //! for the carried state, one batched matrix product; `--wkv-chunk L`) and a per-step loop of
@@ -76,8 +77,7 @@ pub enum WkvMode {
     Chunked,
     /// One small kernel sequence per time step, like the recurrent form.
     Loop,
-    /// Prefix log-sum-exps over the whole sequence (the default): a fixed number of kernels
-    /// per layer, whatever the length.
+    /// Over the whole sequence at once (the default; [`wkv_scan`]).
     Scan,
 }
 
@@ -288,62 +288,90 @@ fn wkv_chunk(w: &Tensor, u: &Tensor, k: &Tensor, v: &Tensor, s: &WkvState) -> (T
     (out, next)
 }
 
-/// Stand-in for 0 under a logarithm in [`wkv_scan`] (its log, −690.8, is finite, so gradients
-/// stay finite too).
-const TINY: f64 = 1e-300;
-
 /// WKV over a whole sequence `k`, `v` [B, T, C] from `s`: outputs [B, T, C] and the state after
-/// it. Token i reaches step t with exponent k_i − (t−1−i)w = (k_i + i·w) − (t−1)w, so every
-/// past sum is e^{−(t−1)w} times a prefix sum over i of e^{k_i + i·w}·(1 or v_i), and
-/// `logcumsumexp` computes such prefix sums without overflow. Values can be negative, so their
-/// positive and negative parts are summed apart. The carried state is one more token, at
-/// i = −1. In f64 because i·w grows to 10⁴ and beyond, and f32 would lose what remains after
-/// subtracting (t−1)w.
+/// it.
+///
+/// Token i reaches step t with exponent k_i − (t−1−i)w = (k_i + i·w) − (t−1)w, so the past
+/// that step t reads is a weighted mean of the values with weights e^{k_i + i·w}: the decay
+/// only scales the total, e^{−(t−1)w}. The carried state joins as one more entry before the
+/// tokens. `logcumsumexp` gives the log of each prefix's total weight, D_j, without overflow,
+/// in f64 because i·w grows to 10⁴ and beyond and f32 would lose what remains after
+/// subtracting (t−1)w. The prefix means then follow a linear recurrence,
+/// m_j = e^{D_{j−1}−D_j}·m_{j−1} + e^{L_j−D_j}·value_j (L_j the entry's own log weight), whose
+/// factors lie in [0, 1]; [`linear_scan`] evaluates it in log₂ T vectorised steps. Finally
+/// each step mixes its past mean with its own value, weighted e^{D−(t−1)w} against e^{u+k_t}.
 fn wkv_scan(w: &Tensor, u: &Tensor, k: &Tensor, v: &Tensor, s: &WkvState) -> (Tensor, WkvState) {
     let (_, len, _) = k.size3().expect("[B, T, C]");
     let f64 = Kind::Double;
-    let (w, u, k, v) = (
-        w.to_kind(f64),
-        u.to_kind(f64),
-        k.to_kind(f64),
-        v.to_kind(f64),
-    );
-    let log = |x: &Tensor| x.clamp_min(TINY).log();
-    let (log_v_pos, log_v_neg) = (log(&v), log(&-&v));
-    let (a, b) = (s.a.to_kind(f64), s.b.to_kind(f64));
-
+    let w64 = w.to_kind(f64);
     let steps = Tensor::arange(len, (f64, k.device())).unsqueeze(1); // [T, 1]
-    let key = &k + &steps * &w; // k_i + i·w
-    let state_key = s.p.to_kind(f64) - &w; // the state as token −1: p + (−1)·w + w·0 … = p − w
-    // Inclusive prefix log-sum-exps over [state, token 0, …, token T−1]: [B, T+1, C].
-    let prefix = |state: Tensor, tokens: Tensor| {
-        Tensor::cat(&[state.unsqueeze(1), tokens], 1).logcumsumexp(1)
-    };
-    let den = prefix(&state_key + log(&b), key.shallow_clone());
-    let pos = prefix(&state_key + log(&a), &key + &log_v_pos);
-    let neg = prefix(&state_key + log(&-&a), &key + &log_v_neg);
+    // Entry 0 is the state: step t reads it with exponent p − t·w = (p − w) − (t−1)w, and it
+    // stands for a total weight b (a zero b, the empty state, has log weight −∞: here −1e38
+    // plus a large negative number, finite so that nothing turns into NaN).
+    let state_log_weight = s.p.to_kind(f64) - &w64 + s.b.to_kind(f64).clamp_min(1e-300).log();
+    let log_weight = Tensor::cat(
+        &[
+            state_log_weight.unsqueeze(1),
+            k.to_kind(f64) + &steps * &w64,
+        ],
+        1,
+    ); // [B, T+1, C]
+    let total = log_weight.logcumsumexp(1);
+    // Entry 0 has nothing before it to keep.
+    let keep = Tensor::cat(
+        &[
+            total.narrow(1, 0, 1).zeros_like(),
+            (total.narrow(1, 0, len) - total.narrow(1, 1, len)).exp(),
+        ],
+        1,
+    )
+    .to_kind(Kind::Float);
+    let take = (&log_weight - &total).exp().to_kind(Kind::Float);
+    let state_value = &s.a / s.b.clamp_min(f32::MIN_POSITIVE as f64);
+    let values = Tensor::cat(&[state_value.unsqueeze(1), v.shallow_clone()], 1);
+    let means = linear_scan(&keep, &(take * values)); // [B, T+1, C]
 
-    // Step t reads entry t (the state and tokens before t), decayed by (t−1)w, plus itself
-    // with bonus u.
-    let decay = (&steps - 1.0) * &w; // [T, C]
-    let past = |prefix: &Tensor| prefix.narrow(1, 0, len) - &decay;
-    let now = &u + &k;
-    let log_den = past(&den).logaddexp(&now);
-    let part = |prefix: &Tensor, log_v: &Tensor| {
-        (past(prefix).logaddexp(&(&now + log_v)) - &log_den).exp()
-    };
-    let out = part(&pos, &log_v_pos) - part(&neg, &log_v_neg);
+    // Step t: the past (entries 0..=t) against the token itself with bonus u.
+    let past_log_weight = total.narrow(1, 0, len) - (&steps - 1.0) * &w64;
+    let now_log_weight = (u + k).to_kind(f64);
+    let past_share = (past_log_weight - now_log_weight)
+        .sigmoid()
+        .to_kind(Kind::Float);
+    let out = &past_share * means.narrow(1, 0, len) + (1.0 - &past_share) * v;
 
-    // The state after the sequence is entry T decayed by (T−1)w, kept with b = 1.
-    let end = |prefix: &Tensor| prefix.select(1, len) - &w * (len - 1) as f64;
-    let p = end(&den);
-    let a = (end(&pos) - &p).exp() - (end(&neg) - &p).exp();
+    // The state after the sequence: the mean of all entries, total weight e^p with b = 1.
+    let p = total.select(1, len) - &w64 * (len - 1) as f64;
     let next = WkvState {
-        a: a.to_kind(Kind::Float),
+        a: means.select(1, len),
         b: p.ones_like().to_kind(Kind::Float),
         p: p.to_kind(Kind::Float),
     };
-    (out.to_kind(Kind::Float), next)
+    (out, next)
+}
+
+/// x_j = keep_j·x_{j−1} + add_j along dim 1 from x_{−1} = 0, for `keep` in [0, 1]: each round
+/// folds in the terms `span` steps back (Hillis–Steele), so ⌈log₂ T⌉ rounds of whole-tensor
+/// products replace T dependent steps.
+fn linear_scan(keep: &Tensor, add: &Tensor) -> Tensor {
+    let len = add.size()[1];
+    let later = |x: &Tensor, span: i64| {
+        // x shifted `span` steps later in time, zeros first.
+        Tensor::cat(
+            &[
+                x.narrow(1, 0, span).zeros_like(),
+                x.narrow(1, 0, len - span),
+            ],
+            1,
+        )
+    };
+    let (mut keep, mut sum) = (keep.shallow_clone(), add.shallow_clone());
+    let mut span = 1;
+    while span < len {
+        sum = &sum + &keep * later(&sum, span);
+        keep = &keep * later(&keep, span);
+        span *= 2;
+    }
+    sum
 }
 
 #[derive(Debug)]

@@ -39,7 +39,10 @@ fn max_difference(config: ModelConfig, seed: i64) -> f64 {
             .abs()
             .max()
             .double_value(&[]);
-        worst = worst.max(difference);
+        // Not f64::max, which passes over a NaN: once NaN, `worst` stays NaN.
+        if difference > worst || difference.is_nan() {
+            worst = difference;
+        }
         state = next;
     }
     worst
