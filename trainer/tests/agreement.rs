@@ -88,18 +88,7 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
 #[test]
 fn rwkv_dropout_only_in_training() {
     let _turn = one_at_a_time();
-    tch::manual_seed(4);
-    let vs = VarStore::new(Device::Cpu);
-    let config = RwkvConfig {
-        layers: 2,
-        embd: 16,
-        ffn_mult: 4,
-        wkv_chunk: 16,
-        dropout: 0.5,
-        dropout_in: 0.0,
-    };
-    let model = trainer::rwkv::Rwkv::new(&vs.root(), config);
-    randomise(&vs);
+    let (_vs, model) = random_small_rwkv(4, 16, 0.5);
     let x = random_frames(20);
     let state = model.zero_state(BATCH, Device::Cpu);
     assert_dropout_only_in_training(|train| {
@@ -122,6 +111,24 @@ fn lstm_between_layer_dropout_only_in_training() {
     assert_dropout_only_in_training(|train| {
         tch::no_grad(|| model.forward(&x, None, &state, train).0)
     });
+}
+
+/// A 2-layer RWKV of width 16 with random weights drawn from `seed`, dropout only on its
+/// blocks. The caller holds `one_at_a_time()`; the VarStore keeps the weights alive.
+fn random_small_rwkv(seed: i64, wkv_chunk: i64, dropout: f64) -> (VarStore, trainer::rwkv::Rwkv) {
+    tch::manual_seed(seed);
+    let vs = VarStore::new(Device::Cpu);
+    let config = RwkvConfig {
+        layers: 2,
+        embd: 16,
+        ffn_mult: 4,
+        wkv_chunk,
+        dropout,
+        dropout_in: 0.0,
+    };
+    let model = trainer::rwkv::Rwkv::new(&vs.root(), config);
+    randomise(&vs);
+    (vs, model)
 }
 
 /// A 16×2 LSTM with random weights drawn from `seed`, dropout only between its layers. The
@@ -190,20 +197,9 @@ fn lstm_training_pass_is_causal_only_without_batch_norm() {
 /// state across a split.
 #[test]
 fn rwkv_scan_matches_the_step_loop_in_values_and_gradients_on_long_sequences() {
-    use trainer::rwkv::{Rwkv, WkvMode};
+    use trainer::rwkv::WkvMode;
     let _turn = one_at_a_time();
-    tch::manual_seed(6);
-    let vs = VarStore::new(Device::Cpu);
-    let config = RwkvConfig {
-        layers: 2,
-        embd: 16,
-        ffn_mult: 4,
-        wkv_chunk: 0,
-        dropout: 0.0,
-        dropout_in: 0.0,
-    };
-    let model = Rwkv::new(&vs.root(), config);
-    randomise(&vs);
+    let (vs, model) = random_small_rwkv(6, 0, 0.0);
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
             if name.ends_with("time_decay") {
