@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod data;
+pub mod device;
 pub mod export;
 pub mod lstm;
 pub mod metrics;

@@ -38,6 +38,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Score a trained model on one split of a dataset: NLL per frame, BCE per pitch, frame
+    /// accuracy, next to the constant key-rate baseline.
+    Eval(EvalArgs),
     /// Table of several runs and their learning curves in one PNG.
     Compare {
         #[arg(required = true)]
@@ -70,6 +73,40 @@ struct SampleArgs {
     png: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
     device: String,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run folder (uses best.safetensors) or a .safetensors file in one.
+    checkpoint: PathBuf,
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
+    /// Dataset folder; by default the one the run trained on (as its config.json names it). It
+    /// must be on the run's grid.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Print the scores as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Valid,
+    Test,
+}
+
+impl From<SplitArg> for pipeline::dataset::Split {
+    fn from(split: SplitArg) -> Self {
+        match split {
+            SplitArg::Train => Self::Train,
+            SplitArg::Valid => Self::Valid,
+            SplitArg::Test => Self::Test,
+        }
+    }
 }
 
 /// Longest generation accepted in one call.
@@ -181,40 +218,8 @@ struct TrainArgs {
     ema_decay: Option<f64>,
 }
 
-/// Make the CUDA backend available. The linker drops libtorch_cuda.so because nothing in the
-/// binary names its symbols, so without this `tch::Cuda::is_available()` is false even on a GPU
-/// machine. With the CPU-only libtorch the library is absent and this quietly does nothing.
-fn load_cuda_backend() {
-    // SAFETY: dlopen with a constant, NUL-terminated name; the handle is kept for the process.
-    unsafe {
-        libc::dlopen(
-            c"libtorch_cuda.so".as_ptr(),
-            libc::RTLD_NOW | libc::RTLD_GLOBAL,
-        );
-    }
-}
-
 fn device(spec: &str) -> Result<tch::Device> {
-    let cuda_count = tch::Cuda::device_count();
-    match spec {
-        "cpu" => Ok(tch::Device::Cpu),
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cuda" | "cuda:0" if cuda_count > 0 => Ok(tch::Device::Cuda(0)),
-        "cuda" => bail!(
-            "--device cuda: no CUDA device is available (is this a GPU machine with the CUDA libtorch?)"
-        ),
-        other => {
-            let index: usize = other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .with_context(|| format!("--device {other}: expected auto, cpu, cuda or cuda:N"))?;
-            if (index as i64) < cuda_count {
-                Ok(tch::Device::Cuda(index))
-            } else {
-                bail!("--device {other}: only {cuda_count} CUDA device(s) available")
-            }
-        }
-    }
+    Ok(trainer::device::parse(spec)?)
 }
 
 fn config(args: &TrainArgs) -> Result<TrainConfig> {
@@ -335,7 +340,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
 }
 
 fn main() -> std::process::ExitCode {
-    load_cuda_backend();
+    // Before any tch call, so that `auto` can find a GPU.
+    trainer::device::load_cuda_backend();
     pipeline::binary::init_logging("info");
     pipeline::binary::exit_code(run(Cli::parse()))
 }
@@ -381,6 +387,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sample(args) => sample(args),
+        Command::Eval(args) => eval(args),
         Command::Export {
             checkpoint,
             output,
@@ -408,6 +415,46 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    use trainer::data::SplitData;
+    let device = device(&args.device)?;
+    let loaded = trainer::sample::load(&args.checkpoint, device)?;
+    let config = &loaded.config;
+    let dataset = args.data.as_ref().unwrap_or(&config.dataset);
+    let split = pipeline::dataset::Split::from(args.split);
+    let load = |split| {
+        SplitData::load(dataset, split, Some(&config.roll_settings))
+            .with_context(|| format!("--data {}", dataset.display()))
+    };
+    let data = load(split)?;
+    let train_rolls = load(pipeline::dataset::Split::Train)?.rolls;
+    let scores = trainer::train::evaluate(&loaded.model, &data, config.batch_size, device);
+    let baseline = trainer::metrics::key_rate_baseline(&train_rolls, &data.rolls);
+    if args.json {
+        let report = serde_json::json!({
+            "checkpoint": args.checkpoint,
+            "dataset": dataset,
+            "split": split.as_str(),
+            "scores": scores,
+            "key_rate_baseline_nll": baseline,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} on {} {}: NLL {:.3} nats/frame, BCE {:.4} per key, frame accuracy {:.3} over {} predicted frames (constant key-rate baseline {:.3})",
+            args.checkpoint.display(),
+            dataset.display(),
+            split.as_str(),
+            scores.nll_per_frame,
+            scores.bce_per_pitch,
+            scores.frame_accuracy,
+            scores.frames,
+            baseline
+        );
+    }
+    Ok(())
 }
 
 fn sample(args: SampleArgs) -> Result<()> {
