@@ -82,6 +82,7 @@ fn models() -> &'static Path {
                 patience: None,
                 transpose_augment: 0,
                 ema_decay: None,
+                note_dropout: 0.0,
                 seed: 3,
             };
             let run = root.join("runs").join(model.kind());

@@ -190,9 +190,40 @@ impl Batch {
     }
 }
 
+/// Note dropout: silence each sounding key of the 0/1 `inputs` with probability `p`, drawing
+/// from libtorch's generator. A regulariser for training only: the model must predict the whole
+/// next frame from a partly missing present, so it cannot lean on copying the frame it was given.
+/// The targets stay whole. Unlike dropout there is no rescaling: the inputs stay binary.
+pub fn drop_notes(inputs: &Tensor, p: f64) -> Tensor {
+    if p <= 0.0 {
+        return inputs.shallow_clone();
+    }
+    inputs * Tensor::rand_like(inputs).ge(p).to_kind(inputs.kind())
+}
+
 #[cfg(test)]
 mod tests {
     use super::SplitMix64;
+
+    #[test]
+    fn note_dropout_only_removes_notes_at_its_rate() {
+        use tch::{Device, Kind, Tensor};
+        tch::manual_seed(11);
+        let inputs = Tensor::rand([4, 500, 88], (Kind::Float, Device::Cpu))
+            .lt(0.3)
+            .to_kind(Kind::Float);
+        let on = inputs.sum(Kind::Float).double_value(&[]);
+        assert!(super::drop_notes(&inputs, 0.0).equal(&inputs));
+        let kept = super::drop_notes(&inputs, 0.25);
+        // Nothing appears that was not there, and about a quarter of the notes go.
+        let added = (&kept - &inputs)
+            .clamp_min(0.0)
+            .sum(Kind::Float)
+            .double_value(&[]);
+        assert_eq!(added, 0.0);
+        let dropped = 1.0 - kept.sum(Kind::Float).double_value(&[]) / on;
+        assert!((dropped - 0.25).abs() < 0.01, "dropped {dropped}");
+    }
 
     #[test]
     fn transpositions_cover_the_range_evenly() {

@@ -216,6 +216,10 @@ struct TrainArgs {
     /// weights, updated every optimiser step with this decay (e.g. 0.995).
     #[arg(long, value_name = "DECAY")]
     ema_decay: Option<f64>,
+    /// Note dropout (both models): in training, silence each sounding key of each input frame
+    /// with this probability; the targets stay whole.
+    #[arg(long, value_name = "P")]
+    note_dropout: Option<f64>,
 }
 
 fn device(spec: &str) -> Result<tch::Device> {
@@ -280,6 +284,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         patience: args.patience,
         transpose_augment: args.transpose_augment,
         ema_decay: args.ema_decay,
+        note_dropout: args.note_dropout.unwrap_or(0.0),
     };
     let sizes = match &config.model {
         ModelConfig::Lstm(lstm) => vec![("--hidden", lstm.hidden), ("--layers", lstm.layers)],
@@ -328,6 +333,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         ("--dropout-between", args.dropout_between),
         ("--dropout", args.dropout),
         ("--ema-decay", args.ema_decay),
+        ("--note-dropout", args.note_dropout),
     ];
     for (flag, value) in probabilities {
         if let Some(p) = value

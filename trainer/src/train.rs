@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{Batch, SplitData, SplitMix64, plan_batches};
+use crate::data::{Batch, SplitData, SplitMix64, drop_notes, plan_batches};
 use crate::metrics::{Scores, Totals, key_rate_baseline, key_rates, nll_sum};
 use crate::model::{Model, ModelConfig};
 
@@ -70,6 +70,10 @@ pub struct TrainConfig {
     /// holds the averaged weights). `None` = the raw weights.
     #[serde(default)]
     pub ema_decay: Option<f64>,
+    /// Note dropout: in training, each sounding key of each input frame is silenced with this
+    /// probability ([`crate::data::drop_notes`]); targets and evaluation are untouched. 0 = off.
+    #[serde(default)]
+    pub note_dropout: f64,
 }
 
 impl TrainConfig {
@@ -561,7 +565,8 @@ fn run_epochs(
                 let part = batch.window(start, window.min(batch.steps() - start));
                 start += window;
                 lr = config.lr_at(step, planned_steps);
-                let (logits, next) = model.forward(&part.inputs, Some(&part.mask), &state, true);
+                let inputs = drop_notes(&part.inputs, config.note_dropout);
+                let (logits, next) = model.forward(&inputs, Some(&part.mask), &state, true);
                 let (sum, frames) = nll_sum(&logits, &part.targets, &part.mask);
                 if frames == 0 {
                     continue;

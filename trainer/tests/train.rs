@@ -282,6 +282,8 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     config.transpose_augment = 2;
     // The weight average is checkpointed with the optimiser and scores valid and test.
     config.ema_decay = Some(0.9);
+    // Note dropout draws from libtorch's generator, seeded per epoch like dropout.
+    config.note_dropout = 0.1;
     let whole = dir.path().join("whole");
     let sliced = dir.path().join("sliced");
     let a = train(&config, &whole, Device::Cpu, false, None)

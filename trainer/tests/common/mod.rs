@@ -65,6 +65,7 @@ pub fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         patience: None,
         transpose_augment: 0,
         ema_decay: None,
+        note_dropout: 0.0,
         seed: 7,
     }
 }
