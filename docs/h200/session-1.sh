@@ -1,4 +1,10 @@
 #!/usr/bin/env bash
+# Kept as the record of what ran on the H200 on 2026-11-27 (BENCHMARKS.md, README "On a GPU").
+# That machine has no Rust toolchain: these scripts expect a folder .gpucheck/ carried beside
+# the checkout with the `trainer` binary, the `gpu` test binary (cargo test --no-run), the
+# bundled dataset built by `pipeline build` and `src-root` (the build checkout's path), and
+# write what they measure to $OUT. On a GPU runner with Rust, scripts/test.sh runs the GPU tests
+# and scripts/benchmark-runs.sh the presets instead.
 # One device call: CUDA checks, the two seed presets timed alone, then an RWKV batch-1 sweep
 # until the deadline. Everything it measures lands in $OUT.
 # Run from the repository root:  bash .gpucheck/run.sh   (DEVICE=cpu FAST=1 for a local dry run)

@@ -1,4 +1,10 @@
 #!/usr/bin/env bash
+# Kept as the record of what ran on the H200 on 2026-11-27 (BENCHMARKS.md, README "On a GPU").
+# That machine has no Rust toolchain: these scripts expect a folder .gpucheck/ carried beside
+# the checkout with the `trainer` binary, the `gpu` test binary (cargo test --no-run), the
+# bundled dataset built by `pipeline build` and `src-root` (the build checkout's path), and
+# write what they measure to $OUT. On a GPU runner with Rust, scripts/test.sh runs the GPU tests
+# and scripts/benchmark-runs.sh the presets instead.
 # Second call: larger RWKVs at batch 8 with dropout, concurrently under MPS, until the deadline.
 set -u
 G=.gpucheck; OUT="${OUT:-/tmp/gpucheck-out}"; DEVICE="${DEVICE:-cuda}"; BUDGET="${BUDGET:-235}"

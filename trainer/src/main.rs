@@ -222,10 +222,6 @@ struct TrainArgs {
     note_dropout: Option<f64>,
 }
 
-fn device(spec: &str) -> Result<tch::Device> {
-    Ok(trainer::device::parse(spec)?)
-}
-
 fn config(args: &TrainArgs) -> Result<TrainConfig> {
     let (Some(kind), Some(data)) = (args.model, &args.data) else {
         bail!("--model and --data are required for a new run");
@@ -355,7 +351,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let device = device(&args.device)?;
+            let device = trainer::device::parse(&args.device)?;
             let progress = std::io::stderr().is_terminal();
             let (run, results) = match &args.resume {
                 Some(run) => (
@@ -425,7 +421,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     use trainer::data::SplitData;
-    let device = device(&args.device)?;
+    let device = trainer::device::parse(&args.device)?;
     let loaded = trainer::sample::load(&args.checkpoint, device)?;
     let config = &loaded.config;
     let dataset = args.data.as_ref().unwrap_or(&config.dataset);
@@ -467,7 +463,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     if args.steps == 0 || args.steps > MAX_SAMPLE_STEPS {
         bail!("--steps must be 1..={MAX_SAMPLE_STEPS}, got {}", args.steps);
     }
-    let device = device(&args.device)?;
+    let device = trainer::device::parse(&args.device)?;
     let loaded = trainer::sample::load(&args.checkpoint, device)?;
     let settings = loaded.config.roll_settings;
     let primer = match &args.primer {
