@@ -342,8 +342,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any tch call, so that `auto` can find a GPU.
-    trainer::device::load_cuda_backend();
+    // `trainer::device::parse` loads the CUDA backend when a command needs a device, so
+    // `export` and `compare` start without it.
     pipeline::binary::init_logging("info");
     pipeline::binary::exit_code(run(Cli::parse()))
 }
@@ -427,8 +427,15 @@ fn eval(args: EvalArgs) -> Result<()> {
     let dataset = args.data.as_ref().unwrap_or(&config.dataset);
     let split = pipeline::dataset::Split::from(args.split);
     let load = |split| {
-        SplitData::load(dataset, split, Some(&config.roll_settings))
-            .with_context(|| format!("--data {}", dataset.display()))
+        SplitData::load(dataset, split, Some(&config.roll_settings)).with_context(|| {
+            match &args.data {
+                Some(data) => format!("--data {}", data.display()),
+                None => format!(
+                    "the run's dataset {} (from its config.json; --data names another)",
+                    dataset.display()
+                ),
+            }
+        })
     };
     let data = load(split)?;
     let train_rolls = load(pipeline::dataset::Split::Train)?.rolls;
