@@ -24,13 +24,11 @@ mkdir -p "$OUT/examples"
 "$PIPELINE" render "$OUT/nottingham" --piece test/ashover_simple_chords_11 \
     -o "$OUT/examples/ashover_11.mid" --png "$OUT/examples/ashover_11.png"
 
-# Small models, three epochs each: a demonstration of the flow, not the benchmark results (those
-# need the full presets on a GPU; see README).
+# Small models, three epochs each (recipes/demo-*.toml): a demonstration of the flow, not the
+# benchmark results (recipes/lstm-best.toml, recipes/rwkv-best.toml; see README).
 rm -rf "$OUT/runs"
-"$TRAINER" train --model lstm --data "$OUT/nottingham" --out "$OUT/runs/lstm-small" \
-    --hidden 64 --layers 1 --epochs 3 --lr 3e-3 --warmup-steps 10
-"$TRAINER" train --model rwkv --data "$OUT/nottingham" --out "$OUT/runs/rwkv-small" \
-    --embd 32 --layers 2 --epochs 3 --lr 3e-3 --warmup-steps 10
+"$TRAINER" train --recipe recipes/demo-lstm.toml --data "$OUT/nottingham" --out "$OUT/runs/lstm-small"
+"$TRAINER" train --recipe recipes/demo-rwkv.toml --data "$OUT/nottingham" --out "$OUT/runs/rwkv-small"
 "$TRAINER" compare "$OUT/runs/lstm-small" "$OUT/runs/rwkv-small" -o "$OUT/runs/compare.png"
 for run in lstm-small rwkv-small; do
     "$TRAINER" sample "$OUT/runs/$run" --steps 128 --temperature 1.0 --seed 1 \

@@ -53,10 +53,10 @@ fn generated_corpus(root: &Path) -> usize {
                 let path = entry.unwrap().path();
                 let mut bytes = std::fs::read(&path).unwrap();
                 // Tweak the title's first byte so every file differs (checksums, ids).
-                if let Some(i) = bytes.windows(2).position(|w| w == [0xff, 0x03]) {
-                    if i + 3 < bytes.len() {
-                        bytes[i + 3] = b'A' + copy;
-                    }
+                if let Some(i) = bytes.windows(2).position(|w| w == [0xff, 0x03])
+                    && i + 3 < bytes.len()
+                {
+                    bytes[i + 3] = b'A' + copy;
                 }
                 let name = format!("{copy}_{}", path.file_name().unwrap().to_string_lossy());
                 std::fs::write(folder.join(name), bytes).unwrap();

@@ -17,6 +17,20 @@ pub fn init_logging(default_filter: &str) {
         .init();
 }
 
+/// End the process the way the platform's command-line tools end when the reader of their
+/// output goes away (`pipeline stats DATA | head -2`): killed quietly by SIGPIPE, which the shell
+/// reports as status 141. Rust ignores SIGPIPE by default, so every `println!` after the reader
+/// has gone would otherwise panic with "failed printing to stdout: Broken pipe". Call it first
+/// thing in `main` of a command-line tool; writes to sockets are unaffected (the standard
+/// library sends with `MSG_NOSIGNAL`).
+pub fn end_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: sets the process-wide disposition of one signal to a valid value; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Success, or the error with its causes on one line (`error: what: why`) and exit status 1.
 pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {

@@ -26,10 +26,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::atomic::{self, Refusal};
 use crate::grid::RollSettings;
 use crate::midi::{NoteCounts, read_midi};
 use crate::roll::{KEY_COUNT, LOWEST_PITCH};
-use crate::schema::{PieceRecord, SCHEMA_VERSION, SchemaError, SplitWriter, write_file_synced};
+use crate::schema::{PieceRecord, SCHEMA_VERSION, SchemaError, SplitWriter, read_split};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -162,10 +163,10 @@ pub enum BuildError {
     OutputExists(PathBuf),
     #[error("{0} exists and is not a dataset (no manifest.json); refusing to replace it")]
     OutputNotDataset(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Write(#[from] SchemaError),
@@ -176,9 +177,9 @@ pub enum BuildError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io {
+    move |error| BuildError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -201,6 +202,8 @@ pub struct InputFile {
     /// The relative path's raw bytes (what the hash split and ids are made from).
     relative_bytes: Vec<u8>,
     pub split: Split,
+    /// Why the entry is not read (not a regular file), if so.
+    pub skipped: Option<String>,
 }
 
 impl InputFile {
@@ -228,9 +231,11 @@ fn is_midi(name: &OsStr) -> bool {
     name.ends_with(b".mid") || name.ends_with(b".midi")
 }
 
-/// Every `.mid`/`.midi` file below `root`, in path order. Symlinked files are read, symlinked
-/// folders are not followed (no cycles).
-fn walk(root: &Path, found: &mut Vec<PathBuf>) -> Result<(), BuildError> {
+/// Every `.mid`/`.midi` entry below `root`, in path order, with the reason it cannot be read
+/// when it is not a regular file. Symlinked files are read, symlinked folders are not followed
+/// (no cycles); a dangling link, a FIFO (reading one would block), a socket or a device named
+/// like a MIDI file is listed as skipped, so the manifest says what was passed over and why.
+fn walk(root: &Path, found: &mut Vec<(PathBuf, Option<String>)>) -> Result<(), BuildError> {
     let mut entries: Vec<_> = std::fs::read_dir(root)
         .map_err(io_error(root))?
         .collect::<Result<_, _>>()
@@ -241,11 +246,52 @@ fn walk(root: &Path, found: &mut Vec<PathBuf>) -> Result<(), BuildError> {
         let file_type = entry.file_type().map_err(io_error(&path))?;
         if file_type.is_dir() {
             walk(&path, found)?;
-        } else if is_midi(&entry.file_name()) && path.is_file() {
-            found.push(path);
+        } else if is_midi(&entry.file_name()) {
+            let skipped = unreadable_reason(&path, file_type.is_symlink());
+            found.push((path, skipped));
         }
     }
     Ok(())
+}
+
+/// Why `path` is not a regular file that can be read, if it is not one.
+fn unreadable_reason(path: &Path, is_link: bool) -> Option<String> {
+    let link = if is_link { "a symbolic link to " } else { "" };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => None,
+        Ok(meta) => {
+            let kind = if meta.is_dir() {
+                "a folder (not followed)"
+            } else {
+                special_file_kind(&meta)
+            };
+            Some(format!("skipped: {link}{kind}, not a regular file"))
+        }
+        Err(e) if is_link && e.kind() == std::io::ErrorKind::NotFound => {
+            Some("skipped: a dangling symbolic link (its target does not exist)".into())
+        }
+        Err(e) => Some(format!("cannot read: {e}")),
+    }
+}
+
+#[cfg(unix)]
+fn special_file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &std::fs::Metadata) -> &'static str {
+    "a special file"
 }
 
 fn relative_bytes(path: &Path, root: &Path) -> Vec<u8> {
@@ -273,9 +319,10 @@ pub fn discover(
     let source = if split_folders.is_empty() {
         let mut paths = Vec::new();
         walk(input, &mut paths)?;
-        for path in paths {
+        for (path, skipped) in paths {
             let bytes = relative_bytes(&path, input);
             files.push(InputFile {
+                skipped,
                 split: fractions.split_of(&bytes),
                 relative: String::from_utf8_lossy(&bytes).into_owned(),
                 relative_bytes: bytes,
@@ -287,9 +334,10 @@ pub fn discover(
         for split in split_folders {
             let mut paths = Vec::new();
             walk(&input.join(split.as_str()), &mut paths)?;
-            for path in paths {
+            for (path, skipped) in paths {
                 let bytes = relative_bytes(&path, input);
                 files.push(InputFile {
+                    skipped,
                     split,
                     relative: String::from_utf8_lossy(&bytes).into_owned(),
                     relative_bytes: bytes,
@@ -355,7 +403,7 @@ impl Manifest {
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
         serde_json::from_str(&text).map_err(|e| BuildError::Io {
             path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })
     }
 
@@ -417,7 +465,11 @@ struct Processed {
 }
 
 fn process(file: &InputFile, settings: &RollSettings) -> Processed {
-    let (bytes, sha256, result) = match std::fs::read(&file.path) {
+    let read = match &file.skipped {
+        Some(reason) => Err(reason.clone()),
+        None => std::fs::read(&file.path).map_err(|e| format!("cannot read: {e}")),
+    };
+    let (bytes, sha256, result) = match read {
         Ok(bytes) => {
             let result = read_midi(&bytes, settings).map_err(|e| e.to_string());
             (
@@ -426,7 +478,7 @@ fn process(file: &InputFile, settings: &RollSettings) -> Processed {
                 result,
             )
         }
-        Err(e) => (0, None, Err(format!("cannot read: {e}"))),
+        Err(reason) => (0, None, Err(reason)),
     };
     let record = InputRecord {
         path: file.relative.clone(),
@@ -466,20 +518,8 @@ pub fn build(
     check_replaceable(output, options.force)?;
     let (split_source, files) = discover(input, &options.fractions)?;
 
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".into());
     // Dropped (and so deleted) on every early return: no half dataset is ever left behind.
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(&parent)
-        .map_err(io_error(&parent))?;
+    let staging = atomic::staging_beside(output).map_err(io_error(output))?;
 
     let mut writers = BTreeMap::new();
     let mut splits = BTreeMap::new();
@@ -578,7 +618,7 @@ pub fn build(
     };
     let manifest_path = staging.path().join(MANIFEST_FILE);
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    write_file_synced(&manifest_path, &json).map_err(io_error(&manifest_path))?;
+    atomic::write_file(&manifest_path, &json).map_err(io_error(&manifest_path))?;
 
     publish(staging, output, options)?;
     Ok(BuildSummary {
@@ -589,25 +629,16 @@ pub fn build(
 }
 
 /// An existing `output` may only be replaced with `force`, and only if it is a dataset (or an
-/// empty folder): a mistyped `-o` must never delete someone's folder.
+/// empty folder).
 fn check_replaceable(output: &Path, force: bool) -> Result<(), BuildError> {
-    if !output.exists() {
-        return Ok(());
-    }
-    if !force {
-        return Err(BuildError::OutputExists(output.to_owned()));
-    }
-    let is_dataset = output.join(MANIFEST_FILE).is_file();
-    let is_empty_folder = std::fs::read_dir(output).is_ok_and(|mut d| d.next().is_none());
-    if is_dataset || is_empty_folder {
-        Ok(())
-    } else {
-        Err(BuildError::OutputNotDataset(output.to_owned()))
-    }
+    atomic::check_replaceable(output, force, MANIFEST_FILE).map_err(|refusal| match refusal {
+        Refusal::Exists => BuildError::OutputExists(output.to_owned()),
+        Refusal::NotOurs => BuildError::OutputNotDataset(output.to_owned()),
+    })
 }
 
-/// Rename the finished staging folder to `output`; an existing dataset (with `--force`) is moved
-/// aside first and deleted only after the new one is in place.
+/// Put the finished staging folder in place of `output` ([`atomic::publish_folder`]), unless the
+/// build was cancelled meanwhile.
 fn publish(
     staging: tempfile::TempDir,
     output: &Path,
@@ -620,32 +651,23 @@ fn publish(
     {
         return Err(BuildError::Interrupted);
     }
-    let old = if output.exists() {
-        check_replaceable(output, options.force)?;
-        let mut aside = staging.path().as_os_str().to_owned();
-        aside.push(".replaced");
-        let aside = PathBuf::from(aside);
-        std::fs::rename(output, &aside).map_err(io_error(output))?;
-        Some(aside)
-    } else {
-        None
-    };
-    let staged = staging.keep();
-    if let Err(source) = std::fs::rename(&staged, output) {
-        // Put the old dataset back; the new one stays out of the way.
-        if let Some(old) = &old {
-            let _ = std::fs::rename(old, output);
+    check_replaceable(output, options.force)?;
+    atomic::publish_folder(staging, output).map_err(io_error(output))
+}
+
+/// Piece `id` of the dataset folder `dataset` and the settings its split was made with, or
+/// `None` when no split holds it.
+pub fn find_piece(
+    dataset: &Path,
+    id: &str,
+) -> Result<Option<(RollSettings, PieceRecord)>, SchemaError> {
+    for split in Split::ALL {
+        let (settings, pieces) = read_split(&dataset.join(split.file_name()))?;
+        if let Some(piece) = pieces.into_iter().find(|p| p.id == id) {
+            return Ok(Some((settings, piece)));
         }
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(BuildError::Io {
-            path: output.to_owned(),
-            source,
-        });
     }
-    if let Some(old) = old {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-    }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

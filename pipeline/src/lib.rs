@@ -6,12 +6,14 @@
 //! - the grids and transpositions ([`grid`], [`key`]),
 //! - the Arrow schema of a dataset ([`schema`]) and the dataset builder ([`dataset`]),
 //! - the roll → MIDI and roll → PNG writers ([`midi::write_midi`], [`render`]),
+//! - atomic file and folder publishing for every output of the workspace ([`atomic`]),
 //! - dataset statistics with polars ([`stats`], feature `stats`),
 //! - the start and end of every binary of the workspace ([`binary`], feature `binary`): logging
 //!   and the error → exit code convention, so the three command-line tools behave alike.
 //!
 //! The trainer and the server depend on it with default features off (no polars, no CLI).
 
+pub mod atomic;
 pub mod baseline;
 #[cfg(feature = "binary")]
 pub mod binary;

@@ -1,17 +1,17 @@
 //! `pipeline`: the command-line shell over the `pipeline` library.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pipeline::dataset::{self, BuildOptions, Split, SplitFractions};
+use pipeline::atomic::write_file;
+use pipeline::dataset::{self, BuildOptions, SplitFractions};
 use pipeline::midi::MidiWriteOptions;
-use pipeline::render::{PngOptions, render_png, write_atomic};
-use pipeline::schema::read_split;
-use pipeline::{Grid, PianoRoll, RollSettings, Transpose};
+use pipeline::render::{PngOptions, render_png};
+use pipeline::{Grid, RollSettings, Transpose};
 
 #[derive(Parser)]
 #[command(version, about = "MIDI collections to piano-roll datasets (Arrow IPC)")]
@@ -142,6 +142,7 @@ struct RenderArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    pipeline::binary::end_quietly_on_closed_stdout();
     pipeline::binary::init_logging("info");
     pipeline::binary::exit_code(run(Cli::parse()))
 }
@@ -194,7 +195,9 @@ fn render(args: RenderArgs) -> Result<()> {
             .piece
             .as_deref()
             .context("INPUT is a dataset folder: name the piece with --piece ID")?;
-        find_piece(&args.input, id)?
+        let (settings, piece) = dataset::find_piece(&args.input, id)?
+            .with_context(|| format!("{}: no piece with id {id:?}", args.input.display()))?;
+        (piece.roll, settings.grid, piece.title)
     } else {
         let settings = args.grid.settings()?;
         let bytes = std::fs::read(&args.input)
@@ -209,25 +212,14 @@ fn render(args: RenderArgs) -> Result<()> {
             title: title.as_deref(),
             key: None,
         };
-        write_atomic(path, &pipeline::write_midi(&roll, grid, &options))
+        write_file(path, &pipeline::write_midi(&roll, grid, &options))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.png {
-        write_atomic(path, &render_png(&roll, &PngOptions::default()))
+        write_file(path, &render_png(&roll, &PngOptions::default()))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// The roll, grid and title of piece `id` of the dataset at `dataset`.
-fn find_piece(dataset: &Path, id: &str) -> Result<(PianoRoll, Grid, Option<String>)> {
-    for split in Split::ALL {
-        let (settings, pieces) = read_split(&dataset.join(split.file_name()))?;
-        if let Some(piece) = pieces.into_iter().find(|p| p.id == id) {
-            return Ok((piece.roll, settings.grid, piece.title));
-        }
-    }
-    bail!("{}: no piece with id {id:?}", dataset.display())
 }

@@ -4,9 +4,6 @@
 //! The picture shows the whole octaves (C to B) that the roll uses, with a keyboard strip on the
 //! left, black-key rows shaded, a line under every C, and a faint line every `beat_frames`.
 
-use std::io::Write;
-use std::path::Path;
-
 use crate::roll::{HIGHEST_PITCH, LOWEST_PITCH, PianoRoll};
 
 /// Layout of [`render_png`].
@@ -82,7 +79,7 @@ pub fn render_png(roll: &PianoRoll, options: &PngOptions) -> Vec<u8> {
         let key = usize::from(pitch - LOWEST_PITCH);
         for dy in 0..key_px {
             let y = row * key_px + dy;
-            let bottom_of_c = pitch % 12 == 0 && dy == key_px - 1;
+            let bottom_of_c = pitch.is_multiple_of(12) && dy == key_px - 1;
             for x in 0..KEYBOARD_PX {
                 let black = is_black(pitch) && x < KEYBOARD_PX * 2 / 3;
                 put(
@@ -131,27 +128,6 @@ pub fn render_png(roll: &PianoRoll, options: &PngOptions) -> Vec<u8> {
         .expect("PNG data of the declared size to memory");
     writer.finish().expect("PNG to memory");
     png_bytes
-}
-
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed,
-/// so readers never see a partial file and a failure leaves the old file as it was.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    // Temporary files are private (0600) by default; the result is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut file = builder.tempfile_in(folder)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,15 +59,15 @@ pub struct PieceRecord {
 /// Reading or writing a dataset file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: Arrow IPC: {source}")]
+    #[error("{path}: Arrow IPC: {error}")]
     Arrow {
         path: PathBuf,
-        source: arrow::error::ArrowError,
+        error: arrow::error::ArrowError,
     },
     #[error("{path}: not a pianoroll dataset file: {reason}")]
     Schema { path: PathBuf, reason: String },
@@ -153,14 +153,14 @@ pub struct SplitWriter {
 impl SplitWriter {
     pub fn create(path: &Path, settings: &RollSettings) -> Result<SplitWriter, SchemaError> {
         let schema = Arc::new(dataset_schema(settings));
-        let file = File::create(path).map_err(|source| SchemaError::Io {
+        let file = File::create(path).map_err(|error| SchemaError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
-        let writer = FileWriter::try_new(BufWriter::new(file), &schema).map_err(|source| {
+        let writer = FileWriter::try_new(BufWriter::new(file), &schema).map_err(|error| {
             SchemaError::Arrow {
                 path: path.to_owned(),
-                source,
+                error,
             }
         })?;
         Ok(SplitWriter {
@@ -177,23 +177,23 @@ impl SplitWriter {
         let batch = to_record_batch(&self.schema, pieces);
         self.writer
             .write(&batch)
-            .map_err(|source| SchemaError::Arrow {
+            .map_err(|error| SchemaError::Arrow {
                 path: self.path.clone(),
-                source,
+                error,
             })
     }
 
     /// Write the footer and flush to disk.
     pub fn finish(mut self) -> Result<(), SchemaError> {
-        let arrow_error = |source| SchemaError::Arrow {
+        let arrow_error = |error| SchemaError::Arrow {
             path: self.path.clone(),
-            source,
+            error,
         };
         self.writer.finish().map_err(arrow_error)?;
         let file = self.writer.into_inner().map_err(arrow_error)?;
-        let io_error = |source| SchemaError::Io {
+        let io_error = |error| SchemaError::Io {
             path: self.path.clone(),
-            source,
+            error,
         };
         let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
         file.sync_all().map_err(io_error)?;
@@ -208,21 +208,21 @@ pub fn read_split(path: &Path) -> Result<(RollSettings, Vec<PieceRecord>), Schem
         path: path.to_owned(),
         reason,
     };
-    let file = File::open(path).map_err(|source| SchemaError::Io {
+    let file = File::open(path).map_err(|error| SchemaError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let reader =
-        FileReader::try_new(BufReader::new(file), None).map_err(|source| SchemaError::Arrow {
+        FileReader::try_new(BufReader::new(file), None).map_err(|error| SchemaError::Arrow {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     let settings = check_schema(&reader.schema()).map_err(schema_error)?;
     let mut pieces = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|source| SchemaError::Arrow {
+        let batch = batch.map_err(|error| SchemaError::Arrow {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         pieces.extend(from_record_batch(&batch).map_err(schema_error)?);
     }
@@ -320,11 +320,4 @@ fn from_record_batch(batch: &RecordBatch) -> Result<Vec<PieceRecord>, String> {
             })
         })
         .collect()
-}
-
-/// Flush a writer's bytes all the way to disk; used for small files such as the manifest.
-pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

@@ -23,13 +23,13 @@ use crate::roll::{KEY_COUNT, LOWEST_PITCH};
 pub enum StatsError {
     #[error(transparent)]
     Manifest(#[from] crate::dataset::BuildError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Polars { path: PathBuf, source: PolarsError },
+    #[error("{path}: {error}")]
+    Polars { path: PathBuf, error: PolarsError },
 }
 
 /// Distribution of piece lengths in frames.
@@ -81,16 +81,16 @@ struct SplitCounts {
 }
 
 fn polars_error(path: &Path) -> impl FnOnce(PolarsError) -> StatsError + '_ {
-    move |source| StatsError::Polars {
+    move |error| StatsError::Polars {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
 fn read_counts(path: &Path) -> Result<SplitCounts, StatsError> {
-    let file = File::open(path).map_err(|source| StatsError::Io {
+    let file = File::open(path).map_err(|error| StatsError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let df = IpcReader::new(file).finish().map_err(polars_error(path))?;
     let error = polars_error(path);

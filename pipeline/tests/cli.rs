@@ -275,3 +275,87 @@ fn stats_and_render_on_the_bundled_data() {
     ]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no piece with id \"nope\""));
 }
+
+/// A dangling symbolic link and a FIFO named like MIDI files are listed in the manifest as
+/// skipped, with the reason, and the build neither stops nor blocks on the FIFO.
+#[cfg(unix)]
+#[test]
+fn dangling_links_and_fifos_are_listed_as_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("scale.mid"), scale()).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone.mid"), input.join("dangling.mid")).unwrap();
+    let fifo = std::ffi::CString::new(input.join("pipe.mid").into_os_string().into_encoded_bytes())
+        .unwrap();
+    // SAFETY: a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let output = dir.path().join("dataset");
+    run_ok(&[os("build"), input.as_os_str(), os("-o"), output.as_os_str()]);
+
+    let manifest = Manifest::read(&output).unwrap();
+    assert_eq!((manifest.files, manifest.pieces), (3, 1));
+    let reason = |name: &str| {
+        let record = manifest.inputs.iter().find(|r| r.path == name).unwrap();
+        record.error.clone().unwrap_or_default()
+    };
+    assert!(reason("dangling.mid").contains("dangling symbolic link"));
+    assert!(
+        reason("pipe.mid").contains("FIFO"),
+        "{}",
+        reason("pipe.mid")
+    );
+    assert_eq!(reason("scale.mid"), "");
+}
+
+/// A reader that stops early (`pipeline stats DATA | head -2`) ends each printing command
+/// quietly, as the platform's tools end: no panic, no "Broken pipe" message.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("scale.mid"), scale()).unwrap();
+    let dataset = dir.path().join("dataset");
+    let midi = input.join("scale.mid");
+    let png = dir.path().join("scale.png");
+    let commands: [Vec<&std::ffi::OsStr>; 4] = [
+        vec![
+            os("build"),
+            input.as_os_str(),
+            os("-o"),
+            dataset.as_os_str(),
+        ],
+        vec![os("stats"), dataset.as_os_str()],
+        vec![os("stats"), dataset.as_os_str(), os("--json")],
+        vec![os("render"), midi.as_os_str(), os("--png"), png.as_os_str()],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_quiet_end(&format!("pipeline {args:?}"), &out);
+    }
+    assert!(dataset.join("manifest.json").exists() && png.exists());
+}
+
+/// Success, or death by SIGPIPE (status 141 in a shell), with nothing on stderr about it.
+#[cfg(unix)]
+fn assert_quiet_end(what: &str, out: &Output) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{what}: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{what}: {stderr}"
+    );
+}

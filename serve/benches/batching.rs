@@ -184,7 +184,7 @@ fn row_independence(folder: &std::path::Path) -> (f32, usize, usize) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        if seed % 20 == 0 { 1.0 } else { 0.0 }
+        if seed.is_multiple_of(20) { 1.0 } else { 0.0 }
     };
     let mut batch_state: Vec<Vec<f32>> = card
         .states

@@ -99,6 +99,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if cli.command.is_some() {
+        // The client commands print for a reader that may stop early; the server prints nothing.
+        pipeline::binary::end_quietly_on_closed_stdout();
+    }
     match cli.command {
         Some(Command::Generate(args)) => {
             serve::client::generate(

@@ -19,10 +19,12 @@ use serve::service::Limits;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
+use trainer::config::{Schedule, TrainConfig};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
 use trainer::rwkv::RwkvConfig;
-use trainer::train::{Schedule, TrainConfig, train};
+use trainer::rwkv::WkvMode;
+use trainer::train::{RunOptions, train};
 
 /// Models exported from tiny runs, once per test process: `lstm`, `rwkv`, and a broken folder.
 fn models() -> &'static Path {
@@ -59,7 +61,6 @@ fn models() -> &'static Path {
             layers: 2,
             embd: 16,
             ffn_mult: 4,
-            wkv_chunk: 16,
             dropout: 0.0,
             dropout_in: 0.0,
         });
@@ -84,9 +85,14 @@ fn models() -> &'static Path {
                 ema_decay: None,
                 note_dropout: 0.0,
                 seed: 3,
+                recipe: None,
             };
             let run = root.join("runs").join(model.kind());
-            train(&config, &run, tch::Device::Cpu, false, None).unwrap();
+            let chunked = RunOptions {
+                wkv: WkvMode::Chunked(16),
+                ..RunOptions::on(tch::Device::Cpu)
+            };
+            train(&config, &run, chunked).unwrap();
             trainer::export::export(&run, &models.join(model.kind()), false).unwrap();
         }
         // A folder that looks like a model but is not: reported, and the others still serve.

@@ -55,28 +55,29 @@ fn main() {
         });
     }
     for (layers, embd) in [(6, 232), (6, 512)] {
-        for (mode, chunk) in [
-            (WkvMode::Scan, 0),
-            (WkvMode::Loop, 1),
-            (WkvMode::Chunked, 4),
-            (WkvMode::Chunked, 8),
-            (WkvMode::Chunked, 16),
-            (WkvMode::Chunked, 32),
-            (WkvMode::Chunked, 64),
+        for mode in [
+            WkvMode::Scan,
+            WkvMode::Loop,
+            WkvMode::Chunked(4),
+            WkvMode::Chunked(8),
+            WkvMode::Chunked(16),
+            WkvMode::Chunked(32),
+            WkvMode::Chunked(64),
         ] {
             let vs = VarStore::new(Device::Cpu);
             let config = RwkvConfig {
                 layers,
                 embd,
                 ffn_mult: 4,
-                wkv_chunk: chunk,
                 dropout: 0.0,
                 dropout_in: 0.0,
             };
             let model = Rwkv::new(&vs.root(), config);
             let state = model.zero_state(BATCH, Device::Cpu);
             let label = match mode {
-                WkvMode::Chunked => format!("RWKV {layers}x{embd}, WKV chunked ({chunk} steps)"),
+                WkvMode::Chunked(chunk) => {
+                    format!("RWKV {layers}x{embd}, WKV chunked ({chunk} steps)")
+                }
                 _ => format!("RWKV {layers}x{embd}, WKV {mode:?}"),
             };
             measure(&label, || loss(model.forward(&x, &state, mode, true).0));

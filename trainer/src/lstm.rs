@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::model::State;
+use crate::state::State;
 use pipeline::KEY_COUNT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

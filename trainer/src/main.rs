@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use trainer::lstm::LstmConfig;
-use trainer::model::ModelConfig;
-use trainer::rwkv::RwkvConfig;
-use trainer::train::{Schedule, TrainConfig, resume, train};
+use trainer::config::{Preset, Recipe, Schedule, TrainConfig};
+use trainer::model::ModelKind;
+use trainer::rwkv::WkvMode;
+use trainer::train::{RunOptions, resume, train};
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +90,9 @@ struct EvalArgs {
     /// Print the scores as JSON.
     #[arg(long)]
     json: bool,
+    /// How RWKV computes WKV (see `train --wkv-chunk`).
+    #[arg(long, default_value_t = 0)]
+    wkv_chunk: i64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,26 +115,15 @@ impl From<SplitArg> for pipeline::dataset::Split {
 /// Longest generation accepted in one call.
 const MAX_SAMPLE_STEPS: usize = 100_000;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Kind {
-    Lstm,
-    Rwkv,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Preset {
-    /// The original project's configurations: LSTM 512×2, RWKV 6×512, 10 epochs, triangular
-    /// learning-rate cycle.
-    Seed,
-    /// Equal parameter budgets (about 4.3 M: LSTM 512×2, RWKV 6×232) and the same AdamW,
-    /// warmup + cosine schedule for both.
-    Fair,
-}
-
 #[derive(Args)]
 struct TrainArgs {
-    #[arg(long, value_enum, required_unless_present = "resume")]
-    model: Option<Kind>,
+    /// A recipe file (recipes/*.toml): the model and its training settings. Flags override it;
+    /// settings it leaves out come from the `fair` preset.
+    #[arg(long, conflicts_with = "preset")]
+    recipe: Option<PathBuf>,
+    /// The model family; a recipe names its own.
+    #[arg(long, value_enum, required_unless_present_any = ["resume", "recipe"])]
+    model: Option<ModelKind>,
     /// Dataset folder (from `pipeline build`).
     #[arg(long, required_unless_present = "resume")]
     data: Option<PathBuf>,
@@ -140,13 +132,14 @@ struct TrainArgs {
     out: Option<PathBuf>,
     /// Continue this run folder from its last checkpoint (its config.json decides everything
     /// else).
-    #[arg(long, conflicts_with_all = ["model", "data", "out"])]
+    #[arg(long, conflicts_with_all = ["model", "data", "out", "recipe", "preset"])]
     resume: Option<PathBuf>,
     /// Stop after this epoch, as if interrupted; continue later with --resume.
     #[arg(long)]
     stop_after_epoch: Option<usize>,
-    #[arg(long, value_enum, default_value = "fair")]
-    preset: Preset,
+    /// A built-in recipe (recipes/{seed,fair}-MODEL.toml); `fair` when no --recipe is given.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
     #[arg(long)]
     epochs: Option<usize>,
     /// Stop after this many optimiser steps (smoke tests, CI).
@@ -155,8 +148,8 @@ struct TrainArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[arg(long)]
+    seed: Option<u64>,
     /// LSTM hidden width.
     #[arg(long)]
     hidden: Option<i64>,
@@ -185,10 +178,10 @@ struct TrainArgs {
     /// RWKV dropout on each block's time-mix and channel-mix outputs.
     #[arg(long)]
     dropout: Option<f64>,
-    /// RWKV WKV chunk length in the parallel form; 0 (the default) computes the whole sequence
-    /// as one scan.
-    #[arg(long)]
-    wkv_chunk: Option<i64>,
+    /// How RWKV's parallel form computes WKV, a speed choice that is not saved with the run:
+    /// 0 (the default) one scan over the whole sequence, L > 0 chunks of L steps.
+    #[arg(long, default_value_t = 0)]
+    wkv_chunk: i64,
     #[arg(long)]
     batch_size: Option<usize>,
     /// Truncated backpropagation through time: window length in frames.
@@ -210,8 +203,8 @@ struct TrainArgs {
     patience: Option<usize>,
     /// Transposition augmentation: each epoch, move every training piece by a random whole
     /// number of semitones in -K..=K (at most 12). Valid and test are never moved.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    transpose_augment: u8,
+    #[arg(long, value_name = "K")]
+    transpose_augment: Option<u8>,
     /// Weight averaging: score valid and test with an exponential moving average of the
     /// weights, updated every optimiser step with this decay (e.g. 0.995).
     #[arg(long, value_name = "DECAY")]
@@ -222,128 +215,61 @@ struct TrainArgs {
     note_dropout: Option<f64>,
 }
 
-fn config(args: &TrainArgs) -> Result<TrainConfig> {
-    let (Some(kind), Some(data)) = (args.model, &args.data) else {
-        bail!("--model and --data are required for a new run");
-    };
-    let roll_settings = pipeline::dataset::Manifest::read(data)
-        .with_context(|| format!("--data {}: not a dataset folder", data.display()))?
-        .settings;
-    let model = match (kind, args.preset) {
-        (Kind::Lstm, _) => {
-            let base = LstmConfig::original();
-            ModelConfig::Lstm(LstmConfig {
-                hidden: args.hidden.unwrap_or(base.hidden),
-                layers: args.layers.unwrap_or(base.layers),
-                dropout_in: args.dropout_in.unwrap_or(base.dropout_in),
-                dropout_out: args.dropout_out.unwrap_or(base.dropout_out),
-                dropout_between: args.dropout_between.unwrap_or(base.dropout_between),
-                batch_norm: !args.no_batch_norm,
-            })
-        }
-        (Kind::Rwkv, preset) => {
-            let base = RwkvConfig::original();
-            let embd = match preset {
-                Preset::Seed => base.embd,
-                Preset::Fair => 232, // 6 × 232 ≈ 4.3 M parameters, the LSTM's budget
-            };
-            ModelConfig::Rwkv(RwkvConfig {
-                layers: args.layers.unwrap_or(base.layers),
-                embd: args.embd.unwrap_or(embd),
-                ffn_mult: args.ffn_mult.unwrap_or(base.ffn_mult),
-                wkv_chunk: args.wkv_chunk.unwrap_or(base.wkv_chunk),
-                dropout: args.dropout.unwrap_or(base.dropout),
-                dropout_in: args.dropout_in.unwrap_or(base.dropout_in),
-            })
-        }
-    };
-    let (schedule, weight_decay, warmup) = match args.preset {
-        Preset::Seed => (Schedule::Triangular, 0.0, 0),
-        Preset::Fair => (Schedule::Cosine, 0.01, 200),
-    };
-    let config = TrainConfig {
-        model,
-        dataset: data.clone(),
-        roll_settings,
-        epochs: args.epochs.unwrap_or(10),
-        max_steps: args.max_steps,
-        batch_size: args.batch_size.unwrap_or(8),
-        seq_len: args.seq_len,
-        lr: args.lr.unwrap_or(1e-3),
-        weight_decay: args.weight_decay.unwrap_or(weight_decay),
-        beta1: 0.9,
-        beta2: 0.999,
-        schedule: args.schedule.unwrap_or(schedule),
-        warmup_steps: args.warmup_steps.unwrap_or(warmup),
-        clip_norm: args.clip_norm.unwrap_or(1.0),
-        seed: args.seed,
-        patience: args.patience,
-        transpose_augment: args.transpose_augment,
-        ema_decay: args.ema_decay,
-        note_dropout: args.note_dropout.unwrap_or(0.0),
-    };
-    let sizes = match &config.model {
-        ModelConfig::Lstm(lstm) => vec![("--hidden", lstm.hidden), ("--layers", lstm.layers)],
-        ModelConfig::Rwkv(rwkv) => vec![
-            ("--embd", rwkv.embd),
-            ("--layers", rwkv.layers),
-            ("--ffn-mult", rwkv.ffn_mult),
-        ],
-    };
-    for (flag, size) in sizes {
-        if size < 1 {
-            bail!("{flag} must be at least 1, got {size}");
+impl TrainArgs {
+    /// The flags as settings that override the recipe's.
+    fn overrides(&self) -> Recipe {
+        Recipe {
+            description: None,
+            model: self.model,
+            hidden: self.hidden,
+            layers: self.layers,
+            embd: self.embd,
+            ffn_mult: self.ffn_mult,
+            batch_norm: self.no_batch_norm.then_some(false),
+            dropout_in: self.dropout_in,
+            dropout_out: self.dropout_out,
+            dropout_between: self.dropout_between,
+            dropout: self.dropout,
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            seq_len: self.seq_len,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_steps: self.warmup_steps,
+            clip_norm: self.clip_norm,
+            patience: self.patience,
+            transpose_augment: self.transpose_augment,
+            ema_decay: self.ema_decay,
+            note_dropout: self.note_dropout,
+            seed: self.seed,
         }
     }
-    let positive = [
-        ("--epochs", config.epochs as f64),
-        ("--batch-size", config.batch_size as f64),
-        ("--lr", config.lr),
-        ("--clip-norm", config.clip_norm),
-    ];
-    for (flag, value) in positive {
-        if !(value.is_finite() && value > 0.0) {
-            bail!("{flag} must be positive, got {value}");
-        }
+
+    fn config(&self) -> Result<TrainConfig> {
+        let data = self
+            .data
+            .as_ref()
+            .context("--data is required for a new run")?;
+        let roll_settings = pipeline::dataset::Manifest::read(data)
+            .with_context(|| format!("--data {}: not a dataset folder", data.display()))?
+            .settings;
+        trainer::config::from_recipe_and_flags(
+            self.recipe.as_deref(),
+            self.preset,
+            &self.overrides(),
+            data,
+            roll_settings,
+        )
+        .map_err(Into::into)
     }
-    if config.transpose_augment > 12 {
-        bail!(
-            "--transpose-augment must be at most 12 semitones (an octave), got {}",
-            config.transpose_augment
-        );
-    }
-    if let ModelConfig::Rwkv(rwkv) = &config.model
-        && rwkv.wkv_chunk < 0
-    {
-        bail!(
-            "--wkv-chunk must be 0 (one scan) or a chunk length, got {}",
-            rwkv.wkv_chunk
-        );
-    }
-    if config.patience == Some(0) {
-        bail!("--patience must be at least 1 epoch");
-    }
-    let probabilities = [
-        ("--dropout-in", args.dropout_in),
-        ("--dropout-out", args.dropout_out),
-        ("--dropout-between", args.dropout_between),
-        ("--dropout", args.dropout),
-        ("--ema-decay", args.ema_decay),
-        ("--note-dropout", args.note_dropout),
-    ];
-    for (flag, value) in probabilities {
-        if let Some(p) = value
-            && !(0.0..1.0).contains(&p)
-        {
-            bail!("{flag} must be in [0, 1), got {p}");
-        }
-    }
-    Ok(config)
 }
 
 fn main() -> std::process::ExitCode {
     // `trainer::device::parse` loads the CUDA backend when a command needs a device, so
     // `export` and `compare` start without it.
+    pipeline::binary::end_quietly_on_closed_stdout();
     pipeline::binary::init_logging("info");
     pipeline::binary::exit_code(run(Cli::parse()))
 }
@@ -351,20 +277,20 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let device = trainer::device::parse(&args.device)?;
-            let progress = std::io::stderr().is_terminal();
+            let options = RunOptions {
+                device: trainer::device::parse(&args.device)?,
+                progress: std::io::stderr().is_terminal(),
+                stop_after_epoch: args.stop_after_epoch,
+                wkv: wkv_mode(args.wkv_chunk)?,
+            };
             let (run, results) = match &args.resume {
-                Some(run) => (
-                    run.clone(),
-                    resume(run, device, progress, args.stop_after_epoch)?,
-                ),
+                Some(run) => (run.clone(), resume(run, options)?),
                 None => {
                     let run = args
                         .out
                         .clone()
                         .context("--out is required for a new run")?;
-                    let config = config(&args)?;
-                    let results = train(&config, &run, device, progress, args.stop_after_epoch)?;
+                    let results = train(&args.config()?, &run, options)?;
                     (run, results)
                 }
             };
@@ -408,60 +334,33 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare { runs, output } => {
             let summaries = runs
                 .iter()
-                .map(|run| trainer::compare::read_run(run))
+                .map(|run| trainer::run::RunSummary::read(run))
                 .collect::<Result<Vec<_>>>()?;
             print!("{}", trainer::compare::table(&summaries));
-            pipeline::render::write_atomic(&output, &trainer::compare::curves_png(&summaries))
-                .with_context(|| format!("writing {}", output.display()))?;
+            write_file(&output, &trainer::compare::curves_png(&summaries))?;
             println!("curves: {}", output.display());
             Ok(())
         }
     }
 }
 
+fn wkv_mode(chunk: i64) -> Result<WkvMode> {
+    WkvMode::from_chunk(chunk)
+        .with_context(|| format!("--wkv-chunk must be 0 (one scan) or a chunk length, got {chunk}"))
+}
+
 fn eval(args: EvalArgs) -> Result<()> {
-    use trainer::data::SplitData;
-    let device = trainer::device::parse(&args.device)?;
-    let loaded = trainer::sample::load(&args.checkpoint, device)?;
-    let config = &loaded.config;
-    let dataset = args.data.as_ref().unwrap_or(&config.dataset);
-    let split = pipeline::dataset::Split::from(args.split);
-    let load = |split| {
-        SplitData::load(dataset, split, Some(&config.roll_settings)).with_context(|| {
-            match &args.data {
-                Some(data) => format!("--data {}", data.display()),
-                None => format!(
-                    "the run's dataset {} (from its config.json; --data names another)",
-                    dataset.display()
-                ),
-            }
-        })
-    };
-    let data = load(split)?;
-    let train_rolls = load(pipeline::dataset::Split::Train)?.rolls;
-    let scores = trainer::train::evaluate(&loaded.model, &data, config.batch_size, device);
-    let baseline = trainer::metrics::key_rate_baseline(&train_rolls, &data.rolls);
+    let report = trainer::evaluate::evaluate_checkpoint(
+        &args.checkpoint,
+        args.split.into(),
+        args.data.as_deref(),
+        trainer::device::parse(&args.device)?,
+        wkv_mode(args.wkv_chunk)?,
+    )?;
     if args.json {
-        let report = serde_json::json!({
-            "checkpoint": args.checkpoint,
-            "dataset": dataset,
-            "split": split.as_str(),
-            "scores": scores,
-            "key_rate_baseline_nll": baseline,
-        });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "{} on {} {}: NLL {:.3} nats/frame, BCE {:.4} per key, frame accuracy {:.3} over {} predicted frames (constant key-rate baseline {:.3})",
-            args.checkpoint.display(),
-            dataset.display(),
-            split.as_str(),
-            scores.nll_per_frame,
-            scores.bce_per_pitch,
-            scores.frame_accuracy,
-            scores.frames,
-            baseline
-        );
+        println!("{report}");
     }
     Ok(())
 }
@@ -471,18 +370,10 @@ fn sample(args: SampleArgs) -> Result<()> {
         bail!("--steps must be 1..={MAX_SAMPLE_STEPS}, got {}", args.steps);
     }
     let device = trainer::device::parse(&args.device)?;
-    let loaded = trainer::sample::load(&args.checkpoint, device)?;
+    let loaded = trainer::run::load(&args.checkpoint, device)?;
     let settings = loaded.config.roll_settings;
     let primer = match &args.primer {
-        Some(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            pipeline::read_midi(&bytes, &settings)
-                .with_context(|| format!("--primer {}", path.display()))?
-                .roll
-                .frames()
-                .to_vec()
-        }
+        Some(path) => trainer::sample::primer_frames(path, &settings)?,
         None => Vec::new(),
     };
     let roll = trainer::sample::generate(
@@ -494,8 +385,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         device,
     )?;
     let midi = pipeline::write_midi(&roll, settings.grid, &Default::default());
-    pipeline::render::write_atomic(&args.output, &midi)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    write_file(&args.output, &midi)?;
     println!(
         "wrote {} ({} frames, {} from the primer)",
         args.output.display(),
@@ -503,10 +393,15 @@ fn sample(args: SampleArgs) -> Result<()> {
         primer.len()
     );
     if let Some(png) = &args.png {
-        let picture = pipeline::render::render_png(&roll, &Default::default());
-        pipeline::render::write_atomic(png, &picture)
-            .with_context(|| format!("writing {}", png.display()))?;
+        write_file(
+            png,
+            &pipeline::render::render_png(&roll, &Default::default()),
+        )?;
         println!("wrote {}", png.display());
     }
     Ok(())
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    pipeline::atomic::write_file(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

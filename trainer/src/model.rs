@@ -2,31 +2,12 @@
 //! scoring) and a recurrent one-step form with explicit state (generation, export).
 
 use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
 use tch::{Device, Tensor, nn};
 
 use crate::lstm::{Lstm, LstmConfig};
-use crate::rwkv::{Rwkv, RwkvConfig};
-
-/// Recurrent state as a list of tensors; which tensors, and their shapes, depend on the model
-/// (LSTM: `h`, `c` as [layers, B, H]; RWKV: see [`crate::rwkv::STATE_NAMES`], each [layers, B, C]).
-#[derive(Debug)]
-pub struct State(pub Vec<Tensor>);
-
-impl State {
-    /// The same state cut off from the autograd graph (truncated backpropagation through time).
-    pub fn detach(&self) -> State {
-        State(self.0.iter().map(|t| t.detach()).collect())
-    }
-
-    /// The state as the exported ONNX step takes it: one [B, width] tensor per layer and kind,
-    /// layer by layer (`lstm0.h`, `lstm0.c`, `lstm1.h`, …), the order of `model.json`.
-    pub fn per_layer(&self) -> Vec<Tensor> {
-        let layers = self.0.first().map_or(0, |t| t.size()[0]);
-        (0..layers)
-            .flat_map(|layer| self.0.iter().map(move |t| t.get(layer)))
-            .collect()
-    }
-}
+use crate::rwkv::{Rwkv, RwkvConfig, WkvMode};
+use crate::state::State;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -35,11 +16,35 @@ pub enum ModelConfig {
     Rwkv(RwkvConfig),
 }
 
+/// The model families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Lstm,
+    Rwkv,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Lstm => "lstm",
+            ModelKind::Rwkv => "rwkv",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ModelConfig {
+    /// The family's name as run folders and model cards write it: "lstm" or "rwkv".
     pub fn kind(&self) -> &'static str {
         match self {
-            ModelConfig::Lstm(_) => "lstm",
-            ModelConfig::Rwkv(_) => "rwkv",
+            ModelConfig::Lstm(_) => ModelKind::Lstm.as_str(),
+            ModelConfig::Rwkv(_) => ModelKind::Rwkv.as_str(),
         }
     }
 }
@@ -52,6 +57,7 @@ pub enum Model {
 
 impl Model {
     /// Build the model's variables under `vs` (fresh initialisation; load a checkpoint after).
+    /// RWKV's parallel form computes WKV as one scan; see [`Model::set_wkv`].
     pub fn new(vs: &nn::Path, config: &ModelConfig) -> Model {
         match *config {
             ModelConfig::Lstm(c) => Model::Lstm(Lstm::new(vs, c)),
@@ -74,6 +80,13 @@ impl Model {
         tch::no_grad(|| bias.copy_(&values));
     }
 
+    /// How RWKV's parallel form evaluates WKV (a speed choice; the LSTM has no such choice).
+    pub fn set_wkv(&mut self, mode: WkvMode) {
+        if let Model::Rwkv(m) = self {
+            m.wkv = mode;
+        }
+    }
+
     pub fn zero_state(&self, batch: i64, device: Device) -> State {
         match self {
             Model::Lstm(m) => m.zero_state(batch, device),
@@ -93,7 +106,7 @@ impl Model {
     ) -> (Tensor, State) {
         match self {
             Model::Lstm(m) => m.forward(x, mask, state, train),
-            Model::Rwkv(m) => m.forward(x, state, m.parallel_mode(), train),
+            Model::Rwkv(m) => m.forward(x, state, m.wkv, train),
         }
     }
 
@@ -104,4 +117,12 @@ impl Model {
             Model::Rwkv(m) => m.step(x, state),
         }
     }
+}
+
+/// Trainable parameters in `vs`.
+pub fn parameter_count(vs: &VarStore) -> i64 {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }

@@ -1,47 +1,20 @@
 //! Generation with the recurrent form: feed a primer through the model to build its state, then
 //! repeatedly sample every key from Bernoulli(sigmoid(logit / T)) and feed the frame back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use pipeline::{Frame, KEY_COUNT, PianoRoll};
-use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::model::Model;
-use crate::train::TrainConfig;
 
-/// A trained model with the config it was trained with.
-pub struct Loaded {
-    pub config: TrainConfig,
-    pub model: Model,
-    pub vs: VarStore,
-}
-
-/// Load a run folder (its best weights) or a `.safetensors` file inside one.
-pub fn load(checkpoint: &Path, device: Device) -> Result<Loaded> {
-    let (run, weights): (PathBuf, PathBuf) = if checkpoint.is_dir() {
-        (checkpoint.to_owned(), checkpoint.join("best.safetensors"))
-    } else {
-        let run = checkpoint.parent().unwrap_or(Path::new(".")).to_owned();
-        (run, checkpoint.to_owned())
-    };
-    let config_path = run.join("config.json");
-    let config: TrainConfig = serde_json::from_slice(
-        &std::fs::read(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a trainer config", config_path.display()))?;
-    let mut vs = VarStore::new(device);
-    let model = Model::new(&vs.root(), &config.model);
-    vs.load(&weights).with_context(|| {
-        format!(
-            "{}: cannot load these weights into a {} model of this config",
-            weights.display(),
-            config.model.kind()
-        )
-    })?;
-    Ok(Loaded { config, model, vs })
+/// The frames of the MIDI file `path` on the grid of `settings`, to start a generation with.
+pub fn primer_frames(path: &Path, settings: &pipeline::RollSettings) -> Result<Vec<Frame>> {
+    let bytes = std::fs::read(path).with_context(|| format!("--primer {}", path.display()))?;
+    let piece = pipeline::read_midi(&bytes, settings)
+        .with_context(|| format!("--primer {}", path.display()))?;
+    Ok(piece.roll.frames().to_vec())
 }
 
 fn frames_to_tensor(frames: &[Frame], device: Device) -> Tensor {

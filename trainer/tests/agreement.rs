@@ -7,7 +7,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
-use trainer::rwkv::RwkvConfig;
+use trainer::rwkv::{RwkvConfig, WkvMode};
 
 use common::{one_at_a_time, randomise};
 
@@ -20,12 +20,13 @@ fn random_frames(steps: i64) -> Tensor {
         .to_kind(Kind::Float)
 }
 
-fn max_difference(config: ModelConfig, seed: i64) -> f64 {
+fn max_difference(config: ModelConfig, wkv: WkvMode, seed: i64) -> f64 {
     // The random draws are global: other tests of this file must not interleave theirs.
     let _turn = one_at_a_time();
     tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
-    let model = Model::new(&vs.root(), &config);
+    let mut model = Model::new(&vs.root(), &config);
+    model.set_wkv(wkv);
     randomise(&vs);
     let x = random_frames(STEPS);
 
@@ -59,7 +60,7 @@ fn lstm_parallel_and_recurrent_forms_agree() {
             dropout_between: 0.3,
             batch_norm,
         });
-        let worst = max_difference(config, 1);
+        let worst = max_difference(config, WkvMode::Scan, 1);
         assert!(
             worst < 1e-5,
             "batch_norm {batch_norm}: largest difference {worst}"
@@ -74,11 +75,11 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
             layers: 3,
             embd: 32,
             ffn_mult: 4,
-            wkv_chunk: chunk,
             dropout: 0.0,
             dropout_in: 0.0,
         });
-        let worst = max_difference(config, 2);
+        let wkv = WkvMode::from_chunk(chunk).unwrap();
+        let worst = max_difference(config, wkv, 2);
         assert!(worst < 1e-5, "chunk {chunk}: largest difference {worst}");
     }
 }
@@ -88,15 +89,11 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
 #[test]
 fn rwkv_dropout_only_in_training() {
     let _turn = one_at_a_time();
-    let (_vs, model) = random_small_rwkv(4, 16, 0.5);
+    let (_vs, model) = random_small_rwkv(4, 0.5);
     let x = random_frames(20);
     let state = model.zero_state(BATCH, Device::Cpu);
     assert_dropout_only_in_training(|train| {
-        tch::no_grad(|| {
-            model
-                .forward(&x, &state, trainer::rwkv::WkvMode::Chunked, train)
-                .0
-        })
+        tch::no_grad(|| model.forward(&x, &state, WkvMode::Chunked(16), train).0)
     });
 }
 
@@ -115,14 +112,13 @@ fn lstm_between_layer_dropout_only_in_training() {
 
 /// A 2-layer RWKV of width 16 with random weights drawn from `seed`, dropout only on its
 /// blocks. The caller holds `one_at_a_time()`; the VarStore keeps the weights alive.
-fn random_small_rwkv(seed: i64, wkv_chunk: i64, dropout: f64) -> (VarStore, trainer::rwkv::Rwkv) {
+fn random_small_rwkv(seed: i64, dropout: f64) -> (VarStore, trainer::rwkv::Rwkv) {
     tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
     let config = RwkvConfig {
         layers: 2,
         embd: 16,
         ffn_mult: 4,
-        wkv_chunk,
         dropout,
         dropout_in: 0.0,
     };
@@ -197,9 +193,8 @@ fn lstm_training_pass_is_causal_only_without_batch_norm() {
 /// state across a split.
 #[test]
 fn rwkv_scan_matches_the_step_loop_in_values_and_gradients_on_long_sequences() {
-    use trainer::rwkv::WkvMode;
     let _turn = one_at_a_time();
-    let (vs, model) = random_small_rwkv(6, 0, 0.0);
+    let (vs, model) = random_small_rwkv(6, 0.0);
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
             if name.ends_with("time_decay") {

@@ -58,7 +58,7 @@ fn eval_scores_a_run_as_its_results_say_and_refuses_another_grid() {
         .output()
         .unwrap();
     assert!(trained.status.success(), "{trained:?}");
-    let results: trainer::train::Results =
+    let results: trainer::run::Results =
         serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
 
     let copy = dir.path().join("copy");
@@ -107,4 +107,232 @@ fn eval_scores_a_run_as_its_results_say_and_refuses_another_grid() {
         stderr.contains("--data") && stderr.contains("grid"),
         "{stderr}"
     );
+}
+
+fn trainer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+}
+
+/// Every column of `metrics.csv` but the timings (seconds, frames/s).
+fn learning_columns(run: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|line| line.split(',').take(7).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+/// A recipe file and the same settings given as flags make the same run: the same metrics
+/// epoch by epoch and the same test scores. The run records the recipe's name and text, and a
+/// flag overrides the recipe.
+#[test]
+fn a_recipe_and_the_same_flags_train_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = common::small_dataset(dir.path(), 6);
+    let recipe = dir.path().join("tiny-rwkv.toml");
+    let text = "model = \"rwkv\"\nlayers = 1\nembd = 8\nffn_mult = 2\ndropout = 0.1\n\
+                epochs = 2\nbatch_size = 2\nlr = 3e-3\nschedule = \"triangular\"\n\
+                note_dropout = 0.1\nema_decay = 0.9\nseed = 4\n";
+    std::fs::write(&recipe, text).unwrap();
+    let train = |name: &str, args: &[&str]| {
+        let run = dir.path().join(name);
+        let output = trainer()
+            .args(["train", "--device", "cpu", "--data"])
+            .arg(&dataset)
+            .arg("--out")
+            .arg(&run)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        run
+    };
+    let from_recipe = train("recipe", &["--recipe", recipe.to_str().unwrap()]);
+    let from_flags = train(
+        "flags",
+        &[
+            "--model",
+            "rwkv",
+            "--layers",
+            "1",
+            "--embd",
+            "8",
+            "--ffn-mult",
+            "2",
+            "--dropout",
+            "0.1",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--lr",
+            "3e-3",
+            "--schedule",
+            "triangular",
+            "--note-dropout",
+            "0.1",
+            "--ema-decay",
+            "0.9",
+            "--seed",
+            "4",
+        ],
+    );
+    assert_eq!(
+        learning_columns(&from_recipe),
+        learning_columns(&from_flags)
+    );
+    assert_eq!(
+        learning_columns(&from_recipe).len(),
+        3,
+        "a header and two epochs"
+    );
+    let results = |run: &std::path::Path| -> trainer::run::Results {
+        serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap()
+    };
+    assert_eq!(results(&from_recipe).test, results(&from_flags).test);
+    assert_eq!(results(&from_recipe).recipe.as_deref(), Some("tiny-rwkv"));
+
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from_recipe.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["name"], "tiny-rwkv");
+    assert_eq!(config["recipe"]["toml"], text);
+    assert!(
+        config["model"].get("wkv_chunk").is_none(),
+        "a speed choice is not saved"
+    );
+
+    let overridden = train(
+        "overridden",
+        &["--recipe", recipe.to_str().unwrap(), "--epochs", "1"],
+    );
+    assert_eq!(learning_columns(&overridden).len(), 2, "--epochs 1 wins");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(overridden.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (config["epochs"].as_u64(), config["model"]["embd"].as_u64()),
+        (Some(1), Some(8))
+    );
+}
+
+/// A bad recipe is refused before anything is created, naming the file and the field.
+#[test]
+fn bad_recipes_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = common::small_dataset(dir.path(), 2);
+    let run = dir.path().join("run");
+    let cases = [
+        ("typo.toml", "model = \"lstm\"\nhiden = 8\n", "hiden"),
+        ("bad.toml", "model = \"lstm\"\nhidden = 0\n", "hidden"),
+        ("nomodel.toml", "hidden = 8\n", "model"),
+    ];
+    for (name, text, named) in cases {
+        let recipe = dir.path().join(name);
+        std::fs::write(&recipe, text).unwrap();
+        let output = trainer()
+            .args(["train", "--device", "cpu", "--data"])
+            .arg(&dataset)
+            .arg("--out")
+            .arg(&run)
+            .arg("--recipe")
+            .arg(&recipe)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name} was accepted");
+        assert!(stderr.contains(named), "{name}: {stderr}");
+        assert!(!run.exists(), "{name} left a run folder behind");
+    }
+    let output = trainer()
+        .args(["train", "--recipe", "/no/such/recipe.toml", "--data"])
+        .arg(&dataset)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/no/such/recipe.toml"), "{stderr}");
+}
+
+/// Missing runs and datasets are named as what they are, once.
+#[test]
+fn missing_runs_and_datasets_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.mid");
+    let output = trainer()
+        .args(["sample", "/no/such/run", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("/no/such/run") && !stderr.contains("config.json"),
+        "{stderr}"
+    );
+    let output = trainer()
+        .args([
+            "train",
+            "--model",
+            "lstm",
+            "--data",
+            "/no/such/dataset",
+            "--out",
+        ])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/no/such/dataset"), "{stderr}");
+    assert!(
+        stderr.matches("No such file or directory").count() <= 1,
+        "{stderr}"
+    );
+}
+
+/// A reader that stops early ends every printing command quietly (no panic, no "Broken
+/// pipe"), as the platform's tools end; what the command writes to files is complete.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_every_printing_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = common::small_dataset(dir.path(), 4);
+    let run = dir.path().join("run");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (data, run_arg) = (path(&dataset), path(&run));
+    let (midi, png, models) = (
+        path(&dir.path().join("s.mid")),
+        path(&dir.path().join("c.png")),
+        path(&dir.path().join("model")),
+    );
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "train", "--device", "cpu", "--model", "lstm", "--hidden", "8", "--layers", "1",
+            "--epochs", "1", "--data", &data, "--out", &run_arg,
+        ],
+        vec!["eval", "--device", "cpu", &run_arg],
+        vec!["eval", "--device", "cpu", "--json", &run_arg],
+        vec![
+            "sample", "--device", "cpu", &run_arg, "--steps", "8", "-o", &midi,
+        ],
+        vec!["export", &run_arg, "-o", &models],
+        vec!["compare", &run_arg, &run_arg, "-o", &png],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = trainer().args(&args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}\n{stderr}",
+            out.status
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(run.join("results.json").exists());
+    assert!(dir.path().join("model/model.json").exists());
 }

@@ -13,10 +13,11 @@ use ort::value::Tensor as OrtTensor;
 use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
 use tch::{Device, Kind, Tensor};
 use trainer::lstm::LstmConfig;
-use trainer::model::{ModelConfig, State};
-use trainer::rwkv::RwkvConfig;
-use trainer::sample::load;
-use trainer::train::train;
+use trainer::model::ModelConfig;
+use trainer::run::load;
+use trainer::rwkv::{RwkvConfig, WkvMode};
+use trainer::state::State;
+use trainer::train::{RunOptions, train};
 
 use common::{config, one_at_a_time, randomise, small_dataset};
 
@@ -39,7 +40,6 @@ fn rwkv() -> ModelConfig {
         layers: 2,
         embd: 24,
         ffn_mult: 4,
-        wkv_chunk: 16,
         dropout: 0.0,
         dropout_in: 0.0,
     })
@@ -59,7 +59,11 @@ fn trained_runs() -> &'static (PathBuf, PathBuf) {
             let mut config = config(model, &dataset);
             config.epochs = 2;
             let run = root.join(model.kind());
-            train(&config, &run, Device::Cpu, false, None).unwrap();
+            let chunked = RunOptions {
+                wkv: WkvMode::Chunked(16),
+                ..RunOptions::on(Device::Cpu)
+            };
+            train(&config, &run, chunked).unwrap();
             run
         };
         (run(lstm()), run(rwkv()))
@@ -238,7 +242,7 @@ fn lstm_without_batch_norm_step_in_onnx_runtime_matches_tch() {
         let mut config = config(model, &dataset);
         config.max_steps = Some(3);
         let run = root.join("run");
-        train(&config, &run, Device::Cpu, false, None).unwrap();
+        train(&config, &run, RunOptions::on(Device::Cpu)).unwrap();
         run
     };
     parity(&run, "lstm-no-batch-norm");
@@ -398,5 +402,59 @@ print(json.dumps(logits))
                 "{kind}, step {step}: reference evaluator differs by {difference}"
             );
         }
+    }
+}
+
+/// A run folder and a model folder written by an earlier trainer (the one whose configs still
+/// held the WKV chunk length; see `tests/fixtures/README.md`) still load with today's code: the
+/// run reads back, its checkpoint scores what its results.json says on the same pieces, its
+/// old model card drives ONNX Runtime to tch's logits, and a fresh export of it does the same.
+#[test]
+fn old_run_folders_and_model_cards_still_load() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let run = fixtures.join("old-rwkv-run");
+    let old_model = fixtures.join("old-rwkv-model");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert!(
+        config["model"]["wkv_chunk"].is_i64(),
+        "the fixture is from before the WKV form left the config"
+    );
+
+    let summary = trainer::run::RunSummary::read(&run).unwrap();
+    let results = summary.results.expect("the old run finished");
+    assert_eq!(summary.rows.len(), results.epochs);
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 3); // the pieces the fixture was trained on
+    let report = trainer::evaluate::evaluate_checkpoint(
+        &run,
+        pipeline::dataset::Split::Test,
+        Some(&dataset),
+        Device::Cpu,
+        WkvMode::Scan,
+    )
+    .unwrap();
+    let gap = (report.scores.nll_per_frame - results.test.nll_per_frame).abs();
+    assert!(
+        gap < 1e-4,
+        "scored {report}, the run said {:?}",
+        results.test
+    );
+
+    let card = ModelCard::read(&old_model).unwrap();
+    assert_eq!(card.kind, "rwkv");
+    let frames = random_frames(2, 12);
+    let (reference, _) = tch_logits(&run, 2, &frames);
+    let (old_graph, _) = ort_logits(&old_model, 2, &frames);
+    let again = dir.path().join("old-run-again");
+    trainer::export::export(&run, &again, false).unwrap();
+    let (new_graph, _) = ort_logits(&again, 2, &frames);
+    for (name, logits) in [("old model folder", old_graph), ("new export", new_graph)] {
+        let worst = reference
+            .iter()
+            .zip(&logits)
+            .map(|(a, b)| max_difference(a, b))
+            .fold(0.0, f32::max);
+        assert!(worst < TOLERANCE, "{name}: logits differ by {worst}");
     }
 }

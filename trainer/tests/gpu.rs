@@ -8,10 +8,11 @@ use pipeline::dataset::Split;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::data::SplitData;
+use trainer::evaluate::evaluate;
 use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
-use trainer::rwkv::RwkvConfig;
-use trainer::train::{evaluate, train};
+use trainer::rwkv::{RwkvConfig, WkvMode};
+use trainer::train::{RunOptions, train};
 
 use common::{config, one_at_a_time, randomise, small_dataset};
 
@@ -36,12 +37,11 @@ fn small_lstm() -> ModelConfig {
     })
 }
 
-fn small_rwkv(wkv_chunk: i64) -> ModelConfig {
+fn small_rwkv() -> ModelConfig {
     ModelConfig::Rwkv(RwkvConfig {
         layers: 3,
         embd: 32,
         ffn_mult: 4,
-        wkv_chunk,
         dropout: 0.0,
         dropout_in: 0.0,
     })
@@ -50,14 +50,16 @@ fn small_rwkv(wkv_chunk: i64) -> ModelConfig {
 /// Largest difference between the CPU's and the GPU's logits for the same random weights and
 /// inputs, relative to the largest logit: over one parallel pass of `steps` frames and over the
 /// first 70 recurrent steps.
-fn cpu_cuda_difference(config: ModelConfig, cuda: Device, steps: i64) -> (f64, f64) {
+fn cpu_cuda_difference(config: ModelConfig, wkv: WkvMode, cuda: Device, steps: i64) -> (f64, f64) {
     let _turn = one_at_a_time();
     tch::manual_seed(3);
     let cpu_vs = VarStore::new(Device::Cpu);
-    let cpu_model = Model::new(&cpu_vs.root(), &config);
+    let mut cpu_model = Model::new(&cpu_vs.root(), &config);
+    cpu_model.set_wkv(wkv);
     randomise(&cpu_vs);
     let mut cuda_vs = VarStore::new(cuda);
-    let cuda_model = Model::new(&cuda_vs.root(), &config);
+    let mut cuda_model = Model::new(&cuda_vs.root(), &config);
+    cuda_model.set_wkv(wkv);
     cuda_vs.copy(&cpu_vs).unwrap();
     let batch = 3;
     let x = Tensor::rand([batch, steps, 88], (Kind::Float, Device::Cpu))
@@ -105,7 +107,7 @@ const CPU_CUDA_TOLERANCE: f64 = 2e-3;
 #[test]
 fn lstm_on_cuda_computes_what_it_computes_on_the_cpu() {
     let Some(cuda) = cuda() else { return };
-    let (parallel, recurrent) = cpu_cuda_difference(small_lstm(), cuda, 300);
+    let (parallel, recurrent) = cpu_cuda_difference(small_lstm(), WkvMode::Scan, cuda, 300);
     eprintln!("LSTM CPU vs CUDA: parallel {parallel:.2e}, recurrent {recurrent:.2e}");
     assert!(parallel < CPU_CUDA_TOLERANCE, "parallel form: {parallel}");
     assert!(
@@ -120,7 +122,8 @@ fn lstm_on_cuda_computes_what_it_computes_on_the_cpu() {
 fn rwkv_on_cuda_computes_what_it_computes_on_the_cpu() {
     let Some(cuda) = cuda() else { return };
     for chunk in [0, 8] {
-        let (parallel, recurrent) = cpu_cuda_difference(small_rwkv(chunk), cuda, 600);
+        let (parallel, recurrent) =
+            cpu_cuda_difference(small_rwkv(), WkvMode::from_chunk(chunk).unwrap(), cuda, 600);
         eprintln!(
             "RWKV (WKV chunk {chunk}) CPU vs CUDA: parallel {parallel:.2e}, recurrent {recurrent:.2e}"
         );
@@ -138,11 +141,11 @@ fn training_on_cuda_learns_and_its_checkpoint_runs_on_the_cpu() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 40);
-    for model in [small_lstm(), small_rwkv(0)] {
+    for model in [small_lstm(), small_rwkv()] {
         let run = dir.path().join(model.kind());
         let config = config(model, &dataset);
-        let results = train(&config, &run, cuda, false, None).unwrap().unwrap();
-        let summary = trainer::compare::read_run(&run).unwrap();
+        let results = train(&config, &run, RunOptions::on(cuda)).unwrap().unwrap();
+        let summary = trainer::run::RunSummary::read(&run).unwrap();
         let (first, last) = (
             summary.rows.first().unwrap().train_nll,
             summary.rows.last().unwrap().train_nll,
@@ -156,7 +159,7 @@ fn training_on_cuda_learns_and_its_checkpoint_runs_on_the_cpu() {
         assert!(last < 0.8 * first, "{}: {first} -> {last}", model.kind());
         assert!(results.test.nll_per_frame < results.test_key_rate_baseline_nll);
 
-        let loaded = trainer::sample::load(&run, Device::Cpu).unwrap();
+        let loaded = trainer::run::load(&run, Device::Cpu).unwrap();
         let valid = SplitData::load(&dataset, Split::Valid, Some(&config.roll_settings)).unwrap();
         let on_cpu = evaluate(&loaded.model, &valid, config.batch_size, Device::Cpu);
         let gap = (on_cpu.nll_per_frame - results.valid.nll_per_frame).abs();
@@ -168,7 +171,7 @@ fn training_on_cuda_learns_and_its_checkpoint_runs_on_the_cpu() {
             on_cpu.nll_per_frame
         );
 
-        let on_gpu = trainer::sample::load(&run, cuda).unwrap();
+        let on_gpu = trainer::run::load(&run, cuda).unwrap();
         let roll = trainer::sample::generate(&on_gpu.model, &[], 64, 1.0, 5, cuda).unwrap();
         assert_eq!(roll.len(), 64);
         assert!(roll.frames().iter().any(|f| f.keys().next().is_some()));

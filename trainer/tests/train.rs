@@ -9,14 +9,26 @@ use pipeline::RollSettings;
 use pipeline::dataset::Split;
 use tch::Device;
 use tch::nn::VarStore;
+use trainer::config::{Schedule, TrainConfig};
 use trainer::data::SplitData;
+use trainer::evaluate::evaluate;
 use trainer::lstm::LstmConfig;
 use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::model::{Model, ModelConfig};
+use trainer::optim::AdamW;
+use trainer::run::Results;
 use trainer::rwkv::RwkvConfig;
-use trainer::train::{AdamW, Results, Schedule, TrainConfig, evaluate, resume, train};
+use trainer::rwkv::WkvMode;
+use trainer::train::{RunOptions, resume, train};
 
 use common::{config, one_at_a_time, small_dataset};
+
+fn stop_after(epoch: usize) -> RunOptions {
+    RunOptions {
+        stop_after_epoch: Some(epoch),
+        ..RunOptions::on(Device::Cpu)
+    }
+}
 
 fn metrics(run: &Path) -> Vec<Vec<f64>> {
     std::fs::read_to_string(run.join("metrics.csv"))
@@ -33,7 +45,7 @@ fn trains_and_learns(model: ModelConfig) {
     let dataset = small_dataset(dir.path(), 40);
     let run = dir.path().join("run");
     let config = config(model, &dataset);
-    let results = train(&config, &run, Device::Cpu, false, None)
+    let results = train(&config, &run, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
 
@@ -62,7 +74,7 @@ fn trains_and_learns(model: ModelConfig) {
         &std::fs::read(run.join("curves.png")).unwrap()[..4],
         b"\x89PNG"
     );
-    let summary = trainer::compare::read_run(&run).unwrap();
+    let summary = trainer::run::RunSummary::read(&run).unwrap();
     assert_eq!(summary.rows.len(), rows.len());
     let table = trainer::compare::table(&[summary]);
     assert!(
@@ -100,7 +112,6 @@ fn a_tiny_rwkv_learns() {
         layers: 2,
         embd: 32,
         ffn_mult: 4,
-        wkv_chunk: 0,
         dropout: 0.0,
         dropout_in: 0.0,
     }));
@@ -130,7 +141,7 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
     config.weight_decay = 0.0;
     config.schedule = Schedule::Constant;
     config.patience = Some(2);
-    let results = train(&config, &run, Device::Cpu, false, None)
+    let results = train(&config, &run, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
     let rows = metrics(&run);
@@ -197,7 +208,12 @@ fn a_diverging_run_stops_with_a_clear_message() {
     config.clip_norm = 1e30;
     config.warmup_steps = 0;
     config.schedule = Schedule::Constant;
-    let error = train(&config, &dir.path().join("run"), Device::Cpu, false, None).unwrap_err();
+    let error = train(
+        &config,
+        &dir.path().join("run"),
+        RunOptions::on(Device::Cpu),
+    )
+    .unwrap_err();
     let message = format!("{error:#}");
     assert!(message.contains("training loss became"), "{message}");
 }
@@ -231,16 +247,19 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
             layers: 1,
             embd: 16,
             ffn_mult: 4,
-            wkv_chunk: 32,
             dropout: 0.0,
             dropout_in: 0.0,
         }),
         &dataset,
     );
     config.epochs = 1;
-    train(&config, &run, Device::Cpu, false, None).unwrap();
+    let chunked = RunOptions {
+        wkv: WkvMode::Chunked(32),
+        ..RunOptions::on(Device::Cpu)
+    };
+    train(&config, &run, chunked).unwrap();
 
-    let loaded = trainer::sample::load(&run, Device::Cpu).unwrap();
+    let loaded = trainer::run::load(&run, Device::Cpu).unwrap();
     let primer =
         SplitData::load(&dataset, Split::Test, None).unwrap().rolls[0].frames()[..16].to_vec();
     let generate = |seed| {
@@ -255,7 +274,7 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
 
     // A checkpoint that does not fit the config is refused with the file named.
     std::fs::write(run.join("broken.safetensors"), b"garbage").unwrap();
-    let error = trainer::sample::load(&run.join("broken.safetensors"), Device::Cpu)
+    let error = trainer::run::load(&run.join("broken.safetensors"), Device::Cpu)
         .err()
         .unwrap();
     assert!(
@@ -286,21 +305,15 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     config.note_dropout = 0.1;
     let whole = dir.path().join("whole");
     let sliced = dir.path().join("sliced");
-    let a = train(&config, &whole, Device::Cpu, false, None)
+    let a = train(&config, &whole, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
-    assert!(
-        train(&config, &sliced, Device::Cpu, false, Some(2))
-            .unwrap()
-            .is_none()
-    );
+    assert!(train(&config, &sliced, stop_after(2)).unwrap().is_none());
     assert!(!sliced.join("results.json").exists());
-    assert!(
-        resume(&sliced, Device::Cpu, false, Some(4))
-            .unwrap()
-            .is_none()
-    );
-    let b = resume(&sliced, Device::Cpu, false, None).unwrap().unwrap();
+    assert!(resume(&sliced, stop_after(4)).unwrap().is_none());
+    let b = resume(&sliced, RunOptions::on(Device::Cpu))
+        .unwrap()
+        .unwrap();
 
     assert_eq!(a.test, b.test);
     assert_eq!((a.steps, a.best_epoch), (b.steps, b.best_epoch));
@@ -317,7 +330,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
         read(&whole.join("last.safetensors")),
         read(&sliced.join("last.safetensors"))
     );
-    let finished = resume(&sliced, Device::Cpu, false, None).err().unwrap();
+    let finished = resume(&sliced, RunOptions::on(Device::Cpu)).err().unwrap();
     assert!(finished.to_string().contains("has finished"), "{finished}");
 }
 
@@ -339,7 +352,6 @@ fn truncated_backpropagation_trains_both_kinds() {
             layers: 1,
             embd: 16,
             ffn_mult: 4,
-            wkv_chunk: 0,
             dropout: 0.0,
             dropout_in: 0.0,
         }),
@@ -349,7 +361,7 @@ fn truncated_backpropagation_trains_both_kinds() {
         config.seq_len = Some(24);
         config.epochs = 2;
         let run = dir.path().join(format!("run{i}"));
-        train(&config, &run, Device::Cpu, false, None)
+        train(&config, &run, RunOptions::on(Device::Cpu))
             .unwrap()
             .unwrap();
         let rows = metrics(&run);

@@ -9,8 +9,8 @@ use pipeline::RollSettings;
 use pipeline::dataset::{BuildOptions, Split, build};
 use tch::Tensor;
 use tch::nn::VarStore;
+use trainer::config::{Schedule, TrainConfig};
 use trainer::model::ModelConfig;
-use trainer::train::{Schedule, TrainConfig};
 
 /// libtorch's random generator (dropout, initialisation) is global to the process: tests that
 /// train take turns so each run sees only its own draws.
@@ -67,6 +67,7 @@ pub fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         ema_decay: None,
         note_dropout: 0.0,
         seed: 7,
+        recipe: None,
     }
 }
 

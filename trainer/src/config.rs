@@ -1,0 +1,448 @@
+//! What a training run is: [`TrainConfig`] (saved as the run's `config.json`), the learning-rate
+//! [`Schedule`], and how a configuration is put together from a [`Recipe`].
+//!
+//! A recipe is a small TOML file of settings (`recipes/*.toml`): the model family and sizes,
+//! the regularisers and the optimiser's schedule. The presets `seed` and `fair` are recipes too
+//! (`recipes/{seed,fair}-{lstm,rwkv}.toml`, built into the binary). A run's configuration is, in
+//! order of precedence: the command-line flags, then the recipe (a file, or the preset, `fair`
+//! by default), then for whatever a recipe file leaves out the `fair` preset of its model.
+//! Every value is checked in [`Recipe::resolve`], and an error names the flag and recipe field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lstm::LstmConfig;
+use crate::model::{ModelConfig, ModelKind};
+use crate::rwkv::RwkvConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Linear warmup, then cosine decay to 10% of the peak.
+    Cosine,
+    /// The original project's triangular cycle: up to the peak over the first half of training,
+    /// back down over the second.
+    Triangular,
+    /// Linear warmup, then constant.
+    Constant,
+}
+
+/// Everything that decides what a run computes (not where or how fast: the device and the WKV
+/// form are chosen per invocation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub dataset: PathBuf,
+    pub roll_settings: pipeline::RollSettings,
+    pub epochs: usize,
+    pub max_steps: Option<u64>,
+    pub batch_size: usize,
+    /// Truncated backpropagation through time: optimise every this many steps, carrying the
+    /// (detached) state across windows. `None` = whole pieces.
+    pub seq_len: Option<i64>,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub schedule: Schedule,
+    pub warmup_steps: u64,
+    pub clip_norm: f64,
+    pub seed: u64,
+    /// Early stopping: end training once this many epochs have passed without a lower valid
+    /// NLL (the test then uses the best epoch's weights, as always). `None` = all epochs.
+    #[serde(default)]
+    pub patience: Option<usize>,
+    /// Transposition augmentation: each epoch every training piece is moved by a random number
+    /// of semitones in `-k..=k` (drawn from the shuffling generator, so resumes repeat it).
+    /// The test pieces are all in C, so this is a regulariser, not a fix for a key mismatch.
+    /// 0 = off.
+    #[serde(default)]
+    pub transpose_augment: u8,
+    /// Weight averaging: keep an exponential moving average of the weights, updated after every
+    /// optimiser step with this decay, and score valid and test with it (the best checkpoint
+    /// holds the averaged weights). `None` = the raw weights.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
+    /// Note dropout: in training, each sounding key of each input frame is silenced with this
+    /// probability ([`crate::data::drop_notes`]); targets and evaluation are untouched. 0 = off.
+    #[serde(default)]
+    pub note_dropout: f64,
+    /// The recipe the run was made from, as it was read (flags may have overridden parts of it;
+    /// the fields above are what the run used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<RecipeRecord>,
+}
+
+/// A recipe's name (its file stem) and text, kept in the run's `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecipeRecord {
+    pub name: String,
+    pub toml: String,
+}
+
+impl TrainConfig {
+    /// Learning rate at optimiser step `step` of `total`.
+    pub fn lr_at(&self, step: u64, total: u64) -> f64 {
+        let total = total.max(1) as f64;
+        let s = step as f64;
+        match self.schedule {
+            Schedule::Triangular => {
+                let half = total / 2.0;
+                let position = if s < half {
+                    s / half
+                } else {
+                    (total - s) / half
+                };
+                self.lr * (0.1 + 0.9 * position.clamp(0.0, 1.0))
+            }
+            Schedule::Cosine | Schedule::Constant if s < self.warmup_steps as f64 => {
+                self.lr * (s + 1.0) / self.warmup_steps as f64
+            }
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let warm = self.warmup_steps as f64;
+                let progress = ((s - warm) / (total - warm).max(1.0)).clamp(0.0, 1.0);
+                self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+            }
+        }
+    }
+}
+
+/// The built-in presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The original project's configurations: LSTM 512×2, RWKV 6×512, 10 epochs, triangular
+    /// learning-rate cycle.
+    Seed,
+    /// Equal parameter budgets (about 4.3 M: LSTM 512×2, RWKV 6×232) and the same AdamW,
+    /// warmup + cosine schedule for both.
+    Fair,
+}
+
+impl Preset {
+    /// The preset's recipe for one model family (the files in `recipes/`, built in).
+    pub fn recipe(self, kind: ModelKind) -> (String, &'static str) {
+        let text = match (self, kind) {
+            (Preset::Seed, ModelKind::Lstm) => include_str!("../../recipes/seed-lstm.toml"),
+            (Preset::Seed, ModelKind::Rwkv) => include_str!("../../recipes/seed-rwkv.toml"),
+            (Preset::Fair, ModelKind::Lstm) => include_str!("../../recipes/fair-lstm.toml"),
+            (Preset::Fair, ModelKind::Rwkv) => include_str!("../../recipes/fair-rwkv.toml"),
+        };
+        let preset = match self {
+            Preset::Seed => "seed",
+            Preset::Fair => "fair",
+        };
+        (format!("{preset}-{kind}"), text)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("recipe {path}: cannot read: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("recipe {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Settings of a run, each optional: a recipe file, the flags that override it, or both
+/// overlaid. Field names are the flags' names with `_` for `-`. Settings of the other model
+/// family are ignored, as the flags are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// What the recipe is for and what it scored (a comment that travels with it).
+    pub description: Option<String>,
+    pub model: Option<ModelKind>,
+    /// LSTM hidden width.
+    pub hidden: Option<i64>,
+    /// LSTM or RWKV layers.
+    pub layers: Option<i64>,
+    /// RWKV embedding width.
+    pub embd: Option<i64>,
+    /// RWKV channel-mix width as a multiple of `embd`.
+    pub ffn_mult: Option<i64>,
+    /// LSTM: its two BatchNorms.
+    pub batch_norm: Option<bool>,
+    pub dropout_in: Option<f64>,
+    pub dropout_out: Option<f64>,
+    pub dropout_between: Option<f64>,
+    pub dropout: Option<f64>,
+    pub epochs: Option<usize>,
+    pub max_steps: Option<u64>,
+    pub batch_size: Option<usize>,
+    pub seq_len: Option<i64>,
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub schedule: Option<Schedule>,
+    pub warmup_steps: Option<u64>,
+    pub clip_norm: Option<f64>,
+    pub patience: Option<usize>,
+    pub transpose_augment: Option<u8>,
+    pub ema_decay: Option<f64>,
+    pub note_dropout: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// `field` of `recipe`, else of `fallback`.
+macro_rules! overlay {
+    ($top:expr, $under:expr; $($field:ident),* $(,)?) => {
+        Recipe { $($field: $top.$field.clone().or_else(|| $under.$field.clone()),)* }
+    };
+}
+
+impl Recipe {
+    /// Parse a recipe's TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Recipe, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Read a recipe file; its record (name = file stem, and the text) goes into the run.
+    pub fn read(path: &Path) -> Result<(Recipe, RecipeRecord), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: shown.clone(),
+            error,
+        })?;
+        let recipe = Recipe::parse(&text, &shown)?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| shown.clone(), |s| s.to_string_lossy().into_owned());
+        Ok((recipe, RecipeRecord { name, toml: text }))
+    }
+
+    /// `self` with every setting it lacks taken from `under`.
+    pub fn over(&self, under: &Recipe) -> Recipe {
+        overlay!(self, under; description, model, hidden, layers, embd, ffn_mult, batch_norm,
+            dropout_in, dropout_out, dropout_between, dropout, epochs, max_steps, batch_size,
+            seq_len, lr, weight_decay, schedule, warmup_steps, clip_norm, patience,
+            transpose_augment, ema_decay, note_dropout, seed)
+    }
+
+    /// The checked configuration of a run on `dataset` (made on `roll_settings`). Settings
+    /// missing here come from the `fair` preset of the recipe's model.
+    pub fn resolve(
+        &self,
+        dataset: &Path,
+        roll_settings: pipeline::RollSettings,
+        recipe: Option<RecipeRecord>,
+    ) -> Result<TrainConfig, ConfigError> {
+        let kind = self.model.ok_or_else(|| {
+            ConfigError::Invalid("no model: give --model, or `model` in the recipe".into())
+        })?;
+        let (name, text) = Preset::Fair.recipe(kind);
+        let r = self.over(&Recipe::parse(text, &name)?);
+        let need = |value: Option<f64>, flag: &str| {
+            value.ok_or_else(|| ConfigError::Invalid(format!("{flag} is not set")))
+        };
+        let size = |value: Option<i64>, flag: &str| -> Result<i64, ConfigError> {
+            let v = value.ok_or_else(|| ConfigError::Invalid(format!("{flag} is not set")))?;
+            if v < 1 {
+                return Err(invalid(flag, format!("must be at least 1, got {v}")));
+            }
+            Ok(v)
+        };
+        let probability = |value: Option<f64>, flag: &str| -> Result<f64, ConfigError> {
+            let p = value.unwrap_or(0.0);
+            if !(0.0..1.0).contains(&p) {
+                return Err(invalid(flag, format!("must be in [0, 1), got {p}")));
+            }
+            Ok(p)
+        };
+        let model = match kind {
+            ModelKind::Lstm => ModelConfig::Lstm(LstmConfig {
+                hidden: size(r.hidden, "--hidden")?,
+                layers: size(r.layers, "--layers")?,
+                dropout_in: probability(r.dropout_in, "--dropout-in")?,
+                dropout_out: probability(r.dropout_out, "--dropout-out")?,
+                dropout_between: probability(r.dropout_between, "--dropout-between")?,
+                batch_norm: r.batch_norm.unwrap_or(true),
+            }),
+            ModelKind::Rwkv => ModelConfig::Rwkv(RwkvConfig {
+                layers: size(r.layers, "--layers")?,
+                embd: size(r.embd, "--embd")?,
+                ffn_mult: size(r.ffn_mult, "--ffn-mult")?,
+                dropout: probability(r.dropout, "--dropout")?,
+                dropout_in: probability(r.dropout_in, "--dropout-in")?,
+            }),
+        };
+        let config = TrainConfig {
+            model,
+            dataset: dataset.to_owned(),
+            roll_settings,
+            epochs: r.epochs.unwrap_or(0),
+            max_steps: r.max_steps,
+            batch_size: r.batch_size.unwrap_or(0),
+            seq_len: r.seq_len,
+            lr: need(r.lr, "--lr")?,
+            weight_decay: need(r.weight_decay, "--weight-decay")?,
+            beta1: 0.9,
+            beta2: 0.999,
+            schedule: r.schedule.unwrap_or(Schedule::Cosine),
+            warmup_steps: r.warmup_steps.unwrap_or(0),
+            clip_norm: need(r.clip_norm, "--clip-norm")?,
+            seed: r.seed.unwrap_or(0),
+            patience: r.patience,
+            transpose_augment: r.transpose_augment.unwrap_or(0),
+            ema_decay: r.ema_decay,
+            note_dropout: probability(r.note_dropout, "--note-dropout")?,
+            recipe,
+        };
+        let positive = [
+            ("--epochs", config.epochs as f64),
+            ("--batch-size", config.batch_size as f64),
+            ("--lr", config.lr),
+            ("--clip-norm", config.clip_norm),
+        ];
+        for (flag, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(invalid(flag, format!("must be positive, got {value}")));
+            }
+        }
+        if !(config.weight_decay.is_finite() && config.weight_decay >= 0.0) {
+            let wd = config.weight_decay;
+            return Err(invalid("--weight-decay", format!("must be >= 0, got {wd}")));
+        }
+        if config.transpose_augment > 12 {
+            let k = config.transpose_augment;
+            return Err(invalid(
+                "--transpose-augment",
+                format!("must be at most 12 semitones (an octave), got {k}"),
+            ));
+        }
+        if config.patience == Some(0) {
+            return Err(invalid("--patience", "must be at least 1 epoch".into()));
+        }
+        if let Some(decay) = config.ema_decay {
+            probability(Some(decay), "--ema-decay")?;
+        }
+        Ok(config)
+    }
+}
+
+/// The configuration of a new run on `dataset`: the `flags` over the recipe in `recipe_file`,
+/// or over the built-in `preset` (`fair` when neither is given) of the flags' model.
+pub fn from_recipe_and_flags(
+    recipe_file: Option<&Path>,
+    preset: Option<Preset>,
+    flags: &Recipe,
+    dataset: &Path,
+    roll_settings: pipeline::RollSettings,
+) -> Result<TrainConfig, ConfigError> {
+    let (recipe, record) = match recipe_file {
+        Some(path) => {
+            let (recipe, record) = Recipe::read(path)?;
+            if let (Some(flag), Some(own)) = (flags.model, recipe.model)
+                && flag != own
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "--model {flag} contradicts recipe {}, which is for {own}",
+                    path.display()
+                )));
+            }
+            (recipe, record)
+        }
+        None => {
+            let kind = flags.model.ok_or_else(|| {
+                ConfigError::Invalid("--model is required without --recipe".into())
+            })?;
+            let (name, text) = preset.unwrap_or(Preset::Fair).recipe(kind);
+            let recipe = Recipe::parse(text, &name)?;
+            let record = RecipeRecord {
+                name,
+                toml: text.to_owned(),
+            };
+            (recipe, record)
+        }
+    };
+    flags
+        .over(&recipe)
+        .resolve(dataset, roll_settings, Some(record))
+}
+
+/// An error about one setting, named as a flag and as a recipe field.
+fn invalid(flag: &str, problem: String) -> ConfigError {
+    let field = flag.trim_start_matches('-').replace('-', "_");
+    ConfigError::Invalid(format!("{flag} (recipe field `{field}`) {problem}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses_and_resolves_to_its_documented_sizes() {
+        let settings = pipeline::RollSettings::benchmark();
+        for preset in [Preset::Seed, Preset::Fair] {
+            for kind in [ModelKind::Lstm, ModelKind::Rwkv] {
+                let (name, text) = preset.recipe(kind);
+                let recipe = Recipe::parse(text, &name).unwrap();
+                assert_eq!(recipe.model, Some(kind), "{name}");
+                let config = recipe.resolve(Path::new("d"), settings, None).unwrap();
+                let expected = match (preset, kind) {
+                    (_, ModelKind::Lstm) => ModelConfig::Lstm(LstmConfig::original()),
+                    (Preset::Seed, ModelKind::Rwkv) => ModelConfig::Rwkv(RwkvConfig::original()),
+                    (Preset::Fair, ModelKind::Rwkv) => ModelConfig::Rwkv(RwkvConfig {
+                        embd: 232,
+                        ..RwkvConfig::original()
+                    }),
+                };
+                assert_eq!(config.model, expected, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_recipe_file_resolves() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let (recipe, record) = Recipe::read(&path).unwrap();
+                let settings = pipeline::RollSettings::benchmark();
+                let config = recipe.resolve(Path::new("d"), settings, Some(record));
+                assert!(config.is_ok(), "{}: {config:?}", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 6, "only {seen} recipes in {}", folder.display());
+    }
+
+    #[test]
+    fn an_unknown_field_and_a_bad_value_are_named() {
+        let error = Recipe::parse("model = \"lstm\"\nhiden = 3\n", "r.toml").unwrap_err();
+        assert!(error.to_string().contains("hiden"), "{error}");
+        let recipe = Recipe::parse("model = \"rwkv\"\nembd = 0\n", "r.toml").unwrap();
+        let error = recipe
+            .resolve(Path::new("d"), pipeline::RollSettings::benchmark(), None)
+            .unwrap_err();
+        assert!(error.to_string().contains("--embd"), "{error}");
+        assert!(error.to_string().contains("`embd`"), "{error}");
+    }
+
+    #[test]
+    fn flags_override_the_recipe_and_the_recipe_overrides_the_fair_preset() {
+        let file = Recipe::parse("model = \"rwkv\"\nembd = 64\nlr = 0.002\n", "r").unwrap();
+        let flags = Recipe {
+            lr: Some(0.003),
+            ..Recipe::default()
+        };
+        let config = flags
+            .over(&file)
+            .resolve(Path::new("d"), pipeline::RollSettings::benchmark(), None)
+            .unwrap();
+        assert_eq!(config.lr, 0.003);
+        let ModelConfig::Rwkv(rwkv) = config.model else {
+            panic!("an RWKV recipe")
+        };
+        assert_eq!(rwkv.embd, 64);
+        assert_eq!(rwkv.layers, 6, "from the fair preset");
+        assert_eq!(config.schedule, Schedule::Cosine, "from the fair preset");
+    }
+}
