@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
+use pianoroll_tests::{assert_ended_quietly, run_with_closed_stdout};
 use pipeline::dataset::{Manifest, Split};
 use pipeline::schema::read_split;
 
@@ -332,30 +333,9 @@ fn a_closed_stdout_ends_every_printing_command_quietly() {
         vec![os("render"), midi.as_os_str(), os("--png"), png.as_os_str()],
     ];
     for args in commands {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-            .args(&args)
-            .stdout(writer)
-            .output()
-            .unwrap();
-        assert_quiet_end(&format!("pipeline {args:?}"), &out);
+        let mut pipeline = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+        let out = run_with_closed_stdout(pipeline.args(&args));
+        assert_ended_quietly(&format!("pipeline {args:?}"), &out);
     }
     assert!(dataset.join("manifest.json").exists() && png.exists());
-}
-
-/// Success, or death by SIGPIPE (status 141 in a shell), with nothing on stderr about it.
-#[cfg(unix)]
-fn assert_quiet_end(what: &str, out: &Output) {
-    use std::os::unix::process::ExitStatusExt;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
-        "{what}: {:?}\n{stderr}",
-        out.status
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
-        "{what}: {stderr}"
-    );
 }

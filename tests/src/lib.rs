@@ -2,6 +2,7 @@
 //! what they share.
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -30,4 +31,29 @@ pub fn python() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Run `command` with its standard output a pipe whose reader has already gone, as when the
+/// command is piped into `head` that has stopped reading.
+pub fn run_with_closed_stdout(command: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    command.stdout(writer).output().expect("the command runs")
+}
+
+/// `out` ended as the platform's tools end when their reader goes away: successfully, or killed
+/// by SIGPIPE (status 141 in a shell), with no panic and no "Broken pipe" message.
+#[cfg(unix)]
+pub fn assert_ended_quietly(what: &str, out: &Output) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{what}: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{what}: {stderr}"
+    );
 }

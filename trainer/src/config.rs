@@ -360,9 +360,19 @@ pub fn from_recipe_and_flags(
             (recipe, record)
         }
     };
+    let origin = match recipe_file {
+        Some(path) => format!("recipe {}", path.display()),
+        None => format!("preset {}", record.name),
+    };
     flags
         .over(&recipe)
         .resolve(dataset, roll_settings, Some(record))
+        .map_err(|error| match error {
+            ConfigError::Invalid(problem) => {
+                ConfigError::Invalid(format!("{problem} ({origin} and the flags given)"))
+            }
+            other => other,
+        })
 }
 
 /// An error about one setting, named as a flag and as a recipe field.
