@@ -56,6 +56,7 @@ fn models() -> &'static Path {
             dropout_out: 0.1,
             dropout_between: 0.0,
             batch_norm: true,
+            head: Default::default(),
         });
         let rwkv = ModelConfig::Rwkv(RwkvConfig {
             layers: 2,
@@ -63,6 +64,7 @@ fn models() -> &'static Path {
             ffn_mult: 4,
             dropout: 0.0,
             dropout_in: 0.0,
+            head: Default::default(),
         });
         for model in [lstm, rwkv] {
             let config = TrainConfig {

@@ -71,6 +71,7 @@ fn main() {
                 ffn_mult: 4,
                 dropout: 0.0,
                 dropout_in: 0.0,
+                head: Default::default(),
             };
             let model = Rwkv::new(&vs.root(), config);
             let state = model.zero_state(BATCH, Device::Cpu);

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lstm::LstmConfig;
 use crate::model::{ModelConfig, ModelKind};
+use crate::nade::{DEFAULT_NADE_HIDDEN, HeadConfig, HeadKind};
 use crate::rwkv::RwkvConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -166,6 +167,10 @@ pub struct Recipe {
     pub ffn_mult: Option<i64>,
     /// LSTM: its two BatchNorms.
     pub batch_norm: Option<bool>,
+    /// The output head: `bernoulli` (independent keys) or `nade`.
+    pub head: Option<HeadKind>,
+    /// NADE hidden units (with `head = "nade"`).
+    pub nade_hidden: Option<i64>,
     pub dropout_in: Option<f64>,
     pub dropout_out: Option<f64>,
     pub dropout_between: Option<f64>,
@@ -219,6 +224,7 @@ impl Recipe {
     /// `self` with every setting it lacks taken from `under`.
     pub fn over(&self, under: &Recipe) -> Recipe {
         overlay!(self, under; description, model, hidden, layers, embd, ffn_mult, batch_norm,
+            head, nade_hidden,
             dropout_in, dropout_out, dropout_between, dropout, epochs, max_steps, batch_size,
             seq_len, lr, weight_decay, schedule, warmup_steps, clip_norm, patience,
             transpose_augment, ema_decay, note_dropout, seed)
@@ -254,6 +260,15 @@ impl Recipe {
             }
             Ok(p)
         };
+        let head = match r.head.unwrap_or(HeadKind::Bernoulli) {
+            HeadKind::Bernoulli => HeadConfig::Bernoulli,
+            HeadKind::Nade => HeadConfig::Nade {
+                hidden: size(
+                    Some(r.nade_hidden.unwrap_or(DEFAULT_NADE_HIDDEN)),
+                    "--nade-hidden",
+                )?,
+            },
+        };
         let model = match kind {
             ModelKind::Lstm => ModelConfig::Lstm(LstmConfig {
                 hidden: size(r.hidden, "--hidden")?,
@@ -262,6 +277,7 @@ impl Recipe {
                 dropout_out: probability(r.dropout_out, "--dropout-out")?,
                 dropout_between: probability(r.dropout_between, "--dropout-between")?,
                 batch_norm: r.batch_norm.unwrap_or(true),
+                head,
             }),
             ModelKind::Rwkv => ModelConfig::Rwkv(RwkvConfig {
                 layers: size(r.layers, "--layers")?,
@@ -269,6 +285,7 @@ impl Recipe {
                 ffn_mult: size(r.ffn_mult, "--ffn-mult")?,
                 dropout: probability(r.dropout, "--dropout")?,
                 dropout_in: probability(r.dropout_in, "--dropout-in")?,
+                head,
             }),
         };
         let config = TrainConfig {
@@ -434,6 +451,33 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("--embd"), "{error}");
         assert!(error.to_string().contains("`embd`"), "{error}");
+    }
+
+    #[test]
+    fn the_head_is_bernoulli_unless_a_recipe_or_flag_asks_for_nade() {
+        let settings = pipeline::RollSettings::benchmark();
+        let resolve = |text: &str| {
+            Recipe::parse(text, "r")
+                .unwrap()
+                .resolve(Path::new("d"), settings, None)
+                .map(|c| c.model.head())
+        };
+        assert_eq!(
+            resolve("model = \"lstm\"\n").unwrap(),
+            HeadConfig::Bernoulli
+        );
+        assert_eq!(
+            resolve("model = \"rwkv\"\nhead = \"nade\"\n").unwrap(),
+            HeadConfig::Nade {
+                hidden: DEFAULT_NADE_HIDDEN
+            }
+        );
+        assert_eq!(
+            resolve("model = \"lstm\"\nhead = \"nade\"\nnade_hidden = 32\n").unwrap(),
+            HeadConfig::Nade { hidden: 32 }
+        );
+        let error = resolve("model = \"lstm\"\nhead = \"nade\"\nnade_hidden = 0\n").unwrap_err();
+        assert!(error.to_string().contains("--nade-hidden"), "{error}");
     }
 
     #[test]

@@ -21,8 +21,13 @@ pub fn evaluate(model: &Model, data: &SplitData, batch_size: usize, device: Devi
             let rolls: Vec<_> = indices.iter().map(|&i| &data.rolls[i]).collect();
             let batch = Batch::new(&rolls, device);
             let state = model.zero_state(rolls.len() as i64, device);
-            let (logits, _) = model.forward(&batch.inputs, Some(&batch.mask), &state, false);
-            totals.add(&logits, &batch.targets, &batch.mask);
+            let (rows, _) = model.forward(&batch.inputs, Some(&batch.mask), &state, false);
+            let logits = model.logits(&rows, &batch.targets);
+            let width = *rows.size().last().expect("rows");
+            let predicted = model
+                .predict(&rows.reshape([-1, width]))
+                .reshape_as(&batch.targets);
+            totals.add(&logits, &predicted, &batch.targets, &batch.mask);
         }
     });
     totals.scores()

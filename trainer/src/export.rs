@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use pipeline::atomic::{self, Refusal};
 use prost::Message;
 use proto::card::{
@@ -17,7 +17,7 @@ use proto::onnx::ModelProto;
 use sha2::{Digest, Sha256};
 use tch::Device;
 
-use crate::model::{Model, parameter_count};
+use crate::model::{Body, Head, parameter_count};
 use crate::onnx::{IR_VERSION, OPSET, StepGraph};
 use crate::run::{BEST_WEIGHTS_FILE, LAST_WEIGHTS_FILE, Loaded, RunFolder, load};
 
@@ -26,9 +26,9 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
     let keys = pipeline::KEY_COUNT as i64;
     let mut graph = StepGraph::new(keys);
     let kind = loaded.config.model.kind();
-    let logits = match &loaded.model {
-        Model::Lstm(m) => m.onnx_step(&mut graph, &loaded.vs.variables()),
-        Model::Rwkv(m) => m.onnx_step(&mut graph),
+    let logits = match &loaded.model.body {
+        Body::Lstm(m) => m.onnx_step(&mut graph, &loaded.vs.variables()),
+        Body::Rwkv(m) => m.onnx_step(&mut graph),
     };
     let model_config = serde_json::to_value(loaded.config.model).expect("config serialises");
     let doc = format!(
@@ -107,6 +107,13 @@ pub fn export(checkpoint: &Path, output: &Path, force: bool) -> Result<ModelCard
         ),
     })?;
     let loaded = load(checkpoint, Device::Cpu)?;
+    if let Head::Nade(_) = loaded.model.head {
+        bail!(
+            "{}: the model has a NADE head, which `trainer export` cannot write yet (its step \
+             graph needs the key-by-key sampling inside it); Bernoulli-head models export",
+            checkpoint.display()
+        );
+    }
     let bytes = std::fs::read(&loaded.weights)
         .with_context(|| format!("reading checkpoint {}", loaded.weights.display()))?;
     let (model, mut card) = tch::no_grad(|| step_model(&loaded));

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use crate::nade::HeadConfig;
 use crate::state::State;
 use pipeline::KEY_COUNT;
 
@@ -33,6 +34,9 @@ pub struct LstmConfig {
     /// Older configs have no field and had it.
     #[serde(default = "batch_norm_on")]
     pub batch_norm: bool,
+    /// The output head ([`crate::nade`]); configs without one have the Bernoulli head.
+    #[serde(default)]
+    pub head: HeadConfig,
 }
 
 fn batch_norm_on() -> bool {
@@ -49,6 +53,7 @@ impl LstmConfig {
             dropout_out: 0.1,
             dropout_between: 0.0,
             batch_norm: true,
+            head: HeadConfig::Bernoulli,
         }
     }
 }
@@ -102,7 +107,12 @@ impl Lstm {
             norm_in,
             lstm_weights,
             norm_out: batch_norm("norm_out"),
-            output: nn::linear(vs / "output", h, keys, Default::default()),
+            output: nn::linear(
+                vs / "output",
+                h,
+                config.head.input_width(),
+                Default::default(),
+            ),
         }
     }
 
@@ -153,8 +163,8 @@ impl Lstm {
         }
     }
 
-    /// Parallel form: frames `x` [B, T, 88] from `state`; logits [B, T, 88] and the state after
-    /// the last step. `mask` [B, T] marks real frames (BatchNorm statistics use only those).
+    /// Parallel form: frames `x` [B, T, 88] from `state`; the head's input rows [B, T, width]
+    /// (the logits for the Bernoulli head) and the state after the last step. `mask` [B, T] marks real frames (BatchNorm statistics use only those).
     pub fn forward(
         &self,
         x: &Tensor,

@@ -175,6 +175,13 @@ struct TrainArgs {
     /// a model trained on small batches (e.g. --batch-size 1) learns to exploit.
     #[arg(long)]
     no_batch_norm: bool,
+    /// Output head: bernoulli (88 independent keys) or nade (keys decided lowest first, each
+    /// given those below it in the frame).
+    #[arg(long, value_enum)]
+    head: Option<trainer::nade::HeadKind>,
+    /// NADE hidden units (with --head nade; 128 when not given).
+    #[arg(long)]
+    nade_hidden: Option<i64>,
     /// RWKV dropout on each block's time-mix and channel-mix outputs.
     #[arg(long)]
     dropout: Option<f64>,
@@ -226,6 +233,8 @@ impl TrainArgs {
             embd: self.embd,
             ffn_mult: self.ffn_mult,
             batch_norm: self.no_batch_norm.then_some(false),
+            head: self.head,
+            nade_hidden: self.nade_hidden,
             dropout_in: self.dropout_in,
             dropout_out: self.dropout_out,
             dropout_between: self.dropout_between,

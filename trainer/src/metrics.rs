@@ -5,7 +5,8 @@
 //!   over predicted frames (nats). This is also the training loss.
 //! - **BCE per pitch**: the same sum divided by 88: the mean binary cross-entropy per key.
 //! - **Frame accuracy** (Bay et al. 2009): `ΣTP / Σ(TP + FP + FN)` over all predicted frames and
-//!   keys, a key predicted on when its probability is above 0.5 (logit > 0). Silent-silent keys
+//!   keys, a key predicted on when its probability is above 0.5 (logit > 0; with a NADE head,
+//!   given the keys decided below it: [`crate::model::Model::predict`]). Silent-silent keys
 //!   count for nothing, so predicting silence scores 0, not 95%.
 
 use serde::{Deserialize, Serialize};
@@ -45,12 +46,15 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn add(&mut self, logits: &Tensor, targets: &Tensor, mask: &Tensor) {
-        let (logits, targets) = select_real(logits, targets, mask);
-        let (sum, frames) = nll_of_rows(&logits, &targets);
+    /// Add the frames of `targets` [B, T, 88] that `mask` [B, T] marks real: their NLL under
+    /// `logits` and the keys of `predicted` (0/1) against theirs.
+    pub fn add(&mut self, logits: &Tensor, predicted: &Tensor, targets: &Tensor, mask: &Tensor) {
+        let (logits, targets_real) = select_real(logits, targets, mask);
+        let (sum, frames) = nll_of_rows(&logits, &targets_real);
         self.nll += sum.double_value(&[]);
         self.frames += frames;
-        let predicted = logits.gt(0.0);
+        let (predicted, targets) = select_real(predicted, targets, mask);
+        let predicted = predicted.gt(0.5);
         let actual = targets.gt(0.5);
         let count = |t: Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
         self.true_positives += count(predicted.logical_and(&actual));
@@ -111,7 +115,12 @@ mod tests {
         let logits = Tensor::from_slice(&l).reshape([1, 1, KEY_COUNT as i64]);
         let mask = Tensor::from_slice(&[true]).reshape([1, 1]);
         let mut totals = Totals::default();
-        totals.add(&logits, &targets, &mask);
+        totals.add(
+            &logits,
+            &logits.gt(0.0).to_kind(Kind::Float),
+            &targets,
+            &mask,
+        );
         let scores = totals.scores();
         assert!((scores.frame_accuracy - 1.0 / 3.0).abs() < 1e-9);
         // Two confident mistakes (keys 0 and 2) cost about 10 nats each.

@@ -1,11 +1,13 @@
 //! The two model families behind one interface: a parallel form over whole sequences (training,
-//! scoring) and a recurrent one-step form with explicit state (generation, export).
+//! scoring) and a recurrent one-step form with explicit state (generation, export), each
+//! followed by an output head (independent keys, or NADE: [`crate::nade`]).
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::{Device, Tensor, nn};
+use tch::{Device, Kind, Tensor, nn};
 
 use crate::lstm::{Lstm, LstmConfig};
+use crate::nade::{HeadConfig, Nade};
 use crate::rwkv::{Rwkv, RwkvConfig, WkvMode};
 use crate::state::State;
 
@@ -49,54 +51,88 @@ impl ModelConfig {
     }
 }
 
+impl ModelConfig {
+    /// The output head the configuration asks for.
+    pub fn head(&self) -> HeadConfig {
+        match self {
+            ModelConfig::Lstm(c) => c.head,
+            ModelConfig::Rwkv(c) => c.head,
+        }
+    }
+}
+
+/// A model family's network: frames in, the head's input rows out.
 #[derive(Debug)]
-pub enum Model {
+pub enum Body {
     Lstm(Lstm),
     Rwkv(Rwkv),
+}
+
+/// The distribution over the next frame's keys that the body's output rows parameterise.
+#[derive(Debug)]
+pub enum Head {
+    /// 88 independent keys: the rows are the logits.
+    Bernoulli,
+    /// Keys decided lowest first, each given those below ([`crate::nade`]).
+    Nade(Nade),
+}
+
+/// A next-frame model: a body and a head.
+#[derive(Debug)]
+pub struct Model {
+    pub body: Body,
+    pub head: Head,
 }
 
 impl Model {
     /// Build the model's variables under `vs` (fresh initialisation; load a checkpoint after).
     /// RWKV's parallel form computes WKV as one scan; see [`Model::set_wkv`].
     pub fn new(vs: &nn::Path, config: &ModelConfig) -> Model {
-        match *config {
-            ModelConfig::Lstm(c) => Model::Lstm(Lstm::new(vs, c)),
-            ModelConfig::Rwkv(c) => Model::Rwkv(Rwkv::new(vs, c)),
-        }
+        // The body's variables first, so a seed gives a Bernoulli model the same start as ever.
+        let body = match *config {
+            ModelConfig::Lstm(c) => Body::Lstm(Lstm::new(vs, c)),
+            ModelConfig::Rwkv(c) => Body::Rwkv(Rwkv::new(vs, c)),
+        };
+        let head = match config.head() {
+            HeadConfig::Bernoulli => Head::Bernoulli,
+            HeadConfig::Nade { hidden } => Head::Nade(Nade::new(&(vs / "nade"), hidden)),
+        };
+        Model { body, head }
     }
 
-    /// Start the output layer at each key's prior: its bias becomes the log-odds of `rates`
-    /// (one per key, in (0, 1)). Randomly initialised, the logits start near 0, i.e. every key
-    /// on with probability ½, about 61 nats per frame where the data needs 3–16; learning the
-    /// bias down to about −3 one small Adam step at a time wasted the first epochs.
+    /// Start the output layer at each key's prior: the bias of each key's logit (the first 88
+    /// of the body's output bias, for either head) becomes the log-odds of `rates` (one per
+    /// key, in (0, 1)). Randomly initialised, the logits start near 0, i.e. every key on with
+    /// probability ½, about 61 nats per frame where the data needs 3–16; learning the bias down
+    /// to about −3 one small Adam step at a time would cost the first epochs.
     pub fn set_output_bias(&self, rates: &[f64]) {
-        let bias = match self {
-            Model::Lstm(m) => m.output_bias(),
-            Model::Rwkv(m) => m.output_bias(),
+        let bias = match &self.body {
+            Body::Lstm(m) => m.output_bias(),
+            Body::Rwkv(m) => m.output_bias(),
         };
         let log_odds: Vec<f32> = rates.iter().map(|&p| (p / (1.0 - p)).ln() as f32).collect();
         let values = Tensor::from_slice(&log_odds).to_device(bias.device());
-        let mut bias = bias.shallow_clone();
-        tch::no_grad(|| bias.copy_(&values));
+        let mut keys = bias.narrow(0, 0, values.size()[0]);
+        tch::no_grad(|| keys.copy_(&values));
     }
 
     /// How RWKV's parallel form evaluates WKV (a speed choice; the LSTM has no such choice).
     pub fn set_wkv(&mut self, mode: WkvMode) {
-        if let Model::Rwkv(m) = self {
+        if let Body::Rwkv(m) = &mut self.body {
             m.wkv = mode;
         }
     }
 
     pub fn zero_state(&self, batch: i64, device: Device) -> State {
-        match self {
-            Model::Lstm(m) => m.zero_state(batch, device),
-            Model::Rwkv(m) => m.zero_state(batch, device),
+        match &self.body {
+            Body::Lstm(m) => m.zero_state(batch, device),
+            Body::Rwkv(m) => m.zero_state(batch, device),
         }
     }
 
-    /// Parallel form: `x` [B, T, 88] from `state` → logits [B, T, 88] and the final state.
-    /// `mask` [B, T] marks real (non-padding) frames; `train` switches dropout and batch
-    /// statistics on.
+    /// Parallel form: `x` [B, T, 88] from `state` → the head's input rows [B, T, width] (for
+    /// the Bernoulli head, the logits) and the final state. `mask` [B, T] marks real
+    /// (non-padding) frames; `train` switches dropout and batch statistics on.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -104,17 +140,46 @@ impl Model {
         state: &State,
         train: bool,
     ) -> (Tensor, State) {
-        match self {
-            Model::Lstm(m) => m.forward(x, mask, state, train),
-            Model::Rwkv(m) => m.forward(x, state, m.wkv, train),
+        match &self.body {
+            Body::Lstm(m) => m.forward(x, mask, state, train),
+            Body::Rwkv(m) => m.forward(x, state, m.wkv, train),
         }
     }
 
-    /// Recurrent form, eval mode: one frame [B, 88] → logits [B, 88] and the next state.
+    /// Recurrent form, eval mode: one frame [B, 88] → the head's input rows [B, width] and the
+    /// next state.
     pub fn step(&self, x: &Tensor, state: &State) -> (Tensor, State) {
-        match self {
-            Model::Lstm(m) => m.step(x, state),
-            Model::Rwkv(m) => m.step(x, state),
+        match &self.body {
+            Body::Lstm(m) => m.step(x, state),
+            Body::Rwkv(m) => m.step(x, state),
+        }
+    }
+
+    /// The logit of each key of `frames` [.., 88] under the head, given output rows `rows`
+    /// [.., width]: for NADE each key's logit given the keys below it in the frame (teacher
+    /// forcing). The Bernoulli log-likelihood of `frames` under them is the model's.
+    pub fn logits(&self, rows: &Tensor, frames: &Tensor) -> Tensor {
+        match &self.head {
+            Head::Bernoulli => rows.shallow_clone(),
+            Head::Nade(nade) => nade.conditional_logits(rows, frames),
+        }
+    }
+
+    /// The frame the model predicts from rows [N, width]: each key on when its probability is
+    /// above ½, for NADE given the keys decided below it.
+    pub fn predict(&self, rows: &Tensor) -> Tensor {
+        match &self.head {
+            Head::Bernoulli => rows.gt(0.0).to_kind(Kind::Float),
+            Head::Nade(nade) => nade.unroll(rows, |_, logit| logit.gt(0.0)).0,
+        }
+    }
+
+    /// A frame [N, 88] sampled from rows [N, width] at `temperature` (logits divided by it).
+    pub fn sample(&self, rows: &Tensor, temperature: f64) -> Tensor {
+        let draw = |logit: &Tensor| (logit / temperature).sigmoid().bernoulli();
+        match &self.head {
+            Head::Bernoulli => draw(rows),
+            Head::Nade(nade) => nade.unroll(rows, |_, logit| draw(logit)).0,
         }
     }
 }

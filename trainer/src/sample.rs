@@ -1,5 +1,6 @@
 //! Generation with the recurrent form: feed a primer through the model to build its state, then
-//! repeatedly sample every key from Bernoulli(sigmoid(logit / T)) and feed the frame back.
+//! repeatedly sample a frame from the head (each key from Bernoulli(sigmoid(logit / T)); with a
+//! NADE head key by key, lowest first) and feed the frame back.
 
 use std::path::Path;
 
@@ -49,14 +50,12 @@ pub fn generate(
         } else {
             primer.to_vec()
         };
-        let mut logits = Tensor::zeros([1, KEY_COUNT as i64], (Kind::Float, device));
-        for row in frames_to_tensor(&start, device).split(1, 0) {
-            let (next_logits, next_state) = model.step(&row, &state);
-            logits = next_logits;
-            state = next_state;
+        let mut rows = Tensor::zeros([1, 1], (Kind::Float, device));
+        for frame in frames_to_tensor(&start, device).split(1, 0) {
+            (rows, state) = model.step(&frame, &state);
         }
         for _ in 0..steps {
-            let frame_tensor = (&logits / temperature).sigmoid().bernoulli();
+            let frame_tensor = model.sample(&rows, temperature);
             let on: Vec<f32> =
                 Vec::try_from(frame_tensor.reshape([-1]).to_kind(Kind::Float)).expect("88 floats");
             let frame = Frame::from_pitches(
@@ -67,9 +66,7 @@ pub fn generate(
             )
             .expect("keys in range");
             frames.push(frame);
-            let (next_logits, next_state) = model.step(&frame_tensor, &state);
-            logits = next_logits;
-            state = next_state;
+            (rows, state) = model.step(&frame_tensor, &state);
         }
     });
     Ok(PianoRoll::from_frames(frames))

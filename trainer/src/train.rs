@@ -222,7 +222,8 @@ fn run_epochs(
                 start += window;
                 lr = config.lr_at(step, planned_steps);
                 let inputs = drop_notes(&part.inputs, config.note_dropout);
-                let (logits, next) = model.forward(&inputs, Some(&part.mask), &state, true);
+                let (rows, next) = model.forward(&inputs, Some(&part.mask), &state, true);
+                let logits = model.logits(&rows, &part.targets);
                 let (sum, frames) = nll_sum(&logits, &part.targets, &part.mask);
                 if frames == 0 {
                     continue;

@@ -59,6 +59,7 @@ fn lstm_parallel_and_recurrent_forms_agree() {
             dropout_out: 0.1,
             dropout_between: 0.3,
             batch_norm,
+            head: Default::default(),
         });
         let worst = max_difference(config, WkvMode::Scan, 1);
         assert!(
@@ -77,6 +78,7 @@ fn rwkv_parallel_and_recurrent_forms_agree() {
             ffn_mult: 4,
             dropout: 0.0,
             dropout_in: 0.0,
+            head: Default::default(),
         });
         let wkv = WkvMode::from_chunk(chunk).unwrap();
         let worst = max_difference(config, wkv, 2);
@@ -121,6 +123,7 @@ fn random_small_rwkv(seed: i64, dropout: f64) -> (VarStore, trainer::rwkv::Rwkv)
         ffn_mult: 4,
         dropout,
         dropout_in: 0.0,
+        head: Default::default(),
     };
     let model = trainer::rwkv::Rwkv::new(&vs.root(), config);
     randomise(&vs);
@@ -143,6 +146,7 @@ fn random_small_lstm(
         dropout_out: 0.0,
         dropout_between,
         batch_norm,
+        head: Default::default(),
     };
     let model = trainer::lstm::Lstm::new(&vs.root(), config);
     randomise(&vs);

@@ -32,6 +32,7 @@ fn lstm() -> ModelConfig {
         dropout_out: 0.1,
         dropout_between: 0.0,
         batch_norm: true,
+        head: Default::default(),
     })
 }
 
@@ -42,6 +43,7 @@ fn rwkv() -> ModelConfig {
         ffn_mult: 4,
         dropout: 0.0,
         dropout_in: 0.0,
+        head: Default::default(),
     })
 }
 

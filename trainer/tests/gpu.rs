@@ -34,6 +34,7 @@ fn small_lstm() -> ModelConfig {
         dropout_out: 0.1,
         dropout_between: 0.0,
         batch_norm: true,
+        head: Default::default(),
     })
 }
 
@@ -44,6 +45,7 @@ fn small_rwkv() -> ModelConfig {
         ffn_mult: 4,
         dropout: 0.0,
         dropout_in: 0.0,
+        head: Default::default(),
     })
 }
 

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
+use crate::nade::HeadConfig;
 use crate::state::State;
 use pipeline::KEY_COUNT;
 use wkv::{EMPTY_P, WkvState};
@@ -52,6 +53,9 @@ pub struct RwkvConfig {
     /// `dropout_in` at the same place, so that both families can be regularised alike.
     #[serde(default)]
     pub dropout_in: f64,
+    /// The output head ([`crate::nade`]); configs without one have the Bernoulli head.
+    #[serde(default)]
+    pub head: HeadConfig,
 }
 
 impl RwkvConfig {
@@ -63,6 +67,7 @@ impl RwkvConfig {
             ffn_mult: 4,
             dropout: 0.0,
             dropout_in: 0.0,
+            head: HeadConfig::Bernoulli,
         }
     }
 }
@@ -267,8 +272,9 @@ impl Rwkv {
                 .collect(),
             ln_out: nn::layer_norm(vs / "ln_out", vec![c], Default::default()),
             head: {
-                let mut head = linear(vs / "head", c, keys, 0.5);
-                head.bs = Some((vs / "head").zeros("bias", &[keys]));
+                let width = config.head.input_width();
+                let mut head = linear(vs / "head", c, width, 0.5);
+                head.bs = Some((vs / "head").zeros("bias", &[width]));
                 head
             },
         }
