@@ -1,5 +1,6 @@
-//! Training throughput on CPU (forward + backward, frames/s) of the two model families, and of
-//! RWKV's WKV computed as one scan, chunked (several chunk lengths) and as a per-step loop.
+//! Training throughput on CPU (forward + backward, frames/s) of the two model families, of
+//! RWKV's WKV computed as one scan, chunked (several chunk lengths) and as a per-step loop, and
+//! of the two output heads at the best recipes' sizes.
 //!
 //! `cargo bench -p trainer --bench training_speed` (set OMP_NUM_THREADS as for training).
 //! Inputs are random binary frames of the Nottingham density; figures go to BENCHMARKS.md.
@@ -9,6 +10,8 @@ use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::lstm::{Lstm, LstmConfig};
+use trainer::model::{Model, ModelConfig};
+use trainer::nade::HeadConfig;
 use trainer::rwkv::{Rwkv, RwkvConfig, WkvMode};
 
 const BATCH: i64 = 8;
@@ -25,8 +28,9 @@ fn frames() -> (Tensor, Tensor) {
     (x, y)
 }
 
-/// Best time of `REPEATS` forward + backward passes, as frames per second.
-fn measure(label: &str, mut pass: impl FnMut() -> Tensor) {
+/// Best time of `REPEATS` forward + backward passes over `batch` × `STEPS` frames, as frames
+/// per second.
+fn measure_batch(label: &str, batch: i64, mut pass: impl FnMut() -> Tensor) {
     let mut best = f64::INFINITY;
     for _ in 0..REPEATS {
         let started = Instant::now();
@@ -34,13 +38,58 @@ fn measure(label: &str, mut pass: impl FnMut() -> Tensor) {
         best = best.min(started.elapsed().as_secs_f64());
     }
     println!(
-        "{label}: {:.0} frames/s ({BATCH}×{STEPS} frames in {best:.3} s)",
-        (BATCH * STEPS) as f64 / best
+        "{label}: {:.0} frames/s ({batch}×{STEPS} frames in {best:.3} s)",
+        (batch * STEPS) as f64 / best
     );
+}
+
+fn measure(label: &str, pass: impl FnMut() -> Tensor) {
+    measure_batch(label, BATCH, pass)
+}
+
+/// The output heads at the sizes of the best recipes, one piece per batch as they train: the
+/// whole model (body and head) with the loss the trainer uses.
+fn heads() {
+    let x = Tensor::rand([1, STEPS, 88], (Kind::Float, Device::Cpu))
+        .lt(0.05)
+        .to_kind(Kind::Float);
+    let y = Tensor::rand([1, STEPS, 88], (Kind::Float, Device::Cpu))
+        .lt(0.05)
+        .to_kind(Kind::Float);
+    for head in [HeadConfig::Bernoulli, HeadConfig::Nade { hidden: 128 }] {
+        let lstm = ModelConfig::Lstm(LstmConfig {
+            hidden: 256,
+            batch_norm: false,
+            head,
+            ..LstmConfig::original()
+        });
+        let rwkv = ModelConfig::Rwkv(RwkvConfig {
+            embd: 128,
+            head,
+            ..RwkvConfig::original()
+        });
+        for (name, config) in [("LSTM 256x2", lstm), ("RWKV 6x128", rwkv)] {
+            let vs = VarStore::new(Device::Cpu);
+            let model = Model::new(&vs.root(), &config);
+            let state = model.zero_state(1, Device::Cpu);
+            measure_batch(&format!("{name}, {head:?} head, batch 1"), 1, || {
+                let (rows, _) = model.forward(&x, None, &state, true);
+                model
+                    .logits(&rows, &y)
+                    .binary_cross_entropy_with_logits::<Tensor>(
+                        &y,
+                        None,
+                        None,
+                        tch::Reduction::Mean,
+                    )
+            });
+        }
+    }
 }
 
 fn main() {
     tch::manual_seed(0);
+    heads();
     let (x, y) = frames();
     let loss = |logits: Tensor| {
         logits.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean)

@@ -191,7 +191,8 @@ pub struct Recipe {
     pub seed: Option<u64>,
 }
 
-/// `field` of `recipe`, else of `fallback`.
+/// A `Recipe` with each listed field of `top`, or of `under` where `top` has none (every field
+/// must be listed: the struct literal does not compile otherwise).
 macro_rules! overlay {
     ($top:expr, $under:expr; $($field:ident),* $(,)?) => {
         Recipe { $($field: $top.$field.clone().or_else(|| $under.$field.clone()),)* }
