@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark comparison at full size: LSTM and RWKV, presets `fair` and `seed`, trained on the
-# Nottingham benchmark grid and compared on the test split (README, "Measured so far").
+# Nottingham benchmark grid and compared on the test split (earlier figures:
+# docs/experiments/notebook.md).
 # Meant for a GPU runner: the four runs take hours on a CPU.
 #
 #   bash scripts/benchmark-runs.sh                      # --device auto: CUDA when there is a GPU
