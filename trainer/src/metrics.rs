@@ -14,12 +14,21 @@ use tch::{Kind, Reduction, Tensor};
 
 use pipeline::KEY_COUNT;
 
+/// Row indices of the real positions of `mask` [B, T], into tensors flattened to [B·T, 88].
+fn real_rows(mask: &Tensor) -> Tensor {
+    mask.reshape([-1]).nonzero().squeeze_dim(1)
+}
+
+/// The rows `rows` of `x` [B, T, 88], flattened to [N, 88].
+fn pick_rows(x: &Tensor, rows: &Tensor) -> Tensor {
+    x.reshape([-1, KEY_COUNT as i64]).index_select(0, rows)
+}
+
 /// The real positions of `mask` [B, T] and the rows of `logits` and `targets` [B, T, 88] there,
 /// each flattened to [N, 88]. The mask is resolved to indices once for both tensors.
 pub fn select_real(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
-    let rows = mask.reshape([-1]).nonzero().squeeze_dim(1);
-    let pick = |x: &Tensor| x.reshape([-1, KEY_COUNT as i64]).index_select(0, &rows);
-    (pick(logits), pick(targets))
+    let rows = real_rows(mask);
+    (pick_rows(logits, &rows), pick_rows(targets, &rows))
 }
 
 /// Summed NLL of already selected rows (a scalar with gradient) and their count.
@@ -49,11 +58,13 @@ impl Totals {
     /// Add the frames of `targets` [B, T, 88] that `mask` [B, T] marks real: their NLL under
     /// `logits` and the keys of `predicted` (0/1) against theirs.
     pub fn add(&mut self, logits: &Tensor, predicted: &Tensor, targets: &Tensor, mask: &Tensor) {
-        let (logits, targets_real) = select_real(logits, targets, mask);
-        let (sum, frames) = nll_of_rows(&logits, &targets_real);
+        // The mask resolved to row indices once, for all three tensors.
+        let rows = real_rows(mask);
+        let pick = |x: &Tensor| pick_rows(x, &rows);
+        let (logits, targets, predicted) = (pick(logits), pick(targets), pick(predicted));
+        let (sum, frames) = nll_of_rows(&logits, &targets);
         self.nll += sum.double_value(&[]);
         self.frames += frames;
-        let (predicted, targets) = select_real(predicted, targets, mask);
         let predicted = predicted.gt(0.5);
         let actual = targets.gt(0.5);
         let count = |t: Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);

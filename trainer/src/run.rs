@@ -164,14 +164,20 @@ impl RunFolder {
         )
     }
 
-    /// Create a new run folder holding `config` (it must not exist yet).
-    pub fn create(path: &Path, config: &TrainConfig) -> Result<RunFolder> {
+    /// Refuse a path that is taken: a new run never writes into an existing folder.
+    pub fn check_new(path: &Path) -> Result<()> {
         if path.exists() {
             bail!(
                 "{} already exists: choose a new run folder, or --resume it",
                 path.display()
             );
         }
+        Ok(())
+    }
+
+    /// Create a new run folder holding `config` (it must not exist yet).
+    pub fn create(path: &Path, config: &TrainConfig) -> Result<RunFolder> {
+        RunFolder::check_new(path)?;
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
         let run = RunFolder::new(path);
         run.write_json(CONFIG_FILE, config)?;

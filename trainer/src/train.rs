@@ -51,13 +51,8 @@ impl RunOptions {
 /// Train a model as `config` says into the run folder `run` (created; must not exist); returns
 /// the test results when training finished, `None` when `stop_after_epoch` stopped it.
 pub fn train(config: &TrainConfig, run: &Path, options: RunOptions) -> Result<Option<Results>> {
-    if run.exists() {
-        bail!(
-            "{} already exists: choose a new run folder, or --resume it",
-            run.display()
-        );
-    }
-    // Check the data before creating anything.
+    // The folder, then the data, before creating anything.
+    RunFolder::check_new(run)?;
     load_split(config, Split::Train)?;
     let folder = RunFolder::create(run, config)?;
     run_epochs(config, &folder, options, None)
