@@ -1,10 +1,21 @@
 //! `model.json`: the card beside every exported `model.onnx`.
 //!
-//! The ONNX graph is one recurrent step. The card says how to drive it without knowing which
-//! model family it is: feed `frame` [batch, 88] (0/1 per key, lowest key first) and every state
-//! input, read `logits` [batch, 88] and every state output, and feed the state outputs back as
-//! the next step's state inputs. Every state tensor is [batch, width] and starts filled with its
-//! `initial` value, so a server can batch requests by concatenating rows.
+//! The ONNX graph is one recurrent step that also samples the next frame. The card says how to
+//! drive it without knowing the model's family or output head:
+//!
+//! - feed `frame` [batch, 88] (0/1 per key, lowest key first), every state input, `uniform`
+//!   [batch, 88] (one uniform number in [0, 1) per key, from [`crate::sampling::Uniforms`]) and
+//!   `temperature` [batch, 1];
+//! - read `next_frame` [batch, 88] (key k is on when `uniform[k]` is below the probability the
+//!   model gives it, which for a NADE head depends on the keys already decided below k),
+//!   `probabilities` [batch, 88] (those probabilities, logits divided by the temperature),
+//!   `logits` [batch, 88] (the logits before that division) and every state output;
+//! - feed the state outputs back as the next step's state inputs, and `next_frame` as the next
+//!   `frame` once the primer is used up.
+//!
+//! Every state tensor is [batch, width] and starts filled with its `initial` value, so a server
+//! can batch requests by concatenating rows. Format 1 (written before sampling moved into the
+//! graph) had `logits` only; it still reads, with `sampling` absent.
 
 use std::path::Path;
 
@@ -14,18 +25,28 @@ use serde::{Deserialize, Serialize};
 pub const GRAPH_FILE: &str = "model.onnx";
 pub const CARD_FILE: &str = "model.json";
 
-/// Version of the card format; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the card format this build writes; it reads this one and format 1.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format, whose graphs output logits only (no sampling in the graph).
+pub const FORMAT_VERSION_LOGITS_ONLY: u32 = 1;
 
-/// Names of the graph's frame input and logits output.
+/// Names of the graph's inputs and outputs other than the state.
 pub const FRAME_INPUT: &str = "frame";
 pub const LOGITS_OUTPUT: &str = "logits";
+pub const UNIFORM_INPUT: &str = "uniform";
+pub const TEMPERATURE_INPUT: &str = "temperature";
+pub const NEXT_FRAME_OUTPUT: &str = "next_frame";
+pub const PROBABILITIES_OUTPUT: &str = "probabilities";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub format_version: u32,
     /// Model family: "lstm" or "rwkv".
     pub kind: String,
+    /// Output head: "bernoulli" (independent keys) or "nade" (keys lowest first, each given
+    /// those below). Informative: the graph samples, so a driver needs no head-specific code.
+    #[serde(default = "bernoulli")]
+    pub head: String,
     /// The grid and transposition the model was trained on; generated frames are on this grid.
     pub roll_settings: pipeline::RollSettings,
     /// MIDI pitch of the first of the `pitch_count` columns of `frame` and `logits`.
@@ -33,15 +54,61 @@ pub struct ModelCard {
     pub pitch_count: usize,
     pub frame_input: String,
     pub logits_output: String,
+    /// The sampling tensors (format 2 on; `None` in a format 1 card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingTensors>,
     /// The recurrent state, in graph input order.
     pub states: Vec<StateTensor>,
     /// The trainer's model configuration (sizes), as the trainer wrote it.
     pub model_config: serde_json::Value,
     pub metrics: Metrics,
     pub source: Source,
+    /// The recipe the run was trained from, when it had one (`trainer train --recipe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
     pub onnx: OnnxVersions,
     /// Tool and version that wrote the folder.
     pub producer: String,
+}
+
+/// The title the MIDI file of a generated piece carries: the model's name (its folder, or for
+/// `trainer sample` its run folder) and family. One rule, so the server and `trainer sample`
+/// write the same file for the same piece.
+pub fn piece_title(model_name: &str, kind: &str) -> String {
+    format!("pianoroll {model_name} ({kind})")
+}
+
+fn bernoulli() -> String {
+    "bernoulli".to_owned()
+}
+
+/// The graph's sampling inputs and outputs (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplingTensors {
+    pub uniform_input: String,
+    pub temperature_input: String,
+    pub next_frame_output: String,
+    pub probabilities_output: String,
+}
+
+impl Default for SamplingTensors {
+    fn default() -> SamplingTensors {
+        SamplingTensors {
+            uniform_input: UNIFORM_INPUT.to_owned(),
+            temperature_input: TEMPERATURE_INPUT.to_owned(),
+            next_frame_output: NEXT_FRAME_OUTPUT.to_owned(),
+            probabilities_output: PROBABILITIES_OUTPUT.to_owned(),
+        }
+    }
+}
+
+/// A recipe file as the run recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// The file's name without `.toml`.
+    pub name: String,
+    /// The file's text.
+    pub toml: String,
 }
 
 /// One state tensor: graph input `input` [batch, width], its next value in graph output `output`.
@@ -111,6 +178,44 @@ impl ModelCard {
         Ok(card)
     }
 
+    /// The sampling tensors, or why this card has none (a format 1 card: its graph outputs
+    /// logits only, and the run must be exported again to sample in the graph).
+    pub fn sampling(&self) -> Result<&SamplingTensors, String> {
+        self.sampling.as_ref().ok_or_else(|| {
+            format!(
+                "format_version {} cards describe a graph without sampling (written by an older \
+                 trainer); export the run again with `trainer export`",
+                self.format_version
+            )
+        })
+    }
+
+    /// The graph inputs the card names: frame, states, and the sampling inputs.
+    pub fn input_names(&self) -> Vec<&str> {
+        let mut names = vec![self.frame_input.as_str()];
+        names.extend(self.states.iter().map(|s| s.input.as_str()));
+        if let Some(sampling) = &self.sampling {
+            names.extend([
+                sampling.uniform_input.as_str(),
+                sampling.temperature_input.as_str(),
+            ]);
+        }
+        names
+    }
+
+    /// The graph outputs the card names: logits, states, and the sampling outputs.
+    pub fn output_names(&self) -> Vec<&str> {
+        let mut names = vec![self.logits_output.as_str()];
+        names.extend(self.states.iter().map(|s| s.output.as_str()));
+        if let Some(sampling) = &self.sampling {
+            names.extend([
+                sampling.next_frame_output.as_str(),
+                sampling.probabilities_output.as_str(),
+            ]);
+        }
+        names
+    }
+
     /// The card as pretty JSON.
     pub fn to_json(&self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec_pretty(self).expect("a card serialises");
@@ -120,10 +225,16 @@ impl ModelCard {
 
     /// What a reader relies on: the format version, the keyboard, distinct non-empty names.
     pub fn check(&self) -> Result<(), String> {
-        if self.format_version != FORMAT_VERSION {
+        if ![FORMAT_VERSION_LOGITS_ONLY, FORMAT_VERSION].contains(&self.format_version) {
             return Err(format!(
-                "format_version {} is not supported (this build reads {FORMAT_VERSION})",
+                "format_version {} is not supported (this build reads \
+                 {FORMAT_VERSION_LOGITS_ONLY} and {FORMAT_VERSION})",
                 self.format_version
+            ));
+        }
+        if self.format_version == FORMAT_VERSION && self.sampling.is_none() {
+            return Err(format!(
+                "format_version {FORMAT_VERSION} needs \"sampling\" (its tensor names)"
             ));
         }
         if self.lowest_pitch != pipeline::LOWEST_PITCH || self.pitch_count != pipeline::KEY_COUNT {
@@ -135,7 +246,6 @@ impl ModelCard {
                 pipeline::LOWEST_PITCH
             ));
         }
-        let mut names = vec![self.frame_input.as_str(), self.logits_output.as_str()];
         for state in &self.states {
             if state.width == 0 {
                 return Err(format!("state {:?} has width 0", state.input));
@@ -146,9 +256,9 @@ impl ModelCard {
                     state.input
                 ));
             }
-            names.push(&state.input);
-            names.push(&state.output);
         }
+        let mut names = self.input_names();
+        names.extend(self.output_names());
         if let Some(empty) = names.iter().position(|n| n.is_empty()) {
             return Err(format!("tensor name {empty} is empty"));
         }

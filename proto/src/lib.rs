@@ -4,10 +4,13 @@
 //!   prost from `onnx/onnx.proto`, a subset of the ONNX schema with its field numbers).
 //! - [`card`]: `model.json`, the card beside every exported `model.onnx` that tells the server
 //!   what the graph's inputs, outputs and states are and what grid its frames are on.
+//! - [`sampling`]: the uniform numbers a generation samples with, from the request's seed (the
+//!   server and `trainer sample` share them, so they make the same music).
 //! - [`pianoroll_v1`] (feature `grpc`): the server's gRPC API, from
 //!   `pianoroll/v1/composer.proto`, compiled by tonic.
 
 pub mod card;
+pub mod sampling;
 
 /// ONNX protobuf messages (package `onnx`).
 pub mod onnx {

@@ -14,6 +14,7 @@ use ort::value::Tensor;
 use proto::card::ModelCard;
 use proto::pianoroll_v1::composer_client::ComposerClient;
 use proto::pianoroll_v1::{GenerateRequest, generate_response};
+use proto::sampling::Uniforms;
 use serve::runtime::{Device, session};
 use serve::server::{Server, ServerConfig};
 use serve::service::Limits;
@@ -90,6 +91,42 @@ async fn served(
     }
 }
 
+/// A step's inputs for `rows` rows: frames, uniforms (the request's own draws), temperature 1
+/// and the state.
+fn feed<'a>(
+    card: &'a ModelCard,
+    rows: usize,
+    frames: &[f32],
+    uniform: &[f32],
+    state: &[Vec<f32>],
+) -> Vec<(std::borrow::Cow<'a, str>, SessionInputValue<'static>)> {
+    let sampling = card.sampling().unwrap();
+    let tensor = |width: usize, values: Vec<f32>| -> SessionInputValue<'static> {
+        Tensor::from_array(([rows, width], values)).unwrap().into()
+    };
+    let mut inputs = vec![
+        (
+            card.frame_input.as_str().into(),
+            tensor(88, frames.to_vec()),
+        ),
+        (
+            sampling.uniform_input.as_str().into(),
+            tensor(88, uniform.to_vec()),
+        ),
+        (
+            sampling.temperature_input.as_str().into(),
+            tensor(1, vec![1.0; rows]),
+        ),
+    ];
+    for (spec, values) in card.states.iter().zip(state) {
+        inputs.push((
+            spec.input.as_str().into(),
+            tensor(spec.width, values.clone()),
+        ));
+    }
+    inputs
+}
+
 /// The naive server loop: each round, one session call per request (batch 1); a request's
 /// next frame comes once per round, so the round's duration is its per-frame latency.
 fn naive(folder: &std::path::Path, streams: usize) -> Figures {
@@ -106,35 +143,26 @@ fn naive(folder: &std::path::Path, streams: usize) -> Figures {
         })
         .collect();
     let mut frames = vec![vec![0f32; 88]; streams];
+    let mut uniforms: Vec<Uniforms> = (0..streams as u64).map(Uniforms::new).collect();
+    let mut uniform = vec![0f32; 88];
+    let next_frame = &card.sampling().unwrap().next_frame_output;
     let mut rounds = Vec::new();
     let started = Instant::now();
     for _ in 0..FRAMES {
         let round = Instant::now();
-        for (state, frame) in states.iter_mut().zip(frames.iter_mut()) {
-            let mut inputs: Vec<(std::borrow::Cow<str>, SessionInputValue)> = vec![(
-                card.frame_input.as_str().into(),
-                Tensor::from_array(([1usize, 88], frame.clone()))
-                    .unwrap()
-                    .into(),
-            )];
-            for (spec, values) in card.states.iter().zip(state.iter()) {
-                let t = Tensor::from_array(([1usize, spec.width], values.clone())).unwrap();
-                inputs.push((spec.input.as_str().into(), t.into()));
-            }
-            let outputs = session.run(inputs).unwrap();
+        for ((state, frame), uniforms) in states.iter_mut().zip(&mut frames).zip(&mut uniforms) {
+            uniforms.fill(&mut uniform);
+            let outputs = session.run(feed(&card, 1, frame, &uniform, state)).unwrap();
             for (spec, values) in card.states.iter().zip(state.iter_mut()) {
                 let (_, data) = outputs[spec.output.as_str()]
                     .try_extract_tensor::<f32>()
                     .unwrap();
                 values.copy_from_slice(data);
             }
-            let (_, logits) = outputs[card.logits_output.as_str()]
+            let (_, sampled) = outputs[next_frame.as_str()]
                 .try_extract_tensor::<f32>()
                 .unwrap();
-            // Threshold instead of sampling: the cost that matters here is the session call.
-            for (x, l) in frame.iter_mut().zip(logits) {
-                *x = if *l > 0.0 { 1.0 } else { 0.0 };
-            }
+            frame.copy_from_slice(sampled);
         }
         rounds.push(round.elapsed().as_secs_f64() * 1e3);
     }
@@ -148,26 +176,19 @@ fn naive(folder: &std::path::Path, streams: usize) -> Figures {
 }
 
 /// Whether a row's logits depend on the rest of its batch: 8 steps of 64 random rows run as one
-/// batch and each row alone. Returns (largest absolute difference, values not bit-identical,
-/// values compared). Sampling is reproducible across batch sizes only if this is zero.
+/// batch and each row alone, with the same uniforms. Returns (largest absolute difference,
+/// values not bit-identical, values compared). Sampling is reproducible across batch sizes only
+/// if this is zero.
 fn row_independence(folder: &std::path::Path) -> (f32, usize, usize) {
     const ROWS: usize = 64;
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
     let (mut session, _) =
         session(environment, &folder.join("model.onnx"), Device::Cpu, 1).unwrap();
-    let mut run = |rows: usize, frame: &[f32], state: &[Vec<f32>]| -> (Vec<f32>, Vec<Vec<f32>>) {
-        let mut inputs: Vec<(std::borrow::Cow<str>, SessionInputValue)> = vec![(
-            card.frame_input.as_str().into(),
-            Tensor::from_array(([rows, 88], frame.to_vec()))
-                .unwrap()
-                .into(),
-        )];
-        for (spec, values) in card.states.iter().zip(state) {
-            let t = Tensor::from_array(([rows, spec.width], values.clone())).unwrap();
-            inputs.push((spec.input.as_str().into(), t.into()));
-        }
-        let outputs = session.run(inputs).unwrap();
+    let mut run = |rows: usize, frame: &[f32], uniform: &[f32], state: &[Vec<f32>]| {
+        let outputs = session
+            .run(feed(&card, rows, frame, uniform, state))
+            .unwrap();
         let read = |name: &str| {
             outputs[name]
                 .try_extract_tensor::<f32>()
@@ -175,7 +196,7 @@ fn row_independence(folder: &std::path::Path) -> (f32, usize, usize) {
                 .1
                 .to_vec()
         };
-        let state = card.states.iter().map(|s| read(&s.output)).collect();
+        let state: Vec<Vec<f32>> = card.states.iter().map(|s| read(&s.output)).collect();
         (read(&card.logits_output), state)
     };
     // A fixed pseudo-random pattern of about 5% keys on.
@@ -202,10 +223,12 @@ fn row_independence(folder: &std::path::Path) -> (f32, usize, usize) {
     let (mut worst, mut differing, mut compared) = (0f32, 0, 0);
     for _ in 0..8 {
         let frames: Vec<f32> = (0..ROWS * 88).map(|_| bit()).collect();
-        let (logits, next) = run(ROWS, &frames, &batch_state);
+        let uniform: Vec<f32> = (0..ROWS * 88).map(|i| (i % 97) as f32 / 97.0).collect();
+        let (logits, next) = run(ROWS, &frames, &uniform, &batch_state);
         batch_state = next;
         for (row, state) in row_states.iter_mut().enumerate() {
-            let (alone, next) = run(1, &frames[row * 88..(row + 1) * 88], state);
+            let keys = row * 88..(row + 1) * 88;
+            let (alone, next) = run(1, &frames[keys.clone()], &uniform[keys], state);
             *state = next;
             for (a, b) in alone.iter().zip(&logits[row * 88..(row + 1) * 88]) {
                 worst = worst.max((a - b).abs());

@@ -4,8 +4,10 @@
 //! Each model has one batcher thread that owns its session. Between steps it takes in new
 //! requests (they join at the next frame) and drops cancelled ones (their client went away);
 //! finished ones leave after their last frame. Rows are independent in the step graph (dropout
-//! is gone and BatchNorm is folded into constants), and every request samples with its own
-//! generator seeded from the request, so a request's music does not depend on what else runs.
+//! is gone and BatchNorm is folded into constants), and the graph itself samples each row's
+//! next frame from that row's uniforms, which come from the request's own generator
+//! ([`proto::sampling::Uniforms`]), so a request's music does not depend on what else runs. The
+//! batcher knows nothing of output heads: it feeds uniforms and reads `next_frame`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,9 +18,8 @@ use std::time::Instant;
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
 use pipeline::{Frame, KEY_COUNT, LOWEST_PITCH};
-use proto::card::ModelCard;
-use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use proto::card::{ModelCard, SamplingTensors};
+use proto::sampling::Uniforms;
 
 /// What a generation sends back to the request handler.
 #[derive(Debug)]
@@ -89,7 +90,7 @@ pub struct Job {
 /// A generation in the batch.
 struct Active {
     job: Job,
-    rng: ChaCha8Rng,
+    uniforms: Uniforms,
     /// Frames fed to the model so far.
     fed: usize,
     generated: usize,
@@ -103,7 +104,7 @@ struct Active {
 impl Active {
     fn new(job: Job, card: &ModelCard) -> Active {
         Active {
-            rng: ChaCha8Rng::seed_from_u64(job.seed),
+            uniforms: Uniforms::new(job.seed),
             fed: 0,
             generated: 0,
             last: Frame::SILENT,
@@ -122,18 +123,10 @@ impl Active {
         self.job.start.get(self.fed).copied().unwrap_or(self.last)
     }
 
-    /// Sample a frame from `logits`: key k is on when a uniform draw is below
-    /// sigmoid(logit / T). Always 88 draws per frame, so the stream depends only on the seed.
-    fn sample(&mut self, logits: &[f32]) -> Frame {
-        let mut frame = Frame::SILENT;
-        for (key, &logit) in logits.iter().enumerate() {
-            let p = 1.0 / (1.0 + (-(f64::from(logit) / f64::from(self.job.temperature))).exp());
-            let uniform = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            if uniform < p {
-                frame.insert(key);
-            }
-        }
-        frame
+    /// Whether this step's output is a generated frame: the step that feeds the last primer
+    /// frame (or the silent start) is the first to sample.
+    fn samples_this_step(&self) -> bool {
+        self.fed + 1 >= self.job.start.len()
     }
 
     /// Send what is pending; false when the client has gone.
@@ -233,6 +226,8 @@ impl Drop for Batcher {
 }
 
 fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: &BatchStats) {
+    // The registry serves only cards with sampling tensors.
+    let sampling = card.sampling.clone().unwrap_or_default();
     let mut batch: Vec<Active> = Vec::new();
     loop {
         if batch.is_empty() {
@@ -250,7 +245,7 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: 
             continue;
         }
         let started = Instant::now();
-        let result = step(&mut session, &card, &mut batch);
+        let result = step(&mut session, &card, &sampling, &mut batch);
         stats.record(batch.len(), started.elapsed().as_secs_f64());
         if let Err(message) = result {
             tracing::error!("model step failed: {message}");
@@ -271,24 +266,48 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: 
 }
 
 /// One frame for every generation in `batch`: one session call.
-fn step(session: &mut Session, card: &ModelCard, batch: &mut [Active]) -> Result<(), String> {
+fn step(
+    session: &mut Session,
+    card: &ModelCard,
+    sampling: &SamplingTensors,
+    batch: &mut [Active],
+) -> Result<(), String> {
     let rows = batch.len();
     let mut frames = vec![0f32; rows * KEY_COUNT];
-    for (row, active) in batch.iter().enumerate() {
+    // Rows still reading their primer draw nothing: their sampled frame is not used, and the
+    // uniforms of a request then depend only on its seed, not on its primer's length.
+    let mut uniform = vec![0f32; rows * KEY_COUNT];
+    for (row, active) in batch.iter_mut().enumerate() {
         for key in active.input().keys() {
             frames[row * KEY_COUNT + key] = 1.0;
         }
+        if active.samples_this_step() {
+            active
+                .uniforms
+                .fill(&mut uniform[row * KEY_COUNT..(row + 1) * KEY_COUNT]);
+        }
     }
+    let temperature: Vec<f32> = batch.iter().map(|a| a.job.temperature).collect();
     let tensor =
         |shape: [usize; 2], values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
             Ok(Tensor::from_array((shape, values))
                 .map_err(|e| e.to_string())?
                 .into())
         };
-    let mut inputs = vec![(
-        std::borrow::Cow::from(card.frame_input.as_str()),
-        tensor([rows, KEY_COUNT], frames)?,
-    )];
+    let mut inputs = vec![
+        (
+            std::borrow::Cow::from(card.frame_input.as_str()),
+            tensor([rows, KEY_COUNT], frames)?,
+        ),
+        (
+            sampling.uniform_input.as_str().into(),
+            tensor([rows, KEY_COUNT], uniform)?,
+        ),
+        (
+            sampling.temperature_input.as_str().into(),
+            tensor([rows, 1], temperature)?,
+        ),
+    ];
     for (index, spec) in card.states.iter().enumerate() {
         let values: Vec<f32> = batch
             .iter()
@@ -321,13 +340,19 @@ fn step(session: &mut Session, card: &ModelCard, batch: &mut [Active]) -> Result
             active.state[index].copy_from_slice(&values[row * spec.width..(row + 1) * spec.width]);
         }
     }
-    let logits = read(&card.logits_output, KEY_COUNT)?;
+    let next_frames = read(&sampling.next_frame_output, KEY_COUNT)?;
     for (row, active) in batch.iter_mut().enumerate() {
+        let sampled = active.samples_this_step();
         active.fed += 1;
-        if active.fed < active.job.start.len() {
+        if !sampled {
             continue; // still reading the primer
         }
-        let frame = active.sample(&logits[row * KEY_COUNT..(row + 1) * KEY_COUNT]);
+        let keys = &next_frames[row * KEY_COUNT..(row + 1) * KEY_COUNT];
+        let mut frame = Frame::SILENT;
+        keys.iter()
+            .enumerate()
+            .filter(|(_, on)| **on > 0.5)
+            .for_each(|(key, _)| frame.insert(key));
         active.last = frame;
         active.pending.push(frame);
         active.generated += 1;

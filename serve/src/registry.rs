@@ -70,8 +70,9 @@ pub fn load_models(
         match load_one(environment, &folder, device, threads)? {
             Ok((card, session, provider)) => {
                 tracing::info!(
-                    "model {name}: {} on {}, {} state tensors",
+                    "model {name}: {} with a {} head on {}, {} state tensors",
                     card.kind,
+                    card.head,
                     provider.name(),
                     card.states.len()
                 );
@@ -120,33 +121,32 @@ fn load_one(
     }
 }
 
-/// The card's tensor names are the graph's inputs and outputs.
+/// The card's tensor names are the graph's inputs and outputs, and the card describes a graph
+/// that samples (format 2 on).
 fn check_names(card: &ModelCard, session: &ort::session::Session) -> Result<(), String> {
+    card.sampling()
+        .map_err(|problem| format!("{CARD_FILE}: {problem}"))?;
     let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-    let wanted_inputs =
-        std::iter::once(&card.frame_input).chain(card.states.iter().map(|s| &s.input));
-    let wanted_outputs =
-        std::iter::once(&card.logits_output).chain(card.states.iter().map(|s| &s.output));
-    for name in wanted_inputs {
-        if !inputs.contains(&name.as_str()) {
+    for name in card.input_names() {
+        if !inputs.contains(&name) {
             return Err(format!(
                 "{CARD_FILE} names input {name:?}, which {GRAPH_FILE} lacks"
             ));
         }
     }
-    for name in wanted_outputs {
-        if !outputs.contains(&name.as_str()) {
+    for name in card.output_names() {
+        if !outputs.contains(&name) {
             return Err(format!(
                 "{CARD_FILE} names output {name:?}, which {GRAPH_FILE} lacks"
             ));
         }
     }
-    if inputs.len() != card.states.len() + 1 {
+    if inputs.len() != card.input_names().len() {
         return Err(format!(
             "{GRAPH_FILE} has {} inputs, {CARD_FILE} describes {}",
             inputs.len(),
-            card.states.len() + 1
+            card.input_names().len()
         ));
     }
     Ok(())

@@ -232,6 +232,7 @@ fn model_info(model: &LoadedModel) -> ModelInfo {
         execution_provider: model.provider.name().to_owned(),
         lowest_pitch: u32::from(card.lowest_pitch),
         pitch_count: card.pitch_count as u32,
+        head: card.head.clone(),
     }
 }
 
@@ -308,7 +309,7 @@ impl Composer for ComposerService {
         let model = started.model;
         let generated = frames.len() - started.primer.len();
         let roll = PianoRoll::from_frames(frames);
-        let title = format!("pianoroll {} ({})", model.name, model.card.kind);
+        let title = proto::card::piece_title(&model.name, &model.card.kind);
         let midi = write_midi(
             &roll,
             model.card.roll_settings.grid,

@@ -22,11 +22,14 @@ use tonic::transport::Channel;
 use trainer::config::{Schedule, TrainConfig};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
+use trainer::nade::HeadConfig;
 use trainer::rwkv::RwkvConfig;
 use trainer::rwkv::WkvMode;
 use trainer::train::{RunOptions, train};
 
-/// Models exported from tiny runs, once per test process: `lstm`, `rwkv`, and a broken folder.
+/// Models exported from tiny runs, once per test process: `lstm`, `lstm-nade`, `rwkv`, a
+/// broken folder and a model folder of card format 1 (written before sampling moved into the
+/// graph), which the server refuses.
 fn models() -> &'static Path {
     static MODELS: OnceLock<PathBuf> = OnceLock::new();
     MODELS.get_or_init(|| {
@@ -66,7 +69,14 @@ fn models() -> &'static Path {
             dropout_in: 0.0,
             head: Default::default(),
         });
-        for model in [lstm, rwkv] {
+        let lstm_nade = match lstm {
+            ModelConfig::Lstm(c) => ModelConfig::Lstm(LstmConfig {
+                head: HeadConfig::Nade { hidden: 16 },
+                ..c
+            }),
+            ModelConfig::Rwkv(_) => unreachable!(),
+        };
+        for (name, model) in [("lstm", lstm), ("lstm-nade", lstm_nade), ("rwkv", rwkv)] {
             let config = TrainConfig {
                 model,
                 dataset: dataset.clone(),
@@ -89,13 +99,20 @@ fn models() -> &'static Path {
                 seed: 3,
                 recipe: None,
             };
-            let run = root.join("runs").join(model.kind());
+            let run = root.join("runs").join(name);
             let chunked = RunOptions {
                 wkv: WkvMode::Chunked(16),
                 ..RunOptions::on(tch::Device::Cpu)
             };
             train(&config, &run, chunked).unwrap();
-            trainer::export::export(&run, &models.join(model.kind()), false).unwrap();
+            trainer::export::export(&run, &models.join(name), false).unwrap();
+        }
+        let old = models.join("format-1");
+        std::fs::create_dir_all(&old).unwrap();
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures/old-rwkv-model");
+        for file in ["model.json", "model.onnx"] {
+            std::fs::copy(fixture.join(file), old.join(file)).unwrap();
         }
         // A folder that looks like a model but is not: reported, and the others still serve.
         let broken = models.join("broken");
@@ -140,7 +157,7 @@ impl Running {
             onnxruntime: None,
         };
         let server = Server::load(config).unwrap();
-        assert_eq!(server.broken().len(), 1, "the broken folder is reported");
+        assert_eq!(server.broken().len(), 2, "the broken folders are reported");
         let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -283,9 +300,19 @@ fn list_models_describes_each_working_model() {
             .into_inner()
             .models;
         let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["lstm", "rwkv"], "the broken folder is left out");
+        assert_eq!(
+            names,
+            ["lstm", "lstm-nade", "rwkv"],
+            "the broken folders are left out"
+        );
         for model in &models {
-            assert_eq!(model.kind, model.name);
+            assert!(model.name.starts_with(&model.kind));
+            let head = if model.name.ends_with("nade") {
+                "nade"
+            } else {
+                "bernoulli"
+            };
+            assert_eq!(model.head, head);
             assert_eq!(model.execution_provider, "CPU");
             assert_eq!((model.lowest_pitch, model.pitch_count), (21, 88));
             assert_eq!(model.transpose, "to_c");
@@ -296,7 +323,7 @@ fn list_models_describes_each_working_model() {
     });
 }
 
-/// The requests of the batching test: both models, several seeds and temperatures, with and
+/// The requests of the batching test: all three models, several seeds and temperatures, with and
 /// without primers, different lengths (so generations join and leave the batch at different
 /// frames).
 fn mixed_requests() -> Vec<GenerateRequest> {
@@ -305,7 +332,7 @@ fn mixed_requests() -> Vec<GenerateRequest> {
             .unwrap();
     (0..32u64)
         .map(|i| {
-            let model = if i % 2 == 0 { "lstm" } else { "rwkv" };
+            let model = ["lstm", "rwkv", "lstm-nade"][i as usize % 3];
             let mut r = request(model, 20 + (i as u32 * 7) % 50, 1000 + i / 4);
             r.temperature = Some([0.7, 1.0, 1.3][i as usize % 3]);
             r.primer = match i % 4 {
@@ -645,6 +672,81 @@ fn compose_writes_midi_and_png_of_the_streamed_music() {
         }
         server.stop().await;
     });
+}
+
+/// The same model, primer, seed and temperature give the same MIDI file from `trainer sample`
+/// (tch) and from the server (the exported graph on ONNX Runtime), for both heads.
+#[test]
+fn trainer_sample_and_the_server_write_the_same_midi() {
+    let runs = models().parent().unwrap().join("runs");
+    let primer_path = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let mut client = server.client().await;
+        for name in ["lstm", "lstm-nade", "rwkv"] {
+            let mut r = request(name, 64, 2024);
+            r.temperature = Some(0.9);
+            r.primer = Some(generate_request::Primer::PrimerMidi(
+                std::fs::read(&primer_path).unwrap(),
+            ));
+            let served = client
+                .compose(ComposeRequest {
+                    generation: Some(r),
+                    png: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .midi;
+            let sampled = tokio::task::block_in_place(|| {
+                let loaded = trainer::run::load(&runs.join(name), tch::Device::Cpu).unwrap();
+                let settings = loaded.config.roll_settings;
+                let primer = trainer::sample::primer_frames(&primer_path, &settings).unwrap();
+                let roll = trainer::sample::generate(
+                    &loaded.model,
+                    &primer,
+                    64,
+                    0.9,
+                    2024,
+                    tch::Device::Cpu,
+                )
+                .unwrap();
+                trainer::sample::sample_midi(&loaded, &roll)
+            });
+            assert!(served.len() > 100, "{name}: a real piece");
+            assert!(
+                served == sampled,
+                "{name}: the server and trainer sample differ"
+            );
+        }
+        server.stop().await;
+    });
+}
+
+/// A model folder whose card the server does not understand is refused with a message that
+/// names the file and says what to do; the other models still serve.
+#[test]
+fn a_card_the_server_cannot_drive_is_refused_by_name() {
+    let config = ServerConfig {
+        models: models().to_owned(),
+        device: Device::Cpu,
+        threads: 1,
+        limits: Limits::default(),
+        drain: Duration::from_secs(1),
+        onnxruntime: None,
+    };
+    let server = Server::load(config).unwrap();
+    let old = server
+        .broken()
+        .iter()
+        .find(|b| b.folder.ends_with("format-1"))
+        .expect("the format 1 folder is refused");
+    assert!(
+        old.reason.contains("model.json") && old.reason.contains("trainer export"),
+        "{}",
+        old.reason
+    );
+    assert_eq!(server.models().len(), 3);
 }
 
 #[test]

@@ -75,12 +75,9 @@ pub struct TrainConfig {
     pub recipe: Option<RecipeRecord>,
 }
 
-/// A recipe's name (its file stem) and text, kept in the run's `config.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RecipeRecord {
-    pub name: String,
-    pub toml: String,
-}
+/// A recipe's name (its file stem) and text, kept in the run's `config.json` and in the cards
+/// of the models exported from it (one type for both: the card's).
+pub use proto::card::Recipe as RecipeRecord;
 
 impl TrainConfig {
     /// Learning rate at optimiser step `step` of `total`.

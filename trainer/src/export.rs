@@ -1,42 +1,51 @@
 //! `trainer export`: a run's weights as a model folder for the server — `model.onnx` (one
-//! recurrent step, eval mode, BatchNorm folded) and `model.json` (see [`proto::card`]).
+//! recurrent step that also samples the next frame, eval mode, BatchNorm folded) and
+//! `model.json` (see [`proto::card`]).
 //!
 //! The folder is assembled in a hidden staging folder beside the destination and renamed into
 //! place when complete, so a failed export leaves nothing behind and never a half-written model.
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use pipeline::atomic::{self, Refusal};
 use prost::Message;
 use proto::card::{
     CARD_FILE, FORMAT_VERSION, FRAME_INPUT, GRAPH_FILE, LOGITS_OUTPUT, Metrics, ModelCard,
-    OnnxVersions, Source,
+    OnnxVersions, SamplingTensors, Source,
 };
 use proto::onnx::ModelProto;
 use sha2::{Digest, Sha256};
 use tch::Device;
 
-use crate::model::{Body, Head, parameter_count};
+use crate::model::{Body, parameter_count};
+use crate::nade::HeadConfig;
 use crate::onnx::{IR_VERSION, OPSET, StepGraph};
 use crate::run::{BEST_WEIGHTS_FILE, LAST_WEIGHTS_FILE, Loaded, RunFolder, load};
 
-/// A model's recurrent step as an ONNX model, and the card that describes its tensors.
+/// A model's recurrent step with its head's sampling as an ONNX model, and the card that
+/// describes its tensors.
 pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
     let keys = pipeline::KEY_COUNT as i64;
     let mut graph = StepGraph::new(keys);
     let kind = loaded.config.model.kind();
-    let logits = match &loaded.model.body {
+    let rows = match &loaded.model.body {
         Body::Lstm(m) => m.onnx_step(&mut graph, &loaded.vs.variables()),
         Body::Rwkv(m) => m.onnx_step(&mut graph),
     };
+    let sampled = loaded.model.head.onnx_sample(&mut graph, &rows);
+    let head = match loaded.config.model.head() {
+        HeadConfig::Bernoulli => "bernoulli",
+        HeadConfig::Nade { .. } => "nade",
+    };
     let model_config = serde_json::to_value(loaded.config.model).expect("config serialises");
     let doc = format!(
-        "pianoroll {kind} next-frame model, one recurrent step: feed `frame` and the state, \
-         read `logits` and the next state (model.json lists the state tensors)"
+        "pianoroll {kind} next-frame model ({head} head), one recurrent step: feed `frame`, the \
+         state, `uniform` and `temperature`; read `next_frame`, `probabilities`, `logits` and \
+         the next state (model.json lists the state tensors)"
     );
     let (model, states) = graph.finish(
-        &logits,
+        &sampled,
         keys,
         &format!("pianoroll_{kind}_step"),
         &doc,
@@ -45,11 +54,13 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
     let card = ModelCard {
         format_version: FORMAT_VERSION,
         kind: kind.to_owned(),
+        head: head.to_owned(),
         roll_settings: loaded.config.roll_settings,
         lowest_pitch: pipeline::LOWEST_PITCH,
         pitch_count: pipeline::KEY_COUNT,
         frame_input: FRAME_INPUT.to_owned(),
         logits_output: LOGITS_OUTPUT.to_owned(),
+        sampling: Some(SamplingTensors::default()),
         states,
         model_config,
         metrics: Metrics {
@@ -60,6 +71,7 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
             checkpoint: String::new(),
             sha256: String::new(),
         },
+        recipe: loaded.config.recipe.clone(),
         onnx: OnnxVersions {
             opset: OPSET,
             ir_version: IR_VERSION,
@@ -107,13 +119,6 @@ pub fn export(checkpoint: &Path, output: &Path, force: bool) -> Result<ModelCard
         ),
     })?;
     let loaded = load(checkpoint, Device::Cpu)?;
-    if let Head::Nade(_) = loaded.model.head {
-        bail!(
-            "{}: the model has a NADE head, which `trainer export` cannot write yet (its step \
-             graph needs the key-by-key sampling inside it); Bernoulli-head models export",
-            checkpoint.display()
-        );
-    }
     let bytes = std::fs::read(&loaded.weights)
         .with_context(|| format!("reading checkpoint {}", loaded.weights.display()))?;
     let (model, mut card) = tch::no_grad(|| step_model(&loaded));

@@ -60,7 +60,7 @@ struct SampleArgs {
     steps: usize,
     /// Sampling temperature: logits are divided by it before the sigmoid.
     #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
+    temperature: f32,
     /// MIDI file whose frames (on the run's grid) start the piece.
     #[arg(long)]
     primer: Option<PathBuf>,
@@ -393,8 +393,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         args.seed,
         device,
     )?;
-    let midi = pipeline::write_midi(&roll, settings.grid, &Default::default());
-    write_file(&args.output, &midi)?;
+    write_file(&args.output, &trainer::sample::sample_midi(&loaded, &roll))?;
     println!(
         "wrote {} ({} frames, {} from the primer)",
         args.output.display(),

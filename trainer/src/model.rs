@@ -2,12 +2,14 @@
 //! scoring) and a recurrent one-step form with explicit state (generation, export), each
 //! followed by an output head (independent keys, or NADE: [`crate::nade`]).
 
+use proto::card::UNIFORM_INPUT;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::lstm::{Lstm, LstmConfig};
 use crate::nade::{HeadConfig, Nade};
+use crate::onnx::{HeadOutputs, StepGraph};
 use crate::rwkv::{Rwkv, RwkvConfig, WkvMode};
 use crate::state::State;
 
@@ -174,12 +176,55 @@ impl Model {
         }
     }
 
-    /// A frame [N, 88] sampled from rows [N, width] at `temperature` (logits divided by it).
-    pub fn sample(&self, rows: &Tensor, temperature: f64) -> Tensor {
-        let draw = |logit: &Tensor| (logit / temperature).sigmoid().bernoulli();
-        match &self.head {
-            Head::Bernoulli => draw(rows),
-            Head::Nade(nade) => nade.unroll(rows, |_, logit| draw(logit)).0,
+    /// The next frame sampled from rows [N, width]: key k is on when `uniform` [N, 88] is below
+    /// its probability `sigmoid(logit / temperature)` (`temperature` [N, 1]), for NADE given the
+    /// keys decided below it. The exported step graph applies the same rule
+    /// ([`Head::onnx_sample`]), so the same uniforms give the same music in tch and ONNX Runtime.
+    pub fn sample(&self, rows: &Tensor, temperature: &Tensor, uniform: &Tensor) -> Sampled {
+        let (frame, logits) = match &self.head {
+            Head::Bernoulli => {
+                let on = uniform.lt_tensor(&(rows / temperature).sigmoid());
+                (on.to_kind(Kind::Float), rows.shallow_clone())
+            }
+            Head::Nade(nade) => {
+                let temperature = temperature.select(1, 0);
+                nade.unroll(rows, |i, logit| {
+                    uniform
+                        .select(1, i as i64)
+                        .lt_tensor(&(logit / &temperature).sigmoid())
+                })
+            }
+        };
+        Sampled {
+            probabilities: (&logits / temperature).sigmoid(),
+            frame,
+            logits,
+        }
+    }
+}
+
+/// A sampled frame and what it was drawn with (rows of [N, 88]).
+#[derive(Debug)]
+pub struct Sampled {
+    pub frame: Tensor,
+    pub probabilities: Tensor,
+    pub logits: Tensor,
+}
+
+impl Head {
+    /// The head's sampling as ONNX, from the body's output rows `rows` [batch, width] and the
+    /// graph's `uniform` and `temperature` inputs (the rule of [`Model::sample`]).
+    pub fn onnx_sample(&self, graph: &mut StepGraph, rows: &str) -> HeadOutputs {
+        match self {
+            Head::Bernoulli => {
+                let (probabilities, next_frame) = graph.draw_keys(rows, UNIFORM_INPUT, "head");
+                HeadOutputs {
+                    logits: rows.to_owned(),
+                    probabilities,
+                    next_frame,
+                }
+            }
+            Head::Nade(nade) => nade.onnx_sample(graph, rows),
         }
     }
 }

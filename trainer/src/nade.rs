@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use pipeline::KEY_COUNT;
+use proto::card::UNIFORM_INPUT;
+
+use crate::onnx::{Attr, HeadOutputs, StepGraph};
 
 /// Which head a model has (part of its saved configuration; `bernoulli` when absent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +132,78 @@ impl Nade {
         }
         (Tensor::stack(&keys, -1), Tensor::stack(&logits, -1))
     }
+
+    /// [`Nade::unroll`] with the sampling rule, as ONNX: the 88 keys one after another in the
+    /// graph itself (about ten small nodes a key, no `Loop` op), so the whole step is one fixed
+    /// graph that an execution provider can run, or capture, as it is.
+    pub fn onnx_sample(&self, graph: &mut StepGraph, rows: &str) -> HeadOutputs {
+        let keys = KEY_COUNT as i64;
+        let hidden = self.w.size()[0];
+        let sizes = graph.constant_i64("nade.split_sizes", &[keys, hidden]);
+        let (b, c) = ("nade.key_bias", "nade.hidden_bias");
+        graph.node_n("Split", &[rows, &sizes], &[b, c], &[Attr::Int("axis", 1)]);
+        let column_names =
+            |prefix: &str| -> Vec<String> { (0..keys).map(|i| format!("{prefix}.{i}")).collect() };
+        let (b_columns, u_columns) = (column_names("nade.b"), column_names("nade.uniform"));
+        graph.node_n("Split", &[b], &as_strs(&b_columns), &[Attr::Int("axis", 1)]);
+        graph.node_n(
+            "Split",
+            &[UNIFORM_INPUT],
+            &as_strs(&u_columns),
+            &[Attr::Int("axis", 1)],
+        );
+        let mut pre_activation = c.to_owned();
+        let (mut logits, mut probabilities, mut decided) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..keys {
+            let name = format!("nade.key{i}");
+            let hidden_units = graph.node(
+                "Sigmoid",
+                &[&pre_activation],
+                &format!("{name}.hidden"),
+                &[],
+            );
+            let v = graph.constant(&format!("{name}.v"), &self.v.get(i).unsqueeze(1));
+            let from_hidden = graph.node(
+                "MatMul",
+                &[&hidden_units, &v],
+                &format!("{name}.from_hidden"),
+                &[],
+            );
+            let logit = graph.node(
+                "Add",
+                &[&b_columns[i as usize], &from_hidden],
+                &format!("{name}.logit"),
+                &[],
+            );
+            let (probability, key) = graph.draw_keys(&logit, &u_columns[i as usize], &name);
+            if i + 1 < keys {
+                let w = graph.constant(&format!("{name}.w"), &self.w.select(1, i).unsqueeze(0));
+                let contribution =
+                    graph.node("Mul", &[&key, &w], &format!("{name}.contribution"), &[]);
+                pre_activation = graph.node(
+                    "Add",
+                    &[&pre_activation, &contribution],
+                    &format!("{name}.pre_activation"),
+                    &[],
+                );
+            }
+            logits.push(logit);
+            probabilities.push(probability);
+            decided.push(key);
+        }
+        let concat = |graph: &mut StepGraph, values: &[String], name: &str| {
+            graph.node("Concat", &as_strs(values), name, &[Attr::Int("axis", 1)])
+        };
+        HeadOutputs {
+            logits: concat(graph, &logits, "nade.logits"),
+            probabilities: concat(graph, &probabilities, "nade.probabilities"),
+            next_frame: concat(graph, &decided, "nade.next_frame"),
+        }
+    }
+}
+
+fn as_strs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Writing ONNX graphs by hand: tch has no exporter, so each model describes its recurrent step
-//! with this small builder (`Lstm::onnx_step`, `Rwkv::onnx_step`) and [`StepGraph::finish`]
-//! wraps it into a model file. Values are named after what they are (`block0.att.wkv`), so the
+//! Writing ONNX graphs by hand: tch has no exporter, so each body describes its recurrent step
+//! with this small builder (`Lstm::onnx_step`, `Rwkv::onnx_step`), each head its sampling
+//! (`Head::onnx_sample`), and [`StepGraph::finish`] wraps it into a model file. Values are named after what they are (`block0.att.wkv`), so the
 //! graph reads well in a viewer such as Netron.
 
-use proto::card::{FRAME_INPUT, LOGITS_OUTPUT, StateTensor};
+use proto::card::{
+    FRAME_INPUT, LOGITS_OUTPUT, NEXT_FRAME_OUTPUT, PROBABILITIES_OUTPUT, StateTensor,
+    TEMPERATURE_INPUT, UNIFORM_INPUT,
+};
 use proto::onnx::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto,
@@ -66,8 +69,19 @@ pub enum Attr {
     Float(&'static str, f32),
 }
 
+/// ONNX's code for f32 (`Cast`'s `to`).
+pub const FLOAT: i64 = tensor_proto::DataType::Float as i64;
+
+/// The values a step's head produces: the graph's `logits`, `probabilities` and `next_frame`.
+pub struct HeadOutputs {
+    pub logits: String,
+    pub probabilities: String,
+    pub next_frame: String,
+}
+
 impl StepGraph {
-    /// A graph whose input `frame` is [batch, `keys`].
+    /// A graph whose inputs are `frame` [batch, `keys`], `uniform` [batch, `keys`] and
+    /// `temperature` [batch, 1] (names in [`proto::card`]).
     pub fn new(keys: i64) -> StepGraph {
         let mut graph = StepGraph::default();
         graph.inputs.push(value_info(
@@ -75,7 +89,30 @@ impl StepGraph {
             keys,
             "the current frame: 1.0 where a key sounds, else 0.0; lowest key first",
         ));
+        graph.inputs.push(value_info(
+            UNIFORM_INPUT,
+            keys,
+            "one uniform number in [0, 1) per key: key k of next_frame is on when uniform[k] \
+             is below its probability",
+        ));
+        graph.inputs.push(value_info(
+            TEMPERATURE_INPUT,
+            1,
+            "sampling temperature: probabilities are sigmoid(logit / temperature)",
+        ));
         graph
+    }
+
+    /// A constant vector of i64 (shapes, split sizes); returns its name.
+    pub fn constant_i64(&mut self, name: &str, values: &[i64]) -> String {
+        self.initializers.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: tensor_proto::DataType::Int64 as i32,
+            name: name.to_owned(),
+            raw_data: values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name.to_owned()
     }
 
     /// A constant (weights), stored as f32; returns its name.
@@ -170,6 +207,32 @@ impl StepGraph {
         )
     }
 
+    /// The sampling rule both heads share, on `logits` [batch, n] and `uniform` [batch, n]:
+    /// probabilities `sigmoid(logits / temperature)`, and keys on (1.0) where `uniform` is below
+    /// them. Returns (probabilities, keys). `Model::sample` is the same rule in tch.
+    pub fn draw_keys(&mut self, logits: &str, uniform: &str, name: &str) -> (String, String) {
+        let scaled = self.node(
+            "Div",
+            &[logits, TEMPERATURE_INPUT],
+            &format!("{name}.scaled"),
+            &[],
+        );
+        let probabilities = self.node("Sigmoid", &[&scaled], &format!("{name}.probability"), &[]);
+        let on = self.node(
+            "Less",
+            &[uniform, &probabilities],
+            &format!("{name}.on"),
+            &[],
+        );
+        let keys = self.node(
+            "Cast",
+            &[&on],
+            &format!("{name}.key"),
+            &[Attr::Int("to", FLOAT)],
+        );
+        (probabilities, keys)
+    }
+
     /// Declare a state tensor: graph input `name` [batch, width] starting at `initial`; its next
     /// value is set later with [`StepGraph::state_output`]. Returns the input's name.
     pub fn state_input(&mut self, name: &str, width: i64, initial: f32, doc: &str) -> String {
@@ -196,26 +259,39 @@ impl StepGraph {
             .push(value_info(&output, width, &format!("next value of {name}")));
     }
 
-    /// Finish with `logits` as the logits output: the model file and the state description.
+    /// Finish with the head's values as the outputs: the model file and the state description.
     pub fn finish(
         mut self,
-        logits: &str,
+        sampled: &HeadOutputs,
         keys: i64,
         name: &str,
         doc: &str,
         metadata: &[(&str, String)],
     ) -> (ModelProto, Vec<StateTensor>) {
-        self.node("Identity", &[logits], LOGITS_OUTPUT, &[]);
-        self.outputs.insert(
-            0,
-            value_info(
-                LOGITS_OUTPUT,
-                keys,
-                "next-frame logits per key: P(key on) = sigmoid(logit / temperature)",
+        let outputs = [
+            (
+                &sampled.next_frame,
+                NEXT_FRAME_OUTPUT,
+                "the sampled next frame: 1.0 where a key sounds, else 0.0",
             ),
-        );
+            (
+                &sampled.probabilities,
+                PROBABILITIES_OUTPUT,
+                "each key's probability of sounding, as it was drawn with (for a NADE head, \
+                 given the keys decided below it)",
+            ),
+            (
+                &sampled.logits,
+                LOGITS_OUTPUT,
+                "each key's logit: probability = sigmoid(logit / temperature)",
+            ),
+        ];
+        for (position, (value, output, doc)) in outputs.into_iter().enumerate() {
+            self.node("Identity", &[value], output, &[]);
+            self.outputs.insert(position, value_info(output, keys, doc));
+        }
         assert_eq!(
-            self.states.len() + 1,
+            self.states.len() + 3,
             self.outputs.len(),
             "every state has an output"
         );

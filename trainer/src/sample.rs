@@ -1,6 +1,9 @@
 //! Generation with the recurrent form: feed a primer through the model to build its state, then
-//! repeatedly sample a frame from the head (each key from Bernoulli(sigmoid(logit / T)); with a
-//! NADE head key by key, lowest first) and feed the frame back.
+//! repeatedly sample a frame from the head and feed it back. Each key is on when its uniform
+//! number is below sigmoid(logit / T) (with a NADE head key by key, lowest first), and the
+//! uniforms come from [`proto::sampling::Uniforms`] seeded with `seed`: the rule and the numbers
+//! of the exported graph and the server, so a model folder served with the same primer, seed
+//! and temperature plays the same piece.
 
 use std::path::Path;
 
@@ -8,7 +11,10 @@ use anyhow::{Context, Result, bail};
 use pipeline::{Frame, KEY_COUNT, PianoRoll};
 use tch::{Device, Kind, Tensor};
 
+use proto::sampling::Uniforms;
+
 use crate::model::Model;
+use crate::run::Loaded;
 
 /// The frames of the MIDI file `path` on the grid of `settings`, to start a generation with.
 pub fn primer_frames(path: &Path, settings: &pipeline::RollSettings) -> Result<Vec<Frame>> {
@@ -33,14 +39,18 @@ pub fn generate(
     model: &Model,
     primer: &[Frame],
     steps: usize,
-    temperature: f64,
+    temperature: f32,
     seed: u64,
     device: Device,
 ) -> Result<PianoRoll> {
     if !(temperature.is_finite() && temperature > 0.0) {
         bail!("--temperature must be a positive number, got {temperature}");
     }
-    tch::manual_seed(seed as i64);
+    let mut uniforms = Uniforms::new(seed);
+    let mut uniform = vec![0f32; KEY_COUNT];
+    let temperature = Tensor::from_slice(&[temperature])
+        .reshape([1, 1])
+        .to_device(device);
     let mut frames: Vec<Frame> = primer.to_vec();
     tch::no_grad(|| {
         let mut state = model.zero_state(1, device);
@@ -55,7 +65,11 @@ pub fn generate(
             (rows, state) = model.step(&frame, &state);
         }
         for _ in 0..steps {
-            let frame_tensor = model.sample(&rows, temperature);
+            uniforms.fill(&mut uniform);
+            let uniform = Tensor::from_slice(&uniform)
+                .reshape([1, KEY_COUNT as i64])
+                .to_device(device);
+            let frame_tensor = model.sample(&rows, &temperature, &uniform).frame;
             let on: Vec<f32> =
                 Vec::try_from(frame_tensor.reshape([-1]).to_kind(Kind::Float)).expect("88 floats");
             let frame = Frame::from_pitches(
@@ -70,4 +84,24 @@ pub fn generate(
         }
     });
     Ok(PianoRoll::from_frames(frames))
+}
+
+/// A generated piece as a MIDI file, titled as the server titles it (after the run folder,
+/// which is the model folder's name when the export is named after the run).
+pub fn sample_midi(loaded: &Loaded, roll: &PianoRoll) -> Vec<u8> {
+    let run_name = loaded
+        .weights
+        .parent()
+        .and_then(|run| run.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = proto::card::piece_title(&run_name, loaded.config.model.kind());
+    pipeline::write_midi(
+        roll,
+        loaded.config.roll_settings.grid,
+        &pipeline::midi::MidiWriteOptions {
+            title: Some(&title),
+            ..Default::default()
+        },
+    )
 }

@@ -11,9 +11,11 @@ use std::sync::OnceLock;
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor as OrtTensor;
 use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
+use proto::sampling::Uniforms;
 use tch::{Device, Kind, Tensor};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
+use trainer::nade::HeadConfig;
 use trainer::run::load;
 use trainer::rwkv::{RwkvConfig, WkvMode};
 use trainer::state::State;
@@ -47,20 +49,48 @@ fn rwkv() -> ModelConfig {
     })
 }
 
-/// Both kinds trained briefly once per test process (so BatchNorm statistics and every RWKV
-/// matrix are away from their initial values): (lstm run, rwkv run).
-fn trained_runs() -> &'static (PathBuf, PathBuf) {
-    static RUNS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+fn with_nade(mut model: ModelConfig) -> ModelConfig {
+    let head = HeadConfig::Nade { hidden: 12 };
+    match &mut model {
+        ModelConfig::Lstm(c) => c.head = head,
+        ModelConfig::Rwkv(c) => c.head = head,
+    }
+    model
+}
+
+/// Both kinds with both heads, trained briefly once per test process (so BatchNorm statistics
+/// and every RWKV matrix are away from their initial values).
+struct Runs {
+    lstm: PathBuf,
+    rwkv: PathBuf,
+    lstm_nade: PathBuf,
+    rwkv_nade: PathBuf,
+}
+
+impl Runs {
+    /// (run, name) of every run.
+    fn all(&self) -> [(&Path, &'static str); 4] {
+        [
+            (&self.lstm, "lstm"),
+            (&self.rwkv, "rwkv"),
+            (&self.lstm_nade, "lstm-nade"),
+            (&self.rwkv_nade, "rwkv-nade"),
+        ]
+    }
+}
+
+fn trained_runs() -> &'static Runs {
+    static RUNS: OnceLock<Runs> = OnceLock::new();
     RUNS.get_or_init(|| {
         let _turn = one_at_a_time();
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-test-runs");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let dataset = small_dataset(&root, 12);
-        let run = |model: ModelConfig| {
+        let run = |model: ModelConfig, name: &str| {
             let mut config = config(model, &dataset);
             config.epochs = 2;
-            let run = root.join(model.kind());
+            let run = root.join(name);
             let chunked = RunOptions {
                 wkv: WkvMode::Chunked(16),
                 ..RunOptions::on(Device::Cpu)
@@ -68,7 +98,12 @@ fn trained_runs() -> &'static (PathBuf, PathBuf) {
             train(&config, &run, chunked).unwrap();
             run
         };
-        (run(lstm()), run(rwkv()))
+        Runs {
+            lstm: run(lstm(), "lstm"),
+            rwkv: run(rwkv(), "rwkv"),
+            lstm_nade: run(with_nade(lstm()), "lstm-nade"),
+            rwkv_nade: run(with_nade(rwkv()), "rwkv-nade"),
+        }
     })
 }
 
@@ -118,25 +153,82 @@ fn random_frames(batch: usize, seed: i64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// tch's recurrent form over `frames`: logits of every step.
-fn tch_logits(run: &Path, batch: usize, frames: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+/// The uniforms of `batch` generations, [steps][batch * 88]: row r draws from seed `seed + r`,
+/// as the server's requests do.
+fn uniforms(batch: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rows: Vec<Uniforms> = (0..batch as u64).map(|r| Uniforms::new(seed + r)).collect();
+    (0..STEPS)
+        .map(|_| {
+            let mut step = vec![0f32; batch * 88];
+            for (row, uniforms) in step.chunks_mut(88).zip(&mut rows) {
+                uniforms.fill(row);
+            }
+            step
+        })
+        .collect()
+}
+
+/// A temperature away from 1, so a graph that ignored it would show.
+const TEMPERATURE: f32 = 0.8;
+
+/// What a run of steps gave: per step the logits, probabilities and sampled frames
+/// ([batch * 88] each), and the final state.
+#[derive(Default)]
+struct Steps {
+    logits: Vec<Vec<f32>>,
+    probabilities: Vec<Vec<f32>>,
+    next_frames: Vec<Vec<f32>>,
+    final_state: Vec<Vec<f32>>,
+}
+
+/// How each step's input frame is chosen.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// These frames, one per step (teacher forcing).
+    Given(&'a [Vec<f32>]),
+    /// Silence first, then each step's sampled frame (free running).
+    Sampled,
+}
+
+impl Input<'_> {
+    fn frame(&self, step: usize, steps: &Steps, batch: usize) -> Vec<f32> {
+        match self {
+            Input::Given(frames) => frames[step].clone(),
+            Input::Sampled => steps
+                .next_frames
+                .last()
+                .cloned()
+                .unwrap_or_else(|| vec![0.0; batch * 88]),
+        }
+    }
+}
+
+/// tch's recurrent form and sampling rule over `uniforms`.
+fn tch_steps(run: &Path, batch: usize, input: Input, uniforms: &[Vec<f32>]) -> Steps {
     let loaded = load(run, Device::Cpu).unwrap();
+    let b = batch as i64;
+    let temperature = Tensor::from_slice(&vec![TEMPERATURE; batch]).reshape([b, 1]);
     tch::no_grad(|| {
-        let mut state = loaded.model.zero_state(batch as i64, Device::Cpu);
-        let mut logits = Vec::new();
-        for frame in frames {
-            let x = Tensor::from_slice(frame).reshape([batch as i64, 88]);
-            let (l, next): (Tensor, State) = loaded.model.step(&x, &state);
-            logits.push(to_vec(&l));
+        let mut state = loaded.model.zero_state(b, Device::Cpu);
+        let mut steps = Steps::default();
+        for (step, uniform) in uniforms.iter().enumerate() {
+            let x = Tensor::from_slice(&input.frame(step, &steps, batch)).reshape([b, 88]);
+            let (rows, next): (Tensor, State) = loaded.model.step(&x, &state);
+            let uniform = Tensor::from_slice(uniform).reshape([b, 88]);
+            let sampled = loaded.model.sample(&rows, &temperature, &uniform);
+            steps.logits.push(to_vec(&sampled.logits));
+            steps.probabilities.push(to_vec(&sampled.probabilities));
+            steps.next_frames.push(to_vec(&sampled.frame));
             state = next;
         }
-        let final_state = state.per_layer().iter().map(to_vec).collect();
-        (logits, final_state)
+        steps.final_state = state.per_layer().iter().map(to_vec).collect();
+        steps
     })
 }
 
-/// ONNX Runtime over `frames`, driven only by what model.json says.
-fn ort_logits(model: &Path, batch: usize, frames: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+/// ONNX Runtime over `uniforms`, driven only by what model.json says. A format 1 card (logits
+/// only) gets no uniforms and gives logits only.
+fn ort_steps(model: &Path, batch: usize, input: Input, uniforms: &[Vec<f32>]) -> Steps {
     let card = ModelCard::read(model).unwrap();
     let mut session = session(model);
     let mut state: Vec<Vec<f32>> = card
@@ -144,17 +236,31 @@ fn ort_logits(model: &Path, batch: usize, frames: &[Vec<f32>]) -> (Vec<Vec<f32>>
         .iter()
         .map(|s| vec![s.initial; batch * s.width])
         .collect();
-    let mut logits = Vec::new();
-    for frame in frames {
-        let mut inputs: Vec<(Cow<str>, SessionInputValue)> = vec![(
-            card.frame_input.clone().into(),
-            OrtTensor::from_array(([batch, 88], frame.clone()))
-                .unwrap()
-                .into(),
-        )];
+    let tensor = |width: usize, values: Vec<f32>| -> SessionInputValue<'static> {
+        OrtTensor::from_array(([batch, width], values))
+            .unwrap()
+            .into()
+    };
+    let mut steps = Steps::default();
+    for (step, uniform) in uniforms.iter().enumerate() {
+        let frame = input.frame(step, &steps, batch);
+        let mut inputs: Vec<(Cow<str>, SessionInputValue)> =
+            vec![(card.frame_input.clone().into(), tensor(88, frame))];
+        if let Some(sampling) = &card.sampling {
+            inputs.push((
+                sampling.uniform_input.clone().into(),
+                tensor(88, uniform.clone()),
+            ));
+            inputs.push((
+                sampling.temperature_input.clone().into(),
+                tensor(1, vec![TEMPERATURE; batch]),
+            ));
+        }
         for (spec, values) in card.states.iter().zip(&state) {
-            let tensor = OrtTensor::from_array(([batch, spec.width], values.clone())).unwrap();
-            inputs.push((spec.input.clone().into(), tensor.into()));
+            inputs.push((
+                spec.input.clone().into(),
+                tensor(spec.width, values.clone()),
+            ));
         }
         let outputs = session.run(inputs).unwrap();
         let read = |name: &str| -> Vec<f32> {
@@ -162,10 +268,17 @@ fn ort_logits(model: &Path, batch: usize, frames: &[Vec<f32>]) -> (Vec<Vec<f32>>
             assert_eq!(shape[0], batch as i64, "{name} has the batch first");
             data.to_vec()
         };
-        logits.push(read(&card.logits_output));
+        steps.logits.push(read(&card.logits_output));
+        if let Some(sampling) = &card.sampling {
+            steps
+                .probabilities
+                .push(read(&sampling.probabilities_output));
+            steps.next_frames.push(read(&sampling.next_frame_output));
+        }
         state = card.states.iter().map(|s| read(&s.output)).collect();
     }
-    (logits, state)
+    steps.final_state = state;
+    steps
 }
 
 /// `run` (a run folder or a checkpoint in one) exported to a model folder called `name`.
@@ -189,8 +302,9 @@ fn randomised_checkpoint(run: &Path) -> PathBuf {
     path
 }
 
-/// ONNX Runtime agrees with tch on every step of 64 free-running steps (each carrying its own
-/// state) at batch 1 and 7, for the trained and for randomised weights.
+/// ONNX Runtime agrees with tch on every step of 64 steps (each carrying its own state) at
+/// batch 1 and 7, for the trained and for randomised weights: the same logits, probabilities
+/// and state, and the same sampled frames from the same uniforms.
 fn parity(run: &Path, kind: &str) {
     let randomised = randomised_checkpoint(run);
     parity_of(run, kind);
@@ -201,20 +315,39 @@ fn parity_of(run: &Path, kind: &str) {
     let model = exported(run, kind);
     for (batch, seed) in [(1, 11), (7, 12)] {
         let frames = random_frames(batch, seed);
-        let (expected, expected_state) = tch_logits(run, batch, &frames);
-        let (actual, actual_state) = ort_logits(&model, batch, &frames);
+        let uniforms = uniforms(batch, seed as u64);
+        let expected = tch_steps(run, batch, Input::Given(&frames), &uniforms);
+        let actual = ort_steps(&model, batch, Input::Given(&frames), &uniforms);
         let mut worst: f32 = 0.0;
-        for (step, (e, a)) in expected.iter().zip(&actual).enumerate() {
-            let difference = max_difference(e, a);
-            worst = worst.max(difference);
-            assert!(
-                difference < TOLERANCE,
-                "{kind}, batch {batch}, step {step}: logits differ by {difference}"
-            );
+        for (what, e, a) in [
+            ("logits", &expected.logits, &actual.logits),
+            (
+                "probabilities",
+                &expected.probabilities,
+                &actual.probabilities,
+            ),
+        ] {
+            for (step, (e, a)) in e.iter().zip(a).enumerate() {
+                let difference = max_difference(e, a);
+                worst = worst.max(difference);
+                assert!(
+                    difference < TOLERANCE,
+                    "{kind}, batch {batch}, step {step}: {what} differ by {difference}"
+                );
+            }
         }
-        eprintln!("{kind}, batch {batch}: largest logit difference over {STEPS} steps {worst:e}");
-        assert_eq!(expected_state.len(), actual_state.len());
-        for (i, (e, a)) in expected_state.iter().zip(&actual_state).enumerate() {
+        eprintln!("{kind}, batch {batch}: largest difference over {STEPS} steps {worst:e}");
+        assert_eq!(
+            expected.next_frames, actual.next_frames,
+            "{kind}, batch {batch}: sampled frames differ"
+        );
+        assert_eq!(expected.final_state.len(), actual.final_state.len());
+        for (i, (e, a)) in expected
+            .final_state
+            .iter()
+            .zip(&actual.final_state)
+            .enumerate()
+        {
             let difference = max_difference(e, a);
             assert!(
                 difference < TOLERANCE,
@@ -226,7 +359,12 @@ fn parity_of(run: &Path, kind: &str) {
 
 #[test]
 fn lstm_step_in_onnx_runtime_matches_tch() {
-    parity(&trained_runs().0, "lstm");
+    parity(&trained_runs().lstm, "lstm");
+}
+
+#[test]
+fn lstm_nade_step_in_onnx_runtime_matches_tch() {
+    parity(&trained_runs().lstm_nade, "lstm-nade");
 }
 
 #[test]
@@ -252,16 +390,53 @@ fn lstm_without_batch_norm_step_in_onnx_runtime_matches_tch() {
 
 #[test]
 fn rwkv_step_in_onnx_runtime_matches_tch() {
-    parity(&trained_runs().1, "rwkv");
+    parity(&trained_runs().rwkv, "rwkv");
+}
+
+#[test]
+fn rwkv_nade_step_in_onnx_runtime_matches_tch() {
+    parity(&trained_runs().rwkv_nade, "rwkv-nade");
+}
+
+/// Generation as the server and `trainer sample` run it: each sampled frame fed back. Over 64
+/// free-running frames at batch 1 and 7 (rows with their own uniforms), tch and ONNX Runtime
+/// sample the same frames, for both families and both heads.
+#[test]
+fn free_running_generation_samples_the_same_frames_in_tch_and_onnx_runtime() {
+    for (run, name) in trained_runs().all() {
+        let model = exported(run, &format!("{name}-free"));
+        for batch in [1, 7] {
+            let uniforms = uniforms(batch, 40);
+            let expected = tch_steps(run, batch, Input::Sampled, &uniforms);
+            let actual = ort_steps(&model, batch, Input::Sampled, &uniforms);
+            let notes: f32 = expected.next_frames.iter().flatten().sum();
+            assert!(notes > 0.0, "{name}: the model sampled only silence");
+            for (step, (e, a)) in expected
+                .next_frames
+                .iter()
+                .zip(&actual.next_frames)
+                .enumerate()
+            {
+                assert_eq!(e, a, "{name}, batch {batch}: frame {step} differs");
+            }
+        }
+    }
 }
 
 #[test]
 fn card_describes_the_graph_and_the_run() {
-    let (lstm_run, rwkv_run) = trained_runs();
-    for (run, kind, per_layer) in [(lstm_run, "lstm", 2), (rwkv_run, "rwkv", 5)] {
-        let model = exported(run, &format!("{kind}-card"));
+    let runs = trained_runs();
+    for (run, name, kind, head, per_layer) in [
+        (&runs.lstm, "lstm", "lstm", "bernoulli", 2),
+        (&runs.rwkv, "rwkv", "rwkv", "bernoulli", 5),
+        (&runs.rwkv_nade, "rwkv-nade", "rwkv", "nade", 5),
+    ] {
+        let model = exported(run, &format!("{name}-card"));
         let card = ModelCard::read(&model).unwrap();
         assert_eq!(card.kind, kind);
+        assert_eq!(card.head, head);
+        assert_eq!(card.format_version, proto::card::FORMAT_VERSION);
+        assert!(card.sampling.is_some());
         assert_eq!(card.states.len(), 2 * per_layer, "two layers");
         assert_eq!(card.states[0].width, 24);
         assert!(card.metrics.parameters > 0);
@@ -273,10 +448,8 @@ fn card_describes_the_graph_and_the_run() {
         let session = session(&model);
         let mut inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         let mut outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        let mut want_in: Vec<&str> = card.states.iter().map(|s| s.input.as_str()).collect();
-        want_in.push(&card.frame_input);
-        let mut want_out: Vec<&str> = card.states.iter().map(|s| s.output.as_str()).collect();
-        want_out.push(&card.logits_output);
+        let mut want_in = card.input_names();
+        let mut want_out = card.output_names();
         for v in [&mut inputs, &mut outputs, &mut want_in, &mut want_out] {
             v.sort_unstable();
         }
@@ -297,7 +470,7 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn bad_checkpoints_and_destinations_leave_nothing_behind() {
-    let (lstm_run, _) = trained_runs();
+    let lstm_run = &trained_runs().lstm;
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
@@ -349,20 +522,31 @@ fn bad_checkpoints_and_destinations_leave_nothing_behind() {
 }
 
 /// ONNX's own checker (full check, with shape inference) accepts the files, and ONNX's
-/// reference evaluator — a second, independent runtime — computes the same logits as tch.
+/// reference evaluator — a second, independent runtime — computes the same logits and samples
+/// the same frames as tch.
 #[test]
 fn onnx_checker_and_reference_evaluator_agree() {
     let Some(python) = pianoroll_tests::python() else {
         return;
     };
-    let (lstm_run, rwkv_run) = trained_runs();
-    for (run, kind) in [(lstm_run, "lstm"), (rwkv_run, "rwkv")] {
+    let runs = trained_runs();
+    for (run, kind) in [
+        (&runs.lstm, "lstm"),
+        (&runs.rwkv, "rwkv"),
+        (&runs.lstm_nade, "lstm-nade"),
+    ] {
         let model = exported(run, &format!("{kind}-reference"));
         let batch = 3;
         let frames = random_frames(batch, 21);
-        let (expected, _) = tch_logits(run, batch, &frames[..16]);
+        let uniforms = uniforms(batch, 21);
+        let expected = tch_steps(run, batch, Input::Given(&frames[..16]), &uniforms[..16]);
         let frames_path = model.parent().unwrap().join(format!("{kind}-frames.json"));
-        std::fs::write(&frames_path, serde_json::to_vec(&frames[..16]).unwrap()).unwrap();
+        let feeds = serde_json::json!({
+            "frames": &frames[..16],
+            "uniforms": &uniforms[..16],
+            "temperature": TEMPERATURE,
+        });
+        std::fs::write(&frames_path, feeds.to_string()).unwrap();
         let script = r#"
 import json, sys
 import numpy as np
@@ -373,15 +557,21 @@ onnx.checker.check_model(folder + "/model.onnx", full_check=True)
 card = json.load(open(folder + "/model.json"))
 session = ReferenceEvaluator(folder + "/model.onnx")
 state = {s["input"]: np.full((batch, s["width"]), s["initial"], np.float32) for s in card["states"]}
-names = [card["logits_output"]] + [s["output"] for s in card["states"]]
-logits = []
-for frame in json.load(open(frames_path)):
+sampling = card["sampling"]
+names = [card["logits_output"], sampling["next_frame_output"]] + [s["output"] for s in card["states"]]
+given = json.load(open(frames_path))
+temperature = np.full((batch, 1), given["temperature"], np.float32)
+logits, next_frames = [], []
+for frame, uniform in zip(given["frames"], given["uniforms"]):
     feeds = dict(state)
     feeds[card["frame_input"]] = np.array(frame, np.float32).reshape(batch, 88)
+    feeds[sampling["uniform_input"]] = np.array(uniform, np.float32).reshape(batch, 88)
+    feeds[sampling["temperature_input"]] = temperature
     out = dict(zip(names, session.run(names, feeds)))
     logits.append(out[card["logits_output"]].reshape(-1).tolist())
+    next_frames.append(out[sampling["next_frame_output"]].reshape(-1).tolist())
     state = {s["input"]: out[s["output"]] for s in card["states"]}
-print(json.dumps(logits))
+print(json.dumps([logits, next_frames]))
 "#;
         let output = std::process::Command::new(&python)
             .args(["-c", script])
@@ -395,15 +585,17 @@ print(json.dumps(logits))
             "{kind}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let actual: Vec<Vec<f32>> = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(actual.len(), expected.len());
-        for (step, (e, a)) in expected.iter().zip(&actual).enumerate() {
+        let (logits, next_frames): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+            serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(logits.len(), expected.logits.len());
+        for (step, (e, a)) in expected.logits.iter().zip(&logits).enumerate() {
             let difference = max_difference(e, a);
             assert!(
                 difference < TOLERANCE,
                 "{kind}, step {step}: reference evaluator differs by {difference}"
             );
         }
+        assert_eq!(expected.next_frames, next_frames, "{kind}: sampled frames");
     }
 }
 
@@ -445,16 +637,21 @@ fn old_run_folders_and_model_cards_still_load() {
 
     let card = ModelCard::read(&old_model).unwrap();
     assert_eq!(card.kind, "rwkv");
+    assert_eq!(card.format_version, proto::card::FORMAT_VERSION_LOGITS_ONLY);
+    assert!(card.sampling().is_err(), "a format 1 card has no sampling");
     let frames = random_frames(2, 12);
-    let (reference, _) = tch_logits(&run, 2, &frames);
-    let (old_graph, _) = ort_logits(&old_model, 2, &frames);
+    let uniforms = uniforms(2, 12);
+    let reference = tch_steps(&run, 2, Input::Given(&frames), &uniforms);
+    let old_graph = ort_steps(&old_model, 2, Input::Given(&frames), &uniforms);
     let again = dir.path().join("old-run-again");
     trainer::export::export(&run, &again, false).unwrap();
-    let (new_graph, _) = ort_logits(&again, 2, &frames);
-    for (name, logits) in [("old model folder", old_graph), ("new export", new_graph)] {
+    let new_graph = ort_steps(&again, 2, Input::Given(&frames), &uniforms);
+    assert_eq!(new_graph.next_frames, reference.next_frames);
+    for (name, steps) in [("old model folder", old_graph), ("new export", new_graph)] {
         let worst = reference
+            .logits
             .iter()
-            .zip(&logits)
+            .zip(&steps.logits)
             .map(|(a, b)| max_difference(a, b))
             .fold(0.0, f32::max);
         assert!(worst < TOLERANCE, "{name}: logits differ by {worst}");

@@ -1,0 +1,55 @@
+//! The random numbers a generation samples with: one uniform number per key and frame, drawn
+//! from a ChaCha8 generator seeded with the request's seed.
+//!
+//! The step graph decides key k on when `uniform[k]` is below the model's probability for it
+//! (see [`crate::card`]), so the seed, the model, the primer and the temperature fix the music.
+//! The server and `trainer sample` both draw here, which is why they produce the same piece for
+//! the same request. The numbers are multiples of 2⁻²⁴ in [0, 1): exactly representable in f32,
+//! the graph's type, so no rounding stands between a draw and the comparison.
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+/// A generation's stream of uniforms: 88 per sampled frame (always all 88, so a frame's draws
+/// do not depend on what earlier frames held).
+#[derive(Clone, Debug)]
+pub struct Uniforms(ChaCha8Rng);
+
+impl Uniforms {
+    pub fn new(seed: u64) -> Uniforms {
+        Uniforms(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// Fill `keys` (one sampled frame's row) with the next uniforms.
+    pub fn fill(&mut self, keys: &mut [f32]) {
+        for key in keys {
+            *key = (self.0.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniforms_are_in_the_unit_interval_and_fixed_by_the_seed() {
+        let draw = |seed| {
+            let mut row = vec![0f32; 88 * 50];
+            Uniforms::new(seed).fill(&mut row);
+            row
+        };
+        let row = draw(7);
+        assert!(row.iter().all(|u| (0.0..1.0).contains(u)));
+        let mean = row.iter().map(|&u| f64::from(u)).sum::<f64>() / row.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
+        assert_eq!(row, draw(7));
+        assert_ne!(row, draw(8));
+        // Drawing a frame at a time is the same stream as drawing them all at once.
+        let mut uniforms = Uniforms::new(7);
+        let mut frame = [0f32; 88];
+        uniforms.fill(&mut frame);
+        uniforms.fill(&mut frame);
+        assert_eq!(frame[..], row[88..176]);
+    }
+}
