@@ -191,6 +191,9 @@ pub enum SplitSource {
     Folders,
     /// [`SplitFractions::split_of`] on each relative path.
     Hash(SplitFractions),
+    /// Published piano rolls imported from a MAT-file's cell arrays, one per split (train,
+    /// valid, test), transposed as published ([`crate::published`]).
+    Published { file: String, variables: Vec<String> },
 }
 
 /// A MIDI file found in the input.
@@ -630,7 +633,7 @@ pub fn build(
 
 /// An existing `output` may only be replaced with `force`, and only if it is a dataset (or an
 /// empty folder).
-fn check_replaceable(output: &Path, force: bool) -> Result<(), BuildError> {
+pub(crate) fn check_replaceable(output: &Path, force: bool) -> Result<(), BuildError> {
     atomic::check_replaceable(output, force, MANIFEST_FILE).map_err(|refusal| match refusal {
         Refusal::Exists => BuildError::OutputExists(output.to_owned()),
         Refusal::NotOurs => BuildError::OutputNotDataset(output.to_owned()),

@@ -4,7 +4,8 @@
 //! - the piano-roll type ([`PianoRoll`], [`Frame`]: 88 keys, MIDI 21..=108),
 //! - the MIDI ↔ roll mapping ([`midi`]: the exact note → frame rule is documented there),
 //! - the grids and transpositions ([`grid`], [`key`]),
-//! - the Arrow schema of a dataset ([`schema`]) and the dataset builder ([`dataset`]),
+//! - the Arrow schema of a dataset ([`schema`]) and the dataset builder ([`dataset`]), and the
+//!   import of the published benchmark rolls ([`published`], read by [`matfile`]),
 //! - the roll → MIDI and roll → PNG writers ([`midi::write_midi`], [`render`]),
 //! - atomic file and folder publishing for every output of the workspace ([`atomic`]),
 //! - dataset statistics with polars ([`stats`], feature `stats`),
@@ -20,7 +21,9 @@ pub mod binary;
 pub mod dataset;
 pub mod grid;
 pub mod key;
+pub mod matfile;
 pub mod midi;
+pub mod published;
 pub mod render;
 pub mod roll;
 pub mod schema;

@@ -33,6 +33,17 @@ enum Command {
     },
     /// Write one piece (from a dataset, or a MIDI file through the grid) as MIDI and/or PNG.
     Render(RenderArgs),
+    /// Import published piano rolls (a MAT-file with cell arrays traindata, validdata, testdata
+    /// of T x 88 matrices, e.g. data/nottingham-bl2012/Nottingham.mat) as a dataset folder.
+    ImportMat {
+        /// The MAT-file.
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace an existing dataset folder.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -160,6 +171,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Render(args) => render(args),
+        Command::ImportMat {
+            input,
+            output,
+            force,
+        } => {
+            let manifest = pipeline::published::import(&input, &output, force)?;
+            let counts: Vec<String> = manifest
+                .splits
+                .iter()
+                .map(|(split, s)| format!("{} {} pieces, {} frames", split.as_str(), s.pieces, s.frames))
+                .collect();
+            println!("{}: {}", output.display(), counts.join("; "));
+            Ok(())
+        }
     }
 }
 

@@ -31,7 +31,8 @@ fn benchmark_dataset_matches_the_published_split() {
         pieces,
         BTreeMap::from([(Split::Train, 694), (Split::Valid, 173), (Split::Test, 170)])
     );
-    // The published benchmark rolls have 45,686 valid and 44,633 test frames.
+    // The frame counts the literature reports for the benchmark (valid 45,686, test 44,633);
+    // the published MAT-file's rolls hold one frame less per piece (see the import test).
     let frames: BTreeMap<Split, u64> = manifest
         .splits
         .iter()
@@ -122,4 +123,38 @@ fn the_seed_grid_loses_short_notes_and_says_how_many() {
             .values()
             .all(|s| s.transpositions.keys().eq([&0]))
     );
+}
+
+/// The published rolls import as a dataset with the benchmark's piece and frame counts; an
+/// import that fails (a cut file) leaves the dataset that was there as it was.
+#[test]
+fn published_rolls_import_as_a_dataset() {
+    let mat = nottingham().join("../nottingham-bl2012/Nottingham.mat");
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("published");
+    let manifest = pipeline::published::import(&mat, &output, false).unwrap();
+    let counts: Vec<(u64, u64)> = Split::ALL
+        .iter()
+        .map(|s| (manifest.splits[s].pieces, manifest.splits[s].frames))
+        .collect();
+    assert_eq!(counts, [(694, 176_561), (173, 45_513), (170, 44_463)]);
+    assert_eq!(manifest.settings, RollSettings::benchmark());
+    let (settings, test) = read_split(&output.join(Split::Test.file_name())).unwrap();
+    assert_eq!(settings, RollSettings::benchmark());
+    assert_eq!(test[0].id, "test/000");
+    assert_eq!(test[0].source, "testdata{1}");
+    // About four keys sound per frame, as in the project's own rolls.
+    let cells: usize = test.iter().map(|p| p.roll.active_cells()).sum();
+    let per_frame = cells as f64 / 44_463.0;
+    assert!((3.5..4.5).contains(&per_frame), "{per_frame}");
+
+    let before = std::fs::read(output.join("manifest.json")).unwrap();
+    let bytes = std::fs::read(&mat).unwrap();
+    let cut = dir.path().join("cut.mat");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let error = pipeline::published::import(&cut, &output, true).unwrap_err();
+    assert!(error.to_string().contains("cut.mat"), "{error}");
+    assert_eq!(std::fs::read(output.join("manifest.json")).unwrap(), before);
+    let error = pipeline::published::import(&mat, &output, false).unwrap_err();
+    assert!(error.to_string().contains("--force"), "{error}");
 }

@@ -17,6 +17,11 @@ pub fn nottingham() -> PathBuf {
     repo_root().join("data/nottingham")
 }
 
+/// The published benchmark rolls (`data/nottingham-bl2012/Nottingham.mat`).
+pub fn published_rolls() -> PathBuf {
+    repo_root().join("data/nottingham-bl2012/Nottingham.mat")
+}
+
 /// The Python interpreter of the project's environment (`scripts/env.sh` sets
 /// `PIANOROLL_PYTHON`), or `None` with a message saying why tests that need it are skipped.
 /// With `PIANOROLL_REQUIRE_PYTHON=1` (as `scripts/test.sh` sets) a missing one is a failure.

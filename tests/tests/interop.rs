@@ -131,3 +131,53 @@ fn mido_reads_the_midi_we_write() {
         "{seconds}"
     );
 }
+
+const READ_MAT_IN_PYTHON: &str = r#"
+import json, sys
+import scipy.io
+mat = scipy.io.loadmat(sys.argv[1])
+splits = {}
+for split, variable in [("train", "traindata"), ("valid", "validdata"), ("test", "testdata")]:
+    cells = mat[variable]
+    pieces = []
+    for i in range(cells.shape[1]):
+        roll = cells[0, i]
+        pieces.append([[21 + int(k) for k in frame.nonzero()[0]] for frame in roll])
+    splits[split] = pieces
+print(json.dumps(splits))
+"#;
+
+/// The import of the published rolls holds, piece for piece and frame for frame, what scipy
+/// reads from the MAT-file.
+#[test]
+fn scipy_reads_the_published_rolls_as_the_import_does() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("published");
+    let mat = pianoroll_tests::published_rolls();
+    pipeline::published::import(&mat, &output, false).unwrap();
+    let out = Command::new(&python)
+        .args(["-c", READ_MAT_IN_PYTHON])
+        .arg(&mat)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for split in Split::ALL {
+        let (_, pieces) = read_split(&output.join(split.file_name())).unwrap();
+        let ours: Vec<Vec<Vec<u8>>> = pieces
+            .iter()
+            .map(|p| p.roll.frames().iter().map(|f| f.pitches().collect()).collect())
+            .collect();
+        assert_eq!(
+            serde_json::json!(ours),
+            seen[split.as_str()],
+            "{} split",
+            split.as_str()
+        );
+    }
+}
