@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the bundled data: Nottingham MIDI → piano-roll datasets and their statistics,
-# one piece rendered back to MIDI and PNG, small LSTM and RWKV models trained on CPU for three
-# epochs, compared, sampled and exported to ONNX, then the gRPC server started on the exported
-# models, a MIDI file and a PNG generated from each over gRPC, and the server stopped.
+# the published benchmark rolls imported as a second test set, one piece rendered back to MIDI
+# and PNG, small LSTM and RWKV models trained on CPU for three epochs, compared, scored on both
+# test sets, sampled and exported to ONNX, then the gRPC server started on those and on the
+# shipped models (models/: the best LSTM-NADE and RWKV-NADE), a MIDI file and a PNG generated
+# from each over gRPC, and the server stopped.
 # Installs and builds what it needs first, idempotently.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -19,6 +21,7 @@ SERVE="$CARGO_TARGET_DIR/release/serve"
 "$PIPELINE" build data/nottingham -o "$OUT/nottingham" --force
 "$PIPELINE" build data/nottingham -o "$OUT/nottingham-seed" --preset seed --force
 "$PIPELINE" stats "$OUT/nottingham"
+"$PIPELINE" import-mat data/nottingham-bl2012/Nottingham.mat -o "$OUT/nottingham-published" --force
 
 mkdir -p "$OUT/examples"
 "$PIPELINE" render "$OUT/nottingham" --piece test/ashover_simple_chords_11 \
@@ -30,7 +33,10 @@ rm -rf "$OUT/runs"
 "$TRAINER" train --recipe recipes/demo-lstm.toml --data "$OUT/nottingham" --out "$OUT/runs/lstm-small"
 "$TRAINER" train --recipe recipes/demo-rwkv.toml --data "$OUT/nottingham" --out "$OUT/runs/rwkv-small"
 "$TRAINER" compare "$OUT/runs/lstm-small" "$OUT/runs/rwkv-small" -o "$OUT/runs/compare.png"
+rm -rf "$OUT/models"
 for run in lstm-small rwkv-small; do
+    # The same weights on the published rolls (results.json holds the project grid's test).
+    "$TRAINER" eval "$OUT/runs/$run" --split test --data "$OUT/nottingham-published"
     "$TRAINER" sample "$OUT/runs/$run" --steps 128 --temperature 1.0 --seed 1 \
         --primer data/nottingham/test/ashover_simple_chords_11.mid \
         -o "$OUT/examples/$run.mid" --png "$OUT/examples/$run.png"
@@ -38,7 +44,10 @@ for run in lstm-small rwkv-small; do
     "$TRAINER" export "$OUT/runs/$run" -o "$OUT/models/${run%-small}" --force
 done
 
-# Serve the exported models (port 0: any free port; the log says which) and ask for music.
+# The shipped models (models/README.md) serve beside the small ones.
+cp -r models/lstm-nade models/rwkv-nade "$OUT/models/"
+
+# Serve the models (port 0: any free port; the log says which) and ask for music.
 "$SERVE" --models "$OUT/models" --addr 127.0.0.1:0 2> "$OUT/serve.log" &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
@@ -51,7 +60,7 @@ for _ in $(seq 100); do
 done
 [ -n "$ADDR" ] || { echo "the server did not start; see $OUT/serve.log"; exit 1; }
 "$SERVE" models --addr "$ADDR"
-for model in lstm rwkv; do
+for model in lstm rwkv lstm-nade rwkv-nade; do
     "$SERVE" generate --addr "$ADDR" --model "$model" --frames 128 --seed 1 \
         --primer data/nottingham/test/ashover_simple_chords_11.mid \
         -o "$OUT/examples/$model-grpc.mid" --png "$OUT/examples/$model-grpc.png"
@@ -61,9 +70,12 @@ wait "$SERVER"
 trap - EXIT
 
 echo
-echo "datasets: $OUT/nottingham (benchmark grid), $OUT/nottingham-seed (0.3 s frames)"
+echo "datasets: $OUT/nottingham (benchmark grid), $OUT/nottingham-seed (0.3 s frames),"
+echo "          $OUT/nottingham-published (the published benchmark rolls)"
 echo "runs:     $OUT/runs/ (compare.png: their learning curves)"
-echo "models:   $OUT/models/ (model.onnx + model.json per model)"
+echo "models:   $OUT/models/ (model.onnx + model.json per model: lstm and rwkv trained here,"
+echo "          lstm-nade and rwkv-nade shipped in models/)"
 echo "music:    $OUT/examples/ (a piece rendered back; per model a continuation sampled by the"
-echo "          trainer, NAME-small.mid, and one generated over gRPC, NAME-grpc.mid; each with a .png)"
+echo "          trainer, NAME-small.mid, and one generated over gRPC, NAME-grpc.mid; each with a .png;"
+echo "          lstm-nade-grpc.mid and rwkv-nade-grpc.mid come from the shipped models)"
 echo "server:   log in $OUT/serve.log"

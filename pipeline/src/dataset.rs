@@ -193,7 +193,10 @@ pub enum SplitSource {
     Hash(SplitFractions),
     /// Published piano rolls imported from a MAT-file's cell arrays, one per split (train,
     /// valid, test), transposed as published ([`crate::published`]).
-    Published { file: String, variables: Vec<String> },
+    Published {
+        file: String,
+        variables: Vec<String>,
+    },
 }
 
 /// A MIDI file found in the input.

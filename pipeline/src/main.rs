@@ -180,7 +180,14 @@ fn run(cli: Cli) -> Result<()> {
             let counts: Vec<String> = manifest
                 .splits
                 .iter()
-                .map(|(split, s)| format!("{} {} pieces, {} frames", split.as_str(), s.pieces, s.frames))
+                .map(|(split, s)| {
+                    format!(
+                        "{} {} pieces, {} frames",
+                        split.as_str(),
+                        s.pieces,
+                        s.frames
+                    )
+                })
                 .collect();
             println!("{}: {}", output.display(), counts.join("; "));
             Ok(())

@@ -59,8 +59,14 @@ const COMPLEX_FLAG: u32 = 0x0800;
 pub enum Array {
     /// A real numeric matrix, column-major, values as f64 (exact for every integer class that
     /// holds 0/1 rolls).
-    Numeric { dims: Vec<usize>, values: Vec<f64> },
-    Cell { dims: Vec<usize>, cells: Vec<Array> },
+    Numeric {
+        dims: Vec<usize>,
+        values: Vec<f64>,
+    },
+    Cell {
+        dims: Vec<usize>,
+        cells: Vec<Array>,
+    },
     /// A class this reader does not decode (struct, char, sparse, …), by class number.
     Other(u8),
 }
@@ -220,8 +226,7 @@ fn matrix(bytes: &[u8], base: usize) -> Result<(String, Array), MatError> {
                 return Err(parts.error(flags.offset, "complex matrices are not rolls"));
             }
             let real = parts.expect("the real part")?;
-            let values =
-                numbers(&real).map_err(|problem| parts.error(real.offset, problem))?;
+            let values = numbers(&real).map_err(|problem| parts.error(real.offset, problem))?;
             if values.len() != count {
                 return Err(parts.error(
                     real.offset,
@@ -251,9 +256,7 @@ pub fn read_variables(bytes: &[u8]) -> Result<Vec<(String, Array)>, MatError> {
             ));
         }
         other => {
-            return Err(MatError::Header(format!(
-                "bad endian indicator {other:?}"
-            )));
+            return Err(MatError::Header(format!("bad endian indicator {other:?}")));
         }
     }
     let mut elements = Elements::new(&bytes[HEADER..], HEADER);
@@ -287,7 +290,10 @@ pub fn read_variables(bytes: &[u8]) -> Result<Vec<(String, Array)>, MatError> {
 
 /// The rolls in the cell array `variable`: each cell a T × 88 matrix of 0 and 1 (frames down,
 /// keys across, lowest key first).
-pub fn cell_rolls(variables: &[(String, Array)], variable: &str) -> Result<Vec<PianoRoll>, MatError> {
+pub fn cell_rolls(
+    variables: &[(String, Array)],
+    variable: &str,
+) -> Result<Vec<PianoRoll>, MatError> {
     let (_, array) = variables
         .iter()
         .find(|(name, _)| name == variable)
@@ -308,10 +314,16 @@ pub fn cell_rolls(variables: &[(String, Array)], variable: &str) -> Result<Vec<P
                 return Err(piece_error(cell, "not a numeric matrix".into()));
             };
             let [frames, keys] = dims[..] else {
-                return Err(piece_error(cell, format!("dimensions {dims:?}, not T × 88")));
+                return Err(piece_error(
+                    cell,
+                    format!("dimensions {dims:?}, not T × 88"),
+                ));
             };
             if keys != KEY_COUNT {
-                return Err(piece_error(cell, format!("{keys} columns, not {KEY_COUNT}")));
+                return Err(piece_error(
+                    cell,
+                    format!("{keys} columns, not {KEY_COUNT}"),
+                ));
             }
             (0..frames)
                 .map(|t| {

@@ -93,9 +93,10 @@ pub fn import(mat: &Path, output: &Path, force: bool) -> Result<Manifest, Import
         writer.finish().map_err(BuildError::from)?;
         splits.insert(split, summary);
     }
-    let name = mat
-        .file_name()
-        .map_or_else(|| mat.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = mat.file_name().map_or_else(
+        || mat.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let sha256 = hex(&Sha256::digest(&bytes));
     let manifest = Manifest {
         format: Manifest::FORMAT.into(),

@@ -7,7 +7,8 @@
 //!   [batch, 88] (one uniform number in [0, 1) per key, from [`crate::sampling::Uniforms`]) and
 //!   `temperature` [batch, 1];
 //! - read `next_frame` [batch, 88] (key k is on when `uniform[k]` is below the probability the
-//!   model gives it, which for a NADE head depends on the keys already decided below k),
+//!   model gives it, which for a NADE head depends on the keys already decided below k; the
+//!   graph compares in logit space, `logit > temperature · ln(u / (1 − u))`),
 //!   `probabilities` [batch, 88] (those probabilities, logits divided by the temperature),
 //!   `logits` [batch, 88] (the logits before that division) and every state output;
 //! - feed the state outputs back as the next step's state inputs, and `next_frame` as the next

@@ -171,7 +171,13 @@ fn scipy_reads_the_published_rolls_as_the_import_does() {
         let (_, pieces) = read_split(&output.join(split.file_name())).unwrap();
         let ours: Vec<Vec<Vec<u8>>> = pieces
             .iter()
-            .map(|p| p.roll.frames().iter().map(|f| f.pitches().collect()).collect())
+            .map(|p| {
+                p.roll
+                    .frames()
+                    .iter()
+                    .map(|f| f.pitches().collect())
+                    .collect()
+            })
             .collect();
         assert_eq!(
             serde_json::json!(ours),

@@ -2,7 +2,8 @@
 //! RWKV's WKV computed as one scan, chunked (several chunk lengths) and as a per-step loop, and
 //! of the two output heads at the best recipes' sizes.
 //!
-//! `cargo bench -p trainer --bench training_speed` (set OMP_NUM_THREADS as for training).
+//! `cargo bench -p trainer --bench training_speed [-- heads]` (set OMP_NUM_THREADS as for
+//! training; `heads` measures the heads table only).
 //! Inputs are random binary frames of the Nottingham density; figures go to BENCHMARKS.md.
 
 use std::time::Instant;
@@ -90,6 +91,9 @@ fn heads() {
 fn main() {
     tch::manual_seed(0);
     heads();
+    if std::env::args().any(|a| a == "heads") {
+        return; // `-- heads`: the heads table only
+    }
     let (x, y) = frames();
     let loss = |logits: Tensor| {
         logits.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Mean)

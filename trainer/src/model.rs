@@ -2,7 +2,6 @@
 //! scoring) and a recurrent one-step form with explicit state (generation, export), each
 //! followed by an output head (independent keys, or NADE: [`crate::nade`]).
 
-use proto::card::UNIFORM_INPUT;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor, nn};
@@ -178,22 +177,20 @@ impl Model {
 
     /// The next frame sampled from rows [N, width]: key k is on when `uniform` [N, 88] is below
     /// its probability `sigmoid(logit / temperature)` (`temperature` [N, 1]), for NADE given the
-    /// keys decided below it. The exported step graph applies the same rule
-    /// ([`Head::onnx_sample`]), so the same uniforms give the same music in tch and ONNX Runtime.
+    /// keys decided below it. The comparison is made in logit space, `logit > temperature ·
+    /// (ln u − ln(1 − u))`, with the arithmetic of the exported step graph
+    /// ([`StepGraph::sampling_thresholds`]), so the same uniforms give the same music in tch and
+    /// ONNX Runtime.
     pub fn sample(&self, rows: &Tensor, temperature: &Tensor, uniform: &Tensor) -> Sampled {
+        let thresholds = (uniform.log() - (uniform.ones_like() - uniform).log()) * temperature;
         let (frame, logits) = match &self.head {
             Head::Bernoulli => {
-                let on = uniform.lt_tensor(&(rows / temperature).sigmoid());
+                let on = rows.gt_tensor(&thresholds);
                 (on.to_kind(Kind::Float), rows.shallow_clone())
             }
-            Head::Nade(nade) => {
-                let temperature = temperature.select(1, 0);
-                nade.unroll(rows, |i, logit| {
-                    uniform
-                        .select(1, i as i64)
-                        .lt_tensor(&(logit / &temperature).sigmoid())
-                })
-            }
+            Head::Nade(nade) => nade.unroll(rows, |i, logit| {
+                logit.gt_tensor(&thresholds.select(1, i as i64))
+            }),
         };
         Sampled {
             probabilities: (&logits / temperature).sigmoid(),
@@ -217,11 +214,11 @@ impl Head {
     pub fn onnx_sample(&self, graph: &mut StepGraph, rows: &str) -> HeadOutputs {
         match self {
             Head::Bernoulli => {
-                let (probabilities, next_frame) = graph.draw_keys(rows, UNIFORM_INPUT, "head");
+                let thresholds = graph.sampling_thresholds();
                 HeadOutputs {
                     logits: rows.to_owned(),
-                    probabilities,
-                    next_frame,
+                    probabilities: graph.probabilities(rows, "head"),
+                    next_frame: graph.decide_keys(rows, &thresholds, "head"),
                 }
             }
             Head::Nade(nade) => nade.onnx_sample(graph, rows),

@@ -207,30 +207,45 @@ impl StepGraph {
         )
     }
 
-    /// The sampling rule both heads share, on `logits` [batch, n] and `uniform` [batch, n]:
-    /// probabilities `sigmoid(logits / temperature)`, and keys on (1.0) where `uniform` is below
-    /// them. Returns (probabilities, keys). `Model::sample` is the same rule in tch.
-    pub fn draw_keys(&mut self, logits: &str, uniform: &str, name: &str) -> (String, String) {
+    /// The sampling rule both heads share, in two parts. Key k is on when `uniform[k]` is below
+    /// `sigmoid(logit / temperature)`, which is compared in logit space: on when `logit >
+    /// temperature · ln(u / (1 − u))`. This returns those thresholds for all keys at once,
+    /// [batch, 88], `temperature · (ln u − ln(1 − u))`, so each key's decision is then a single
+    /// comparison ([`StepGraph::decide_keys`]). `Model::sample` is the same arithmetic in tch.
+    pub fn sampling_thresholds(&mut self) -> String {
+        let one = self.constant("sampling.one", &Tensor::from_slice(&[1f32]));
+        let complement = self.node("Sub", &[&one, UNIFORM_INPUT], "sampling.complement", &[]);
+        let log_u = self.node("Log", &[UNIFORM_INPUT], "sampling.log_uniform", &[]);
+        let log_complement = self.node("Log", &[&complement], "sampling.log_complement", &[]);
+        let log_odds = self.node("Sub", &[&log_u, &log_complement], "sampling.log_odds", &[]);
+        self.node(
+            "Mul",
+            &[&log_odds, TEMPERATURE_INPUT],
+            "sampling.thresholds",
+            &[],
+        )
+    }
+
+    /// Keys on (1.0) where `logits` exceed `thresholds` (same shape), else 0.0.
+    pub fn decide_keys(&mut self, logits: &str, thresholds: &str, name: &str) -> String {
+        let on = self.node("Less", &[thresholds, logits], &format!("{name}.on"), &[]);
+        self.node(
+            "Cast",
+            &[&on],
+            &format!("{name}.key"),
+            &[Attr::Int("to", FLOAT)],
+        )
+    }
+
+    /// Each key's probability of sounding, `sigmoid(logits / temperature)`.
+    pub fn probabilities(&mut self, logits: &str, name: &str) -> String {
         let scaled = self.node(
             "Div",
             &[logits, TEMPERATURE_INPUT],
             &format!("{name}.scaled"),
             &[],
         );
-        let probabilities = self.node("Sigmoid", &[&scaled], &format!("{name}.probability"), &[]);
-        let on = self.node(
-            "Less",
-            &[uniform, &probabilities],
-            &format!("{name}.on"),
-            &[],
-        );
-        let keys = self.node(
-            "Cast",
-            &[&on],
-            &format!("{name}.key"),
-            &[Attr::Int("to", FLOAT)],
-        );
-        (probabilities, keys)
+        self.node("Sigmoid", &[&scaled], &format!("{name}.probability"), &[])
     }
 
     /// Declare a state tensor: graph input `name` [batch, width] starting at `initial`; its next
