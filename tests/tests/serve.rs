@@ -749,6 +749,55 @@ fn a_card_the_server_cannot_drive_is_refused_by_name() {
     assert_eq!(server.models().len(), 3);
 }
 
+/// The models the repository ships (models/) load, say what they are, and make music over gRPC.
+#[test]
+fn the_shipped_models_serve() {
+    let shipped = pianoroll_tests::repo_root().join("models");
+    runtime().block_on(async {
+        let server = Server::load(ServerConfig {
+            models: shipped.clone(),
+            device: Device::Cpu,
+            threads: 1,
+            limits: Limits::default(),
+            drain: Duration::from_secs(5),
+            onnxruntime: None,
+        })
+        .unwrap();
+        assert!(server.broken().is_empty(), "{:?}", server.broken());
+        let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(listener, async {
+            let _ = stopped.await;
+        }));
+        let mut client = ComposerClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let models = client
+            .list_models(ListModelsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .models;
+        let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["lstm-nade", "rwkv-nade"]);
+        for model in &models {
+            assert_eq!(model.head, "nade");
+            assert!(model.metrics["test_nll_per_frame"] < 2.31, "{model:?}");
+            let card = proto::card::ModelCard::read(&shipped.join(&model.name)).unwrap();
+            assert_eq!(card.source.sha256.len(), 64);
+            assert!(card.recipe.is_some());
+            let frames = generate(&mut client, request(&model.name, 64, 9)).await;
+            let notes: usize = frames.iter().map(Vec::len).sum();
+            assert!(notes > 32, "{}: {notes} notes in 64 frames", model.name);
+        }
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    });
+}
+
 #[test]
 fn shutdown_lets_running_generations_finish() {
     runtime().block_on(async {
