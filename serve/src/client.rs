@@ -107,8 +107,8 @@ pub async fn list(addr: &str) -> Result<()> {
             .get("test_nll_per_frame")
             .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         println!(
-            "{}\t{}\t{grid}\ttest NLL {nll}\t{}",
-            model.name, model.kind, model.execution_provider
+            "{}\t{} ({} head)\t{grid}\ttest NLL {nll}\t{}",
+            model.name, model.kind, model.head, model.execution_provider
         );
     }
     Ok(())
