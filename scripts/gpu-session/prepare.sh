@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Everything a GPU session needs, prepared here (the GPU machine has no Rust toolchain and no
+# network): the release binaries (serve, trainer, the serving benchmark, the GPU tests), the
+# benchmark dataset, and ONNX Runtime's CUDA provider in parts small enough to carry.
+#
+#   bash scripts/gpu-session/prepare.sh
+#
+# Then, with the device tool: one call per part, back to back (carry [".ortcuda/part-0N"],
+# command `true`), and the measuring call: carry [".gpu", ".ortcuda"], command
+# `bash scripts/gpu-session/measure.sh`, timeout 540 s. Both folders are git-ignored. A call
+# carries 64 MiB with the working tree (about 17 MiB), hence parts of 40 MiB.
+set -euo pipefail
+source "$(dirname "$0")/../env.sh"
+cd "$PIANOROLL_ROOT"
+
+ensure_libtorch
+ensure_onnxruntime
+cargo build --release --quiet -p pipeline -p trainer -p serve
+# The test and bench executables: cargo prints where it built them.
+executable() {
+    cargo "$@" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])' | tail -1
+}
+gpu_tests="$(executable test --release -p trainer --test gpu)"
+batching="$(executable bench -p serve --bench batching)"
+
+rm -rf .gpu && mkdir -p .gpu
+for binary in "$CARGO_TARGET_DIR/release/serve" "$CARGO_TARGET_DIR/release/trainer"; do
+    cp "$binary" .gpu/
+done
+cp "$gpu_tests" .gpu/gpu-tests
+cp "$batching" .gpu/batching
+strip .gpu/*
+"$CARGO_TARGET_DIR/release/pipeline" build data/nottingham -o .gpu/nottingham --force
+PART_MB=40 bash "$PIANOROLL_ROOT/../shared/tools/ort-cuda-parts.sh" .ortcuda
+du -sh .gpu .ortcuda
