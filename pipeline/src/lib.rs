@@ -6,7 +6,8 @@
 //! - the grids and transpositions ([`grid`], [`key`]),
 //! - the Arrow schema of a dataset ([`schema`]) and the dataset builder ([`dataset`]), and the
 //!   import of the published benchmark rolls ([`published`], read by [`matfile`]),
-//! - the roll → MIDI and roll → PNG writers ([`midi::write_midi`], [`render`]),
+//! - the roll → MIDI, roll → PNG and roll → WAV writers ([`midi::write_midi`], [`render`],
+//!   [`audio`]),
 //! - atomic file and folder publishing for every output of the workspace ([`atomic`]),
 //! - dataset statistics with polars ([`stats`], feature `stats`),
 //! - the start and end of every binary of the workspace ([`binary`], feature `binary`): logging
@@ -15,6 +16,7 @@
 //! The trainer and the server depend on it with default features off (no polars, no CLI).
 
 pub mod atomic;
+pub mod audio;
 pub mod baseline;
 #[cfg(feature = "binary")]
 pub mod binary;

@@ -144,7 +144,14 @@ struct RenderArgs {
     /// PNG piano-roll picture to write.
     #[arg(long)]
     png: Option<PathBuf>,
-    /// Tempo of the written MIDI on a beat grid, in quarter notes per minute.
+    /// Audio to write: WAV, 44.1 kHz, 16-bit stereo.
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    /// General MIDI SoundFont (.sf2) for --wav (default: the system's, as Debian's
+    /// timgm6mb-soundfont installs it; else a built-in synthesiser).
+    #[arg(long)]
+    soundfont: Option<PathBuf>,
+    /// Tempo of the written MIDI and audio on a beat grid, in quarter notes per minute.
     #[arg(long)]
     tempo: Option<f64>,
     /// Grid for a MIDI input (a dataset brings its own).
@@ -219,9 +226,14 @@ fn build(args: BuildArgs) -> Result<()> {
 }
 
 fn render(args: RenderArgs) -> Result<()> {
-    if args.output.is_none() && args.png.is_none() {
-        bail!("nothing to write: give -o FILE.mid and/or --png FILE.png");
+    if args.output.is_none() && args.png.is_none() && args.wav.is_none() {
+        bail!("nothing to write: give -o FILE.mid, --png FILE.png and/or --wav FILE.wav");
     }
+    // The SoundFont first: a bad --soundfont fails before anything is written.
+    let synth = match &args.wav {
+        Some(_) => Some(pipeline::audio::Synth::load(args.soundfont.as_deref())?),
+        None => None,
+    };
     let (roll, grid, title) = if args.input.is_dir() {
         let id = args
             .piece
@@ -252,6 +264,11 @@ fn render(args: RenderArgs) -> Result<()> {
         write_file(path, &render_png(&roll, &PngOptions::default()))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+    }
+    if let (Some(path), Some(synth)) = (&args.wav, &synth) {
+        let wav = pipeline::audio::render_wav(&roll, grid, args.tempo, synth);
+        write_file(path, &wav).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {} ({})", path.display(), synth.describe());
     }
     Ok(())
 }

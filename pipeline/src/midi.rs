@@ -471,6 +471,13 @@ pub struct MidiWriteOptions<'a> {
 const WRITE_VELOCITY: u8 = 80;
 const WRITE_TICKS_PER_QUARTER: u16 = 480;
 
+/// Seconds per frame of a roll on `grid` as written (MIDI) and played (audio): a beat grid at
+/// `tempo_bpm` quarter notes per minute (default 120), a seconds grid at its own length.
+pub fn frame_seconds(grid: Grid, tempo_bpm: Option<f64>) -> f64 {
+    let (tpq, ticks_per_frame, micros_per_quarter) = write_timing(grid, tempo_bpm);
+    f64::from(micros_per_quarter) * 1e-6 * f64::from(ticks_per_frame) / f64::from(tpq)
+}
+
 /// Ticks per quarter, ticks per frame and µs per quarter for writing a roll on `grid`.
 fn write_timing(grid: Grid, tempo_bpm: Option<f64>) -> (u16, u32, u32) {
     match grid {

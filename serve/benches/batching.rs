@@ -298,6 +298,7 @@ fn main() {
         limits: Limits::default(),
         drain: Duration::from_secs(5),
         onnxruntime: None,
+        soundfont: None,
     })
     .unwrap();
     let names = server.models();

@@ -19,6 +19,7 @@ pub struct GenerateArgs {
     pub tempo_bpm: Option<f64>,
     pub output: PathBuf,
     pub png: Option<PathBuf>,
+    pub wav: Option<PathBuf>,
 }
 
 async fn connect(addr: &str) -> Result<ComposerClient<Channel>> {
@@ -58,6 +59,7 @@ pub async fn generate(addr: &str, args: &GenerateArgs) -> Result<()> {
                 chunk_frames: 0,
             }),
             png: args.png.is_some(),
+            audio: if args.wav.is_some() { "wav" } else { "" }.to_owned(),
         })
         .await
         .map_err(status_error)?
@@ -65,6 +67,9 @@ pub async fn generate(addr: &str, args: &GenerateArgs) -> Result<()> {
     write(&args.output, &response.midi)?;
     if let Some(png) = &args.png {
         write(png, &response.png)?;
+    }
+    if let Some(wav) = &args.wav {
+        write(wav, &response.audio)?;
     }
     if let Some(summary) = response.summary {
         println!(

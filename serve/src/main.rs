@@ -52,6 +52,10 @@ struct ServerArgs {
     /// The ONNX Runtime shared library (default: $ORT_DYLIB_PATH, else the project's copy).
     #[arg(long)]
     onnxruntime: Option<PathBuf>,
+    /// General MIDI SoundFont (.sf2) that Compose plays audio with (default: the system's, as
+    /// Debian's timgm6mb-soundfont installs it; else a built-in synthesiser).
+    #[arg(long)]
+    soundfont: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +94,9 @@ struct ClientArgs {
     /// Also write the piano roll as a PNG.
     #[arg(long)]
     png: Option<PathBuf>,
+    /// Also write the piece as audio (WAV, played by the server).
+    #[arg(long)]
+    wav: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -116,6 +123,7 @@ async fn run(cli: Cli) -> Result<()> {
                     tempo_bpm: args.tempo,
                     output: args.output,
                     png: args.png,
+                    wav: args.wav,
                 },
             )
             .await
@@ -137,6 +145,7 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
         },
         drain: Duration::from_secs(args.drain_seconds),
         onnxruntime: args.onnxruntime,
+        soundfont: args.soundfont,
     };
     let server = tokio::task::spawn_blocking(move || Server::load(config))
         .await

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub drain: Duration,
     /// The ONNX Runtime library, if not the default (see [`crate::runtime`]).
     pub onnxruntime: Option<PathBuf>,
+    /// The SoundFont `Compose` plays audio with (default: a General MIDI one of the system's,
+    /// else the built-in synthesiser; [`pipeline::audio::Synth::load`]).
+    pub soundfont: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub enum ServeError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Audio(#[from] pipeline::audio::AudioError),
     #[error("--models {0}: no usable model folder (each needs model.onnx and model.json)")]
     NoModels(String),
     #[error("serving: {0}")]
@@ -48,6 +53,7 @@ pub enum ServeError {
 pub struct Server {
     models: Arc<BTreeMap<String, LoadedModel>>,
     broken: Vec<Broken>,
+    synth: pipeline::audio::Synth,
     config: ServerConfig,
 }
 
@@ -61,9 +67,12 @@ impl Server {
         if models.is_empty() {
             return Err(ServeError::NoModels(config.models.display().to_string()));
         }
+        let synth = pipeline::audio::Synth::load(config.soundfont.as_deref())?;
+        tracing::info!("audio: {}", synth.describe());
         Ok(Server {
             models: Arc::new(models),
             broken,
+            synth,
             config,
         })
     }
@@ -96,9 +105,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
-        let composer = ComposerServer::new(ComposerService::new(self.models.clone(), limits))
-            .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_message_bytes);
+        let composer = ComposerServer::new(ComposerService::new(
+            self.models.clone(),
+            limits,
+            self.synth.clone(),
+        ))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)

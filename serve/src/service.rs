@@ -51,6 +51,8 @@ pub struct ComposerService {
     models: Arc<BTreeMap<String, LoadedModel>>,
     slots: Slots,
     limits: Limits,
+    /// What `Compose` plays audio with.
+    synth: pipeline::audio::Synth,
 }
 
 /// A validated request, queued on its model's batcher.
@@ -86,11 +88,16 @@ fn summary(
 }
 
 impl ComposerService {
-    pub fn new(models: Arc<BTreeMap<String, LoadedModel>>, limits: Limits) -> ComposerService {
+    pub fn new(
+        models: Arc<BTreeMap<String, LoadedModel>>,
+        limits: Limits,
+        synth: pipeline::audio::Synth,
+    ) -> ComposerService {
         ComposerService {
             models,
             slots: Slots::new(limits.max_concurrent),
             limits,
+            synth,
         }
     }
 
@@ -294,6 +301,15 @@ impl Composer for ComposerService {
         let generation = request
             .generation
             .ok_or_else(|| Status::invalid_argument("generation: missing"))?;
+        let wav = match request.audio.as_str() {
+            "" => false,
+            "wav" => true,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "audio: {other:?} is not a format this server writes (\"wav\", or \"\" for none)"
+                )));
+            }
+        };
         let mut started = self.start(&generation)?;
         let mut frames = started.primer.clone();
         let seconds = loop {
@@ -324,9 +340,24 @@ impl Composer for ComposerService {
         } else {
             Vec::new()
         };
+        let audio = if wav {
+            let synth = self.synth.clone();
+            let grid = model.card.roll_settings.grid;
+            let tempo = generation.tempo_bpm;
+            // Rendering takes a while for long pieces: off the async workers.
+            let roll = roll.clone();
+            tokio::task::spawn_blocking(move || {
+                pipeline::audio::render_wav(&roll, grid, tempo, &synth)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("rendering audio: {e}")))?
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(ComposeResponse {
             midi,
             png,
+            audio,
             summary: Some(summary(
                 &model.name,
                 model.provider,

