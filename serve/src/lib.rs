@@ -11,6 +11,7 @@
 
 pub mod batcher;
 pub mod client;
+pub mod http;
 pub mod registry;
 pub mod runtime;
 pub mod server;

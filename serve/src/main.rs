@@ -31,6 +31,9 @@ struct ServerArgs {
     models: PathBuf,
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: SocketAddr,
+    /// Also serve a web page (generate, see and hear music) and its HTTP API on this address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
@@ -154,6 +157,16 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("--addr {}: cannot listen", args.addr))?;
     let addr = listener.local_addr()?;
+    let server = match args.http {
+        Some(http) => {
+            let page = bind(http)
+                .await
+                .with_context(|| format!("--http {http}: cannot listen"))?;
+            tracing::info!("web page on http://{}/", page.local_addr()?);
+            server.with_http(page)
+        }
+        None => server,
+    };
     for (name, kind, provider) in server.models() {
         tracing::info!("serving {name} ({kind}) on {provider}");
     }

@@ -55,6 +55,8 @@ pub struct Server {
     broken: Vec<Broken>,
     synth: pipeline::audio::Synth,
     config: ServerConfig,
+    /// Where the web page is served, when it is ([`Server::with_http`]).
+    http: Option<TcpListener>,
 }
 
 impl Server {
@@ -74,6 +76,7 @@ impl Server {
             broken,
             synth,
             config,
+            http: None,
         })
     }
 
@@ -97,6 +100,12 @@ impl Server {
         &self.broken
     }
 
+    /// Also serve the web page and its HTTP API ([`crate::http`]) on `listener`.
+    pub fn with_http(mut self, listener: TcpListener) -> Server {
+        self.http = Some(listener);
+        self
+    }
+
     /// Serve on `listener` until `shutdown` completes; then stop taking calls and give running
     /// generations up to the configured drain time to finish.
     pub async fn run(
@@ -105,13 +114,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
-        let composer = ComposerServer::new(ComposerService::new(
-            self.models.clone(),
-            limits,
-            self.synth.clone(),
-        ))
-        .max_decoding_message_size(limits.max_message_bytes)
-        .max_encoding_message_size(limits.max_message_bytes);
+        let service = ComposerService::new(self.models.clone(), limits, self.synth.clone());
+        let composer = ComposerServer::new(service.clone())
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
@@ -132,11 +138,29 @@ impl Server {
 
         let (stop_taking_calls, stopped) = tokio::sync::oneshot::channel::<()>();
         let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
+        let (stop_page, page_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             shutdown.await;
             let _ = signalled.send(());
             let _ = stop_taking_calls.send(());
+            let _ = stop_page.send(());
         });
+        if let Some(listener) = self.http {
+            let router = crate::http::router(
+                service,
+                self.models.clone(),
+                self.synth.clone(),
+                limits.max_message_bytes,
+            );
+            tokio::spawn(async move {
+                let serving = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = page_stopped.await;
+                });
+                if let Err(e) = serving.await {
+                    tracing::error!("the web page's server failed: {e}");
+                }
+            });
+        }
         let serving = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)

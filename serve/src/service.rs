@@ -47,6 +47,7 @@ impl Default for Limits {
 const DEFAULT_CHUNK_FRAMES: usize = 16;
 const MAX_TEMPO_BPM: f64 = 1_000.0;
 
+#[derive(Clone)]
 pub struct ComposerService {
     models: Arc<BTreeMap<String, LoadedModel>>,
     slots: Slots,

@@ -1,0 +1,250 @@
+//! `serve --http ADDR`: a web page to generate, see and hear music, and the small HTTP API it
+//! uses. The API is a thin translation of the gRPC service, called in process, so a page request
+//! runs on the same batchers, validation and limits as a gRPC one:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /` | the page (`serve/web/index.html`, built into the binary: no CDN) |
+//! | `GET /api/models` | JSON: `[{name, kind, head, frames_per_beat, test_nll_per_frame}]` |
+//! | `POST /api/generate?model=M&frames=N&temperature=T&seed=S`, body: a primer MIDI file or nothing | NDJSON, one object a line: `{"primer": [[pitch, ...], ...]}`, then `{"first": i, "frames": [...]}` as frames are sampled, then `{"done": {"seconds": s}}`, or `{"error": "..."}` |
+//! | `POST /api/render?model=M&format=wav\|mid`, body: JSON `[[pitch, ...], ...]` | the roll as a WAV (the server's SoundFont) or MIDI file on that model's grid |
+//!
+//! Errors before a stream starts are JSON `{"error": "..."}` with the HTTP status of the gRPC
+//! code (400 bad argument, 404 unknown model, 429 over a limit, 503 shutting down).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use proto::pianoroll_v1::composer_server::Composer;
+use proto::pianoroll_v1::{
+    Frame as WireFrame, Frames, GenerateRequest, generate_request, generate_response,
+};
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+use tonic::{Code, Status};
+
+use crate::batcher::frame_of;
+use crate::registry::LoadedModel;
+use crate::service::ComposerService;
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+
+#[derive(Clone)]
+struct Shared {
+    service: ComposerService,
+    models: Arc<BTreeMap<String, LoadedModel>>,
+    synth: pipeline::audio::Synth,
+}
+
+/// The page and its API over `service`.
+pub fn router(
+    service: ComposerService,
+    models: Arc<BTreeMap<String, LoadedModel>>,
+    synth: pipeline::audio::Synth,
+    max_body_bytes: usize,
+) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/models", get(list_models))
+        .route("/api/generate", post(generate))
+        .route("/api/render", post(render))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(Shared {
+            service,
+            models,
+            synth,
+        })
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        INDEX_HTML,
+    )
+}
+
+/// An error as the page reads it: JSON `{"error": message}` with the status of its gRPC code.
+fn error_response(status: &Status) -> Response {
+    let code = match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::json!({ "error": status.message() });
+    (code, axum::Json(body)).into_response()
+}
+
+async fn list_models(State(shared): State<Shared>) -> Response {
+    let models: Vec<serde_json::Value> = shared
+        .models
+        .values()
+        .map(|m| {
+            let frames_per_beat = match m.card.roll_settings.grid {
+                pipeline::Grid::Beats { frames_per_beat } => Some(frames_per_beat),
+                pipeline::Grid::Seconds { .. } => None,
+            };
+            serde_json::json!({
+                "name": m.name,
+                "kind": m.card.kind,
+                "head": m.card.head,
+                "frames_per_beat": frames_per_beat,
+                "test_nll_per_frame": m.card.metrics.test_nll_per_frame,
+            })
+        })
+        .collect();
+    axum::Json(models).into_response()
+}
+
+#[derive(Deserialize)]
+struct GenerateParams {
+    model: String,
+    frames: u32,
+    temperature: Option<f32>,
+    #[serde(default)]
+    seed: u64,
+}
+
+fn pitches(frames: &[pipeline::Frame]) -> Vec<Vec<u8>> {
+    frames.iter().map(|f| f.pitches().collect()).collect()
+}
+
+fn line(value: serde_json::Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(&value).expect("JSON serialises");
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+async fn generate(
+    State(shared): State<Shared>,
+    Query(params): Query<GenerateParams>,
+    body: Bytes,
+) -> Response {
+    // The primer is read here, onto the model's grid, so the page can draw it; the generation
+    // gets its frames.
+    let primer = if body.is_empty() {
+        Vec::new()
+    } else {
+        let Some(model) = shared.models.get(&params.model) else {
+            return error_response(&Status::not_found(format!(
+                "model: no model named {:?}",
+                params.model
+            )));
+        };
+        match pipeline::read_midi(&body, &model.card.roll_settings) {
+            Ok(piece) => piece.roll.frames().to_vec(),
+            Err(e) => {
+                return error_response(&Status::invalid_argument(format!(
+                    "primer: not a MIDI file this server can read ({e})"
+                )));
+            }
+        }
+    };
+    let request = GenerateRequest {
+        model: params.model,
+        frames: params.frames,
+        temperature: params.temperature,
+        seed: params.seed,
+        primer: (!primer.is_empty()).then(|| {
+            generate_request::Primer::PrimerFrames(Frames {
+                frames: primer
+                    .iter()
+                    .map(|f| WireFrame {
+                        pitches: f.pitches().map(u32::from).collect(),
+                    })
+                    .collect(),
+            })
+        }),
+        tempo_bpm: None,
+        chunk_frames: 8,
+    };
+    let stream = match shared.service.generate(tonic::Request::new(request)).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return error_response(&status),
+    };
+    let first = tokio_stream::once(line(serde_json::json!({ "primer": pitches(&primer) })));
+    let rest = stream.map(|message| match message.map(|m| m.event) {
+        Ok(Some(generate_response::Event::Chunk(chunk))) => line(serde_json::json!({
+            "first": chunk.first_frame,
+            "frames": chunk.frames.iter().map(|f| &f.pitches).collect::<Vec<_>>(),
+        })),
+        Ok(Some(generate_response::Event::Summary(summary))) => {
+            line(serde_json::json!({ "done": { "seconds": summary.seconds } }))
+        }
+        Ok(None) => line(serde_json::json!({ "error": "an empty message" })),
+        Err(status) => line(serde_json::json!({ "error": status.message() })),
+    });
+    let body = Body::from_stream(first.chain(rest).map(Ok::<_, std::convert::Infallible>));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct RenderParams {
+    model: String,
+    format: String,
+}
+
+async fn render(
+    State(shared): State<Shared>,
+    Query(params): Query<RenderParams>,
+    body: Bytes,
+) -> Response {
+    let Some(model) = shared.models.get(&params.model) else {
+        return error_response(&Status::not_found(format!(
+            "model: no model named {:?}",
+            params.model
+        )));
+    };
+    let frames: Vec<Vec<u32>> = match serde_json::from_slice(&body) {
+        Ok(frames) => frames,
+        Err(e) => {
+            return error_response(&Status::invalid_argument(format!(
+                "frames: a JSON list of pitch lists ({e})"
+            )));
+        }
+    };
+    let frames: Option<Vec<pipeline::Frame>> = frames.iter().map(|p| frame_of(p)).collect();
+    let Some(frames) = frames else {
+        return error_response(&Status::invalid_argument(format!(
+            "frames: pitches must be MIDI {}..={}",
+            pipeline::LOWEST_PITCH,
+            pipeline::HIGHEST_PITCH
+        )));
+    };
+    let roll = pipeline::PianoRoll::from_frames(frames);
+    let grid = model.card.roll_settings.grid;
+    let (bytes, content_type) = match params.format.as_str() {
+        "wav" => {
+            let synth = shared.synth.clone();
+            let wav = tokio::task::spawn_blocking(move || {
+                pipeline::audio::render_wav(&roll, grid, None, &synth)
+            })
+            .await;
+            match wav {
+                Ok(wav) => (wav, "audio/wav"),
+                Err(e) => return error_response(&Status::internal(e.to_string())),
+            }
+        }
+        "mid" => {
+            let title = proto::card::piece_title(&model.name, &model.card.kind);
+            let options = pipeline::midi::MidiWriteOptions {
+                title: Some(&title),
+                ..Default::default()
+            };
+            (pipeline::write_midi(&roll, grid, &options), "audio/midi")
+        }
+        other => {
+            return error_response(&Status::invalid_argument(format!(
+                "format: {other:?}, not \"wav\" or \"mid\""
+            )));
+        }
+    };
+    ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+}

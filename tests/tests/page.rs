@@ -1,0 +1,201 @@
+//! The web page (`serve --http`) in a real headless Chromium, driven by selenium: it loads and
+//! lists the models, a generation with an uploaded primer completes, the roll is drawn (primer
+//! and generated notes in their colours), the audio element holds a playable WAV of the right
+//! duration, and a text file as primer or 0 frames shows the server's message on the page while
+//! the server goes on. The HTTP API answers an unknown model with 404 and a JSON error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serve::runtime::Device;
+use serve::server::{Server, ServerConfig};
+use serve::service::Limits;
+
+const DRIVE_THE_PAGE: &str = r##"
+import json, sys, time, urllib.request, urllib.error
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, primer, text_file, screenshot = sys.argv[1:5]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1300,950", "--autoplay-policy=no-user-gesture-required"]:
+    options.add_argument(argument)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+result = {}
+try:
+    wait = WebDriverWait(driver, 60)
+    driver.get(url)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) >= 2)
+    result["models"] = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#model option")]
+
+    def set_value(element_id, value):
+        element = driver.find_element(By.ID, element_id)
+        element.clear()
+        element.send_keys(str(value))
+
+    def generate():
+        driver.find_element(By.ID, "generate").click()
+        wait.until(lambda d: d.find_element(By.ID, "generate").is_enabled()
+                   and (d.find_element(By.ID, "status").text.startswith("done")
+                        or d.find_element(By.ID, "error").text))
+
+    set_value("frames", 32)
+    set_value("seed", 7)
+    driver.find_element(By.ID, "primer").send_keys(primer)
+    generate()
+    result["status"] = driver.find_element(By.ID, "status").text
+    result["error"] = driver.find_element(By.ID, "error").text
+    # Pixels of each colour on the canvas: primer grey and generated blue.
+    result["painted"] = driver.execute_script("""
+        const c = document.getElementById('roll'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let primer = 0, generated = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            if (d[i] === 0x9a && d[i + 1] === 0xa4 && d[i + 2] === 0xb2) primer++;
+            if (d[i] === 0x29 && d[i + 1] === 0x62 && d[i + 2] === 0xff) generated++;
+        }
+        return [primer, generated];""")
+    wait.until(lambda d: d.execute_script("return document.getElementById('audio').readyState >= 1"))
+    result["audio_duration"] = driver.execute_script("return document.getElementById('audio').duration")
+    result["audio_source"] = driver.execute_script("return document.getElementById('audio').currentSrc")
+    result["downloads"] = [driver.find_element(By.ID, i).get_attribute("href") or "" for i in ("download-mid", "download-wav")]
+    driver.save_screenshot(screenshot)
+
+    driver.find_element(By.ID, "primer").send_keys(text_file)
+    generate()
+    result["bad_primer_error"] = driver.find_element(By.ID, "error").text
+
+    driver.find_element(By.ID, "primer").clear()
+    set_value("frames", 0)
+    generate()
+    result["zero_frames_error"] = driver.find_element(By.ID, "error").text
+
+    set_value("frames", 8)
+    generate()
+    result["after_errors_status"] = driver.find_element(By.ID, "status").text
+finally:
+    driver.quit()
+
+try:
+    urllib.request.urlopen(urllib.request.Request(url + "api/generate?model=nope&frames=4", method="POST"))
+except urllib.error.HTTPError as error:
+    result["unknown_model"] = [error.code, json.load(error)["error"]]
+print(json.dumps(result))
+"##;
+
+fn browser_ready() -> bool {
+    let found = |program: &str| {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found("chromium") && found("chromedriver") {
+        return true;
+    }
+    eprintln!("skipped: no chromium and chromedriver (scripts/test.sh installs them where it may)");
+    false
+}
+
+#[test]
+fn the_page_generates_draws_and_plays_music() {
+    let Some(python) = pianoroll_tests::python() else {
+        return;
+    };
+    if !browser_ready() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().join("notes.mid");
+    std::fs::write(&text_file, "these are notes, not MIDI\n").unwrap();
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("page.png");
+    let primer = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
+    runtime.block_on(async {
+        let server = Server::load(ServerConfig {
+            models: pianoroll_tests::repo_root().join("models"),
+            device: Device::Cpu,
+            threads: 1,
+            limits: Limits::default(),
+            drain: Duration::from_secs(5),
+            onnxruntime: None,
+            soundfont: None,
+        })
+        .unwrap();
+        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let page = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let url = format!("http://{}/", page.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.with_http(page).run(grpc, async {
+            let _ = stopped.await;
+        }));
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .args(["-c", DRIVE_THE_PAGE, &url])
+                .arg(&primer)
+                .arg(&text_file)
+                .arg(&screenshot)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "the browser script failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        eprintln!("{seen:#}");
+        assert_eq!(
+            seen["models"],
+            serde_json::json!(["lstm-nade", "rwkv-nade"])
+        );
+        assert_eq!(seen["error"], "", "{seen}");
+        assert!(
+            seen["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("done: 193 primer frames, 32 generated"),
+            "{seen}"
+        );
+        let painted = &seen["painted"];
+        assert!(painted[0].as_u64().unwrap() > 100, "primer drawn: {seen}");
+        assert!(
+            painted[1].as_u64().unwrap() > 10,
+            "generated notes drawn: {seen}"
+        );
+        // 193 + 32 frames of 0.25 s.
+        let duration = seen["audio_duration"].as_f64().unwrap();
+        assert!((duration - 56.25).abs() < 0.25, "audio lasts {duration} s");
+        assert!(seen["audio_source"].as_str().unwrap().starts_with("blob:"));
+        for href in seen["downloads"].as_array().unwrap() {
+            assert!(href.as_str().unwrap().starts_with("blob:"), "{seen}");
+        }
+        let bad = seen["bad_primer_error"].as_str().unwrap();
+        assert!(bad.contains("primer") && bad.contains("MIDI"), "{bad}");
+        let zero = seen["zero_frames_error"].as_str().unwrap();
+        assert!(zero.contains("frames"), "{zero}");
+        assert!(
+            seen["after_errors_status"]
+                .as_str()
+                .unwrap()
+                .starts_with("done"),
+            "the server goes on: {seen}"
+        );
+        assert_eq!(seen["unknown_model"][0], 404);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    });
+}
