@@ -337,7 +337,13 @@ impl Composer for ComposerService {
             },
         );
         let png = if request.png {
-            render_png(&roll, &PngOptions::default())
+            render_png(
+                &roll,
+                &PngOptions {
+                    primer_frames: started.primer.len(),
+                    ..Default::default()
+                },
+            )
         } else {
             Vec::new()
         };

@@ -414,7 +414,13 @@ fn sample(args: SampleArgs) -> Result<()> {
     if let Some(png) = &args.png {
         write_file(
             png,
-            &pipeline::render::render_png(&roll, &Default::default()),
+            &pipeline::render::render_png(
+                &roll,
+                &pipeline::render::PngOptions {
+                    primer_frames: primer.len(),
+                    ..Default::default()
+                },
+            ),
         )?;
         println!("wrote {}", png.display());
     }

@@ -1,7 +1,7 @@
 //! Learning curves as PNG line charts: NLL per frame against epoch, one colour per run, valid
 //! solid and train dashed. Text comes from an 8×8 bitmap font, so no font files are needed.
 
-use font8x8::UnicodeFonts;
+use pipeline::render::Canvas;
 
 /// One curve.
 pub struct Series {
@@ -30,32 +30,13 @@ const PALETTE: [[u8; 3]; 8] = [
     [23, 190, 207],
 ];
 
-struct Canvas {
-    pixels: Vec<u8>,
+/// The trainer's drawing on the pipeline's canvas: 2-pixel lines, solid or dashed.
+trait Lines {
+    /// A 2-pixel line; `dashed` draws 8 pixels on, 6 off along the way.
+    fn line(&mut self, from: (f64, f64), to: (f64, f64), colour: [u8; 3], dashed: bool);
 }
 
-impl Canvas {
-    fn put(&mut self, x: i64, y: i64, colour: [u8; 3]) {
-        if (0..WIDTH as i64).contains(&x) && (0..HEIGHT as i64).contains(&y) {
-            let at = (y as usize * WIDTH + x as usize) * 3;
-            self.pixels[at..at + 3].copy_from_slice(&colour);
-        }
-    }
-
-    fn text(&mut self, x: i64, y: i64, text: &str, colour: [u8; 3]) {
-        for (i, c) in text.chars().enumerate() {
-            let glyph = font8x8::BASIC_FONTS.get(c).unwrap_or([0; 8]);
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..8 {
-                    if bits & (1 << col) != 0 {
-                        self.put(x + i as i64 * 8 + col, y + row as i64, colour);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A 2-pixel line; `dashed` draws 8 pixels on, 6 off along the way.
+impl Lines for Canvas {
     fn line(&mut self, from: (f64, f64), to: (f64, f64), colour: [u8; 3], dashed: bool) {
         let steps = ((to.0 - from.0).abs().max((to.1 - from.1).abs()).ceil() as i64).max(1);
         for s in 0..=steps {
@@ -91,9 +72,7 @@ fn tick_step(span: f64, count: f64) -> f64 {
 
 /// Render the series as a PNG.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Vec<u8> {
-    let mut canvas = Canvas {
-        pixels: vec![255; WIDTH * HEIGHT * 3],
-    };
+    let mut canvas = Canvas::new(WIDTH, HEIGHT, [255, 255, 255]);
     let points = series
         .iter()
         .flat_map(|s| s.points.iter())
@@ -198,14 +177,5 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         canvas.text(legend_x as i64 + 30, legend_y as i64, &label, ink);
     }
 
-    let mut bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut bytes, WIDTH as u32, HEIGHT as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().expect("PNG header to memory");
-    writer
-        .write_image_data(&canvas.pixels)
-        .expect("PNG data to memory");
-    writer.finish().expect("PNG to memory");
-    bytes
+    canvas.to_png()
 }
