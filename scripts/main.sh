@@ -50,17 +50,8 @@ done
 cp -r models/lstm-nade models/rwkv-nade "$OUT/models/"
 
 # Serve the models (port 0: any free port; the log says which) and ask for music.
-"$SERVE" --models "$OUT/models" --addr 127.0.0.1:0 2> "$OUT/serve.log" &
-SERVER=$!
+start_server "$OUT/serve.log" --models "$OUT/models"
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
-ADDR=""
-for _ in $(seq 100); do
-    ADDR="$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$OUT/serve.log")"
-    [ -n "$ADDR" ] && break
-    kill -0 "$SERVER" 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
-    sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "the server did not start; see $OUT/serve.log"; exit 1; }
 "$SERVE" models --addr "$ADDR"
 for model in lstm rwkv lstm-nade rwkv-nade; do
     "$SERVE" generate --addr "$ADDR" --model "$model" --frames 128 --seed 1 \

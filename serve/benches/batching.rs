@@ -11,7 +11,7 @@
 //! only up to this many streams; default 64).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ort::session::SessionInputValue;
 use ort::value::Tensor;
@@ -21,7 +21,6 @@ use proto::pianoroll_v1::{GenerateRequest, generate_response};
 use proto::sampling::Uniforms;
 use serve::runtime::{Device, session};
 use serve::server::{Server, ServerConfig};
-use serve::service::Limits;
 use tokio_stream::StreamExt;
 
 const FRAMES: u32 = 1024;
@@ -292,13 +291,8 @@ fn main() {
     let settings = Settings::from_env();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = Server::load(ServerConfig {
-        models: models.clone(),
         device: settings.device,
-        threads: 1,
-        limits: Limits::default(),
-        drain: Duration::from_secs(5),
-        onnxruntime: None,
-        soundfont: None,
+        ..ServerConfig::cpu(models.clone())
     })
     .unwrap();
     let names = server.models();

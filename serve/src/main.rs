@@ -49,6 +49,10 @@ struct ServerArgs {
     /// Largest request or response message in bytes.
     #[arg(long, default_value_t = Limits::default().max_message_bytes)]
     max_message_bytes: usize,
+    /// Largest Compose response in bytes (audio makes them large; longer pieces with audio are
+    /// refused up front).
+    #[arg(long, default_value_t = Limits::default().max_response_bytes)]
+    max_response_bytes: usize,
     /// After SIGINT/SIGTERM, seconds running generations get to finish.
     #[arg(long, default_value_t = 30)]
     drain_seconds: u64,
@@ -145,6 +149,7 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
             max_frames: args.max_frames,
             max_concurrent: args.max_concurrent,
             max_message_bytes: args.max_message_bytes,
+            max_response_bytes: args.max_response_bytes,
         },
         drain: Duration::from_secs(args.drain_seconds),
         onnxruntime: args.onnxruntime,

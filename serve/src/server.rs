@@ -35,6 +35,23 @@ pub struct ServerConfig {
     pub soundfont: Option<PathBuf>,
 }
 
+impl ServerConfig {
+    /// The model folders in `models`, on the CPU with one ONNX Runtime thread per model, the
+    /// default limits, 5 s of drain, the default ONNX Runtime and SoundFont: what tests and
+    /// benchmarks start from.
+    pub fn cpu(models: PathBuf) -> ServerConfig {
+        ServerConfig {
+            models,
+            device: Device::Cpu,
+            threads: 1,
+            limits: Limits::default(),
+            drain: Duration::from_secs(5),
+            onnxruntime: None,
+            soundfont: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -117,7 +134,7 @@ impl Server {
         let service = ComposerService::new(self.models.clone(), limits, self.synth.clone());
         let composer = ComposerServer::new(service.clone())
             .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_message_bytes);
+            .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes));
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)

@@ -30,8 +30,11 @@ pub struct Limits {
     pub max_frames: usize,
     /// Most generations running at once, over all models.
     pub max_concurrent: usize,
-    /// Largest request or response message, bytes.
+    /// Largest request message, bytes (and largest response, except for `Compose`).
     pub max_message_bytes: usize,
+    /// Largest `Compose` response, bytes: audio makes them large (a WAV holds 176,400 bytes a
+    /// second), so a piece whose audio would not fit is refused before it is generated.
+    pub max_response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_frames: 10_000,
             max_concurrent: 256,
             max_message_bytes: 4 << 20,
+            max_response_bytes: 64 << 20,
         }
     }
 }
@@ -145,6 +149,28 @@ impl ComposerService {
             )));
         }
         Ok(frames)
+    }
+
+    /// Whether the WAV of `request`'s piece (primer and generated frames) fits in a response.
+    /// The primer's length is only known once read, so a MIDI primer counts at its parse.
+    fn check_audio_fits(&self, request: &GenerateRequest) -> Result<(), Status> {
+        let model = self.model(&request.model)?;
+        let primer = self.primer(request, model)?.len();
+        let frames = primer + request.frames as usize;
+        let seconds = frames as f64
+            * pipeline::midi::frame_seconds(model.card.roll_settings.grid, request.tempo_bpm);
+        let bytes = seconds * f64::from(pipeline::audio::SAMPLE_RATE) * 4.0;
+        // Room for the MIDI file and the PNG beside the audio.
+        let room = self.limits.max_response_bytes.saturating_sub(1 << 20) as f64;
+        if bytes > room {
+            return Err(Status::resource_exhausted(format!(
+                "audio: {frames} frames make a WAV of {:.1} MB; this server answers with at most \
+                 {:.1} MB (--max-response-bytes): ask for fewer frames, or no audio",
+                bytes / 1e6,
+                room / 1e6
+            )));
+        }
+        Ok(())
     }
 
     /// Validate `request`, take a slot and queue the generation.
@@ -311,6 +337,9 @@ impl Composer for ComposerService {
                 )));
             }
         };
+        if wav {
+            self.check_audio_fits(&generation)?;
+        }
         let mut started = self.start(&generation)?;
         let mut frames = started.primer.clone();
         let seconds = loop {

@@ -5,11 +5,8 @@
 //! the server goes on. The HTTP API answers an unknown model with 404 and a JSON error.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serve::runtime::Device;
 use serve::server::{Server, ServerConfig};
-use serve::service::Limits;
 
 const DRIVE_THE_PAGE: &str = r##"
 import json, sys, time, urllib.request, urllib.error
@@ -119,16 +116,8 @@ fn the_page_generates_draws_and_plays_music() {
     let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("page.png");
     let primer = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
     runtime.block_on(async {
-        let server = Server::load(ServerConfig {
-            models: pianoroll_tests::repo_root().join("models"),
-            device: Device::Cpu,
-            threads: 1,
-            limits: Limits::default(),
-            drain: Duration::from_secs(5),
-            onnxruntime: None,
-            soundfont: None,
-        })
-        .unwrap();
+        let models = pianoroll_tests::repo_root().join("models");
+        let server = Server::load(ServerConfig::cpu(models)).unwrap();
         let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();

@@ -149,13 +149,9 @@ impl Running {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Running {
         let config = ServerConfig {
-            models: models().to_owned(),
-            device: Device::Cpu,
-            threads: 1,
             limits,
             drain: Duration::from_secs(20),
-            onnxruntime: None,
-            soundfont: None,
+            ..ServerConfig::cpu(models().to_owned())
         };
         let server = Server::load(config).unwrap();
         assert_eq!(server.broken().len(), 2, "the broken folders are reported");
@@ -428,6 +424,7 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
             max_frames: 500,
             max_concurrent: 2,
             max_message_bytes: 64 * 1024,
+            ..Limits::default()
         };
         let server = Running::start(limits).await;
         let mut client = server.client().await;
@@ -731,16 +728,7 @@ fn trainer_sample_and_the_server_write_the_same_midi() {
 /// names the file and says what to do; the other models still serve.
 #[test]
 fn a_card_the_server_cannot_drive_is_refused_by_name() {
-    let config = ServerConfig {
-        models: models().to_owned(),
-        device: Device::Cpu,
-        threads: 1,
-        limits: Limits::default(),
-        drain: Duration::from_secs(1),
-        onnxruntime: None,
-        soundfont: None,
-    };
-    let server = Server::load(config).unwrap();
+    let server = Server::load(ServerConfig::cpu(models().to_owned())).unwrap();
     let old = server
         .broken()
         .iter()
@@ -760,7 +748,11 @@ fn a_card_the_server_cannot_drive_is_refused_by_name() {
 #[test]
 fn compose_returns_audio_of_the_piece() {
     runtime().block_on(async {
-        let server = Running::start(Limits::default()).await;
+        let limits = Limits {
+            max_response_bytes: 4 << 20, // 3 MiB of audio, with the room kept for MIDI and PNG
+            ..Limits::default()
+        };
+        let server = Running::start(limits).await;
         let mut client = server.client().await;
         let mut r = request("lstm-nade", 40, 5);
         r.primer = Some(generate_request::Primer::PrimerFrames(Frames {
@@ -771,13 +763,21 @@ fn compose_returns_audio_of_the_piece() {
                 8
             ],
         }));
-        let compose = |audio: &str| ComposeRequest {
+        let compose = |r: &GenerateRequest, audio: &str| ComposeRequest {
             generation: Some(r.clone()),
             png: false,
             audio: audio.to_owned(),
         };
-        let first = client.compose(compose("wav")).await.unwrap().into_inner();
-        let again = client.compose(compose("wav")).await.unwrap().into_inner();
+        let first = client
+            .compose(compose(&r, "wav"))
+            .await
+            .unwrap()
+            .into_inner();
+        let again = client
+            .compose(compose(&r, "wav"))
+            .await
+            .unwrap()
+            .into_inner();
         assert!(first.audio.starts_with(b"RIFF"));
         assert!(
             first.audio == again.audio,
@@ -785,11 +785,22 @@ fn compose_returns_audio_of_the_piece() {
         );
         // 48 frames of 0.25 s, 16-bit stereo at 44.1 kHz, after the 44-byte header.
         assert_eq!(first.audio.len() - 44, 48 * 11_025 * 4);
-        let status = client.compose(compose("mp3")).await.unwrap_err();
+        let status = client.compose(compose(&r, "mp3")).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains("mp3"), "{}", status.message());
-        let none = client.compose(compose("")).await.unwrap().into_inner();
+        let none = client.compose(compose(&r, "")).await.unwrap().into_inner();
         assert!(none.audio.is_empty());
+        // 8 + 40 frames are 2.1 MB of WAV; 8 + 80 would be 3.9 MB, over the limit: refused up
+        // front with a message, and the same piece without audio is fine.
+        r.frames = 80;
+        let status = client.compose(compose(&r, "wav")).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("fewer frames"),
+            "{}",
+            status.message()
+        );
+        client.compose(compose(&r, "")).await.unwrap();
 
         let path = models().parent().unwrap().join("composed.wav");
         std::fs::write(&path, &first.audio).unwrap();
@@ -842,16 +853,7 @@ fn compose_returns_audio_of_the_piece() {
 fn the_shipped_models_serve() {
     let shipped = pianoroll_tests::repo_root().join("models");
     runtime().block_on(async {
-        let server = Server::load(ServerConfig {
-            models: shipped.clone(),
-            device: Device::Cpu,
-            threads: 1,
-            limits: Limits::default(),
-            drain: Duration::from_secs(5),
-            onnxruntime: None,
-            soundfont: None,
-        })
-        .unwrap();
+        let server = Server::load(ServerConfig::cpu(shipped.clone())).unwrap();
         assert!(server.broken().is_empty(), "{:?}", server.broken());
         let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -963,13 +965,8 @@ fn has_gpu() -> bool {
 fn device_choice_is_explicit() {
     models();
     let config = |device| ServerConfig {
-        models: models().to_owned(),
         device,
-        threads: 1,
-        limits: Limits::default(),
-        drain: Duration::from_secs(1),
-        onnxruntime: None,
-        soundfont: None,
+        ..ServerConfig::cpu(models().to_owned())
     };
     let auto = Server::load(config(Device::Auto)).unwrap();
     let cuda = Server::load(config(Device::Cuda));
