@@ -8,10 +8,13 @@
 //! - [`service`]: the gRPC service, validation and status codes.
 //! - [`server`]: health, reflection, limits, graceful shutdown.
 //! - [`client`]: the `serve generate` command's client.
+//! - [`http`]: the web page and its HTTP API (`--http`).
+//! - [`metrics`]: Prometheus metrics for operators (`--metrics`).
 
 pub mod batcher;
 pub mod client;
 pub mod http;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -34,6 +34,9 @@ struct ServerArgs {
     /// Also serve a web page (generate, see and hear music) and its HTTP API on this address.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Also serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
@@ -169,6 +172,16 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
                 .with_context(|| format!("--http {http}: cannot listen"))?;
             tracing::info!("web page on http://{}/", page.local_addr()?);
             server.with_http(page)
+        }
+        None => server,
+    };
+    let server = match args.metrics {
+        Some(metrics) => {
+            let listener = bind(metrics)
+                .await
+                .with_context(|| format!("--metrics {metrics}: cannot listen"))?;
+            tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+            server.with_metrics(listener)
         }
         None => server,
     };

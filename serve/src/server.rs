@@ -74,6 +74,8 @@ pub struct Server {
     config: ServerConfig,
     /// Where the web page is served, when it is ([`Server::with_http`]).
     http: Option<TcpListener>,
+    /// Where the metrics are served, when they are ([`Server::with_metrics`]).
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -94,6 +96,7 @@ impl Server {
             synth,
             config,
             http: None,
+            metrics: None,
         })
     }
 
@@ -115,6 +118,12 @@ impl Server {
 
     pub fn broken(&self) -> &[Broken] {
         &self.broken
+    }
+
+    /// Also serve Prometheus metrics ([`crate::metrics`]) on `listener`, at `GET /metrics`.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Server {
+        self.metrics = Some(listener);
+        self
     }
 
     /// Also serve the web page and its HTTP API ([`crate::http`]) on `listener`.
@@ -156,12 +165,40 @@ impl Server {
         let (stop_taking_calls, stopped) = tokio::sync::oneshot::channel::<()>();
         let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
         let (stop_page, page_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             shutdown.await;
             let _ = signalled.send(());
             let _ = stop_taking_calls.send(());
             let _ = stop_page.send(());
+            let _ = stop_metrics.send(());
         });
+        if let Some(listener) = self.metrics {
+            let service = service.clone();
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let text = service.metrics();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            text,
+                        )
+                    }
+                }),
+            );
+            tokio::spawn(async move {
+                let serving = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = metrics_stopped.await;
+                });
+                if let Err(e) = serving.await {
+                    tracing::error!("the metrics server failed: {e}");
+                }
+            });
+        }
         if let Some(listener) = self.http {
             let router = crate::http::router(
                 service,

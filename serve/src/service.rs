@@ -20,6 +20,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::batcher::{Event, Job, Slots, frame_of, pitches};
+use crate::metrics::Requests;
 use crate::registry::LoadedModel;
 use crate::runtime::Provider;
 
@@ -58,6 +59,8 @@ pub struct ComposerService {
     limits: Limits,
     /// What `Compose` plays audio with.
     synth: pipeline::audio::Synth,
+    /// Requests by method, model and status, for the metrics.
+    requests: Arc<Requests>,
 }
 
 /// A validated request, queued on its model's batcher.
@@ -103,7 +106,27 @@ impl ComposerService {
             slots: Slots::new(limits.max_concurrent),
             limits,
             synth,
+            requests: Arc::new(Requests::default()),
         }
+    }
+
+    /// The operators' metrics as Prometheus text ([`crate::metrics`]).
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(&self.models, &self.slots, &self.requests)
+    }
+
+    /// Count a request's outcome.
+    fn counted<T>(
+        &self,
+        method: &'static str,
+        model: &str,
+        result: Result<T, Status>,
+    ) -> Result<T, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.requests.record(method, model, code);
+        result
     }
 
     fn model(&self, name: &str) -> Result<&LoadedModel, Status> {
@@ -278,9 +301,13 @@ impl Composer for ComposerService {
         &self,
         _request: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
-        Ok(Response::new(ListModelsResponse {
-            models: self.models.values().map(model_info).collect(),
-        }))
+        self.counted(
+            "ListModels",
+            "",
+            Ok(Response::new(ListModelsResponse {
+                models: self.models.values().map(model_info).collect(),
+            })),
+        )
     }
 
     type GenerateStream = GenerateStream;
@@ -290,7 +317,7 @@ impl Composer for ComposerService {
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateStream>, Status> {
         let request = request.into_inner();
-        let started = self.start(&request)?;
+        let started = self.counted("Generate", &request.model, self.start(&request))?;
         let model = started.model;
         let (name, provider) = (model.name.clone(), model.provider);
         let primer_frames = started.primer.len();
@@ -325,6 +352,22 @@ impl Composer for ComposerService {
         request: Request<ComposeRequest>,
     ) -> Result<Response<ComposeResponse>, Status> {
         let request = request.into_inner();
+        let model = request
+            .generation
+            .as_ref()
+            .map(|g| g.model.clone())
+            .unwrap_or_default();
+        let result = self.compose_piece(request).await;
+        self.counted("Compose", &model, result)
+    }
+}
+
+impl ComposerService {
+    /// `Compose`, uncounted.
+    async fn compose_piece(
+        &self,
+        request: ComposeRequest,
+    ) -> Result<Response<ComposeResponse>, Status> {
         let generation = request
             .generation
             .ok_or_else(|| Status::invalid_argument("generation: missing"))?;

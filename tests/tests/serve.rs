@@ -848,6 +848,95 @@ fn compose_returns_audio_of_the_piece() {
     });
 }
 
+/// `--metrics`: Prometheus text that counts requests by method, model and status, the frames
+/// generated, the generations running, and each model's batch sizes and step times; a parser
+/// others wrote (Python's prometheus_client) reads it.
+#[test]
+fn metrics_count_requests_frames_and_steps() {
+    runtime().block_on(async {
+        let server = Server::load(ServerConfig::cpu(models().to_owned())).unwrap();
+        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let metrics = serve::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let (addr, metrics_addr) = (grpc.local_addr().unwrap(), metrics.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.with_metrics(metrics).run(grpc, async {
+            let _ = stopped.await;
+        }));
+        let mut client = ComposerClient::connect(format!("http://{addr}")).await.unwrap();
+        generate(&mut client, request("lstm", 20, 1)).await;
+        generate(&mut client, request("lstm", 12, 2)).await;
+        assert_eq!(status_of(&mut client, request("nope", 5, 1)).await, Code::NotFound);
+        let mut hot = request("rwkv", 5, 1);
+        hot.temperature = Some(-1.0);
+        assert_eq!(status_of(&mut client, hot).await, Code::InvalidArgument);
+
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut http = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).await.unwrap();
+        let (head, text) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_lowercase().contains("text/plain; version=0.0.4"), "{head}");
+        let value = |line_start: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(line_start))
+                .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let requests = |model: &str, code: &str| {
+            value(&format!(
+                "pianoroll_requests_total{{method=\"Generate\",model=\"{model}\",code=\"{code}\"}}"
+            ))
+        };
+        assert_eq!(requests("lstm", "Ok"), 2.0);
+        assert_eq!(requests("nope", "NotFound"), 1.0);
+        assert_eq!(requests("rwkv", "InvalidArgument"), 1.0);
+        assert_eq!(value("pianoroll_generated_frames_total{model=\"lstm\"}"), 32.0);
+        assert_eq!(value("pianoroll_active_generations "), 0.0);
+        let steps = value("pianoroll_step_seconds_count{model=\"lstm\"}");
+        assert!(steps >= 32.0, "every frame is a step: {steps}");
+        assert_eq!(
+            value("pianoroll_batch_size_bucket{model=\"lstm\",le=\"+Inf\"}"),
+            value("pianoroll_batch_size_count{model=\"lstm\"}")
+        );
+        assert_eq!(text.matches("pianoroll_model_info{").count(), 3);
+        assert!(text.contains("head=\"nade\",provider=\"CPU\"} 1"), "{text}");
+
+        if let Some(python) = pianoroll_tests::python() {
+            let path = models().parent().unwrap().join("metrics.txt");
+            std::fs::write(&path, text).unwrap();
+            let output = std::process::Command::new(python)
+                .args([
+                    "-c",
+                    "import sys; from prometheus_client.parser import text_string_to_metric_families as parse; \
+                     print(sorted(f.name + ':' + f.type for f in parse(open(sys.argv[1]).read())))",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let families = String::from_utf8_lossy(&output.stdout);
+            for family in [
+                "pianoroll_requests:counter",
+                "pianoroll_generated_frames:counter",
+                "pianoroll_active_generations:gauge",
+                "pianoroll_batch_size:histogram",
+                "pianoroll_step_seconds:histogram",
+                "pianoroll_model_info:gauge",
+            ] {
+                assert!(families.contains(family), "{family} in {families}");
+            }
+        }
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    });
+}
+
 /// The models the repository ships (models/) load, say what they are, and make music over gRPC.
 #[test]
 fn the_shipped_models_serve() {

@@ -1,0 +1,169 @@
+//! `serve --metrics ADDR`: what an operator scrapes, as Prometheus text (format 0.0.4) on
+//! `GET /metrics`:
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `pianoroll_requests_total` | counter | `method`, `model`, `code` (the gRPC status) |
+//! | `pianoroll_generated_frames_total` | counter | `model` |
+//! | `pianoroll_active_generations` | gauge | |
+//! | `pianoroll_batch_size` | histogram | `model`: generations advanced together per step |
+//! | `pianoroll_step_seconds` | histogram | `model`: one step of the whole batch (per-frame latency) |
+//! | `pianoroll_model_info` | gauge, always 1 | `model`, `kind`, `head`, `provider` |
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::batcher::Slots;
+use crate::registry::LoadedModel;
+
+/// A Prometheus histogram: counts per upper bound (and +Inf), the sum and the count.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// (counts per bucket, the last for +Inf; sum; count)
+    state: Mutex<(Vec<u64>, f64, u64)>,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            state: Mutex::new((vec![0; bounds.len() + 1], 0.0, 0)),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|&b| value <= b)
+            .unwrap_or(self.bounds.len());
+        state.0[bucket] += 1;
+        state.1 += value;
+        state.2 += 1;
+    }
+
+    /// The `_bucket` (cumulative), `_sum` and `_count` lines of `name` with `labels`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cumulative = 0;
+        for (i, count) in state.0.iter().enumerate() {
+            cumulative += count;
+            let le = self
+                .bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", state.1);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", state.2);
+    }
+}
+
+/// Generations per step.
+pub const BATCH_SIZE_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Seconds per step.
+pub const STEP_SECONDS_BOUNDS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+
+/// Requests by (method, model, status code).
+#[derive(Debug, Default)]
+pub struct Requests(Mutex<BTreeMap<(&'static str, String, String), u64>>);
+
+impl Requests {
+    pub fn record(&self, method: &'static str, model: &str, code: tonic::Code) {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *counts
+            .entry((method, model.to_owned(), format!("{code:?}")))
+            .or_default() += 1;
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole exposition.
+pub fn render(
+    models: &BTreeMap<String, LoadedModel>,
+    slots: &Slots,
+    requests: &Requests,
+) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP pianoroll_requests_total Requests by method, model and gRPC status code.\n\
+         # TYPE pianoroll_requests_total counter\n",
+    );
+    for ((method, model, code), count) in
+        requests.0.lock().unwrap_or_else(|p| p.into_inner()).iter()
+    {
+        let _ = writeln!(
+            out,
+            "pianoroll_requests_total{{method=\"{method}\",model=\"{}\",code=\"{code}\"}} {count}",
+            escape(model)
+        );
+    }
+    out.push_str(
+        "# HELP pianoroll_generated_frames_total Frames sampled, by model.\n\
+         # TYPE pianoroll_generated_frames_total counter\n",
+    );
+    for model in models.values() {
+        let frames = model.batcher.stats().generated_frames();
+        let _ = writeln!(
+            out,
+            "pianoroll_generated_frames_total{{model=\"{}\"}} {frames}",
+            escape(&model.name)
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP pianoroll_active_generations Generations running now, over all models.\n\
+         # TYPE pianoroll_active_generations gauge\n\
+         pianoroll_active_generations {}\n",
+        slots.in_use()
+    );
+    out.push_str(
+        "# HELP pianoroll_batch_size Generations advanced together by one step.\n\
+         # TYPE pianoroll_batch_size histogram\n",
+    );
+    for model in models.values() {
+        let labels = format!("model=\"{}\"", escape(&model.name));
+        let stats = model.batcher.stats();
+        stats
+            .batch_sizes
+            .render(&mut out, "pianoroll_batch_size", &labels);
+    }
+    out.push_str(
+        "# HELP pianoroll_step_seconds Duration of one step of a model's batch (per-frame latency).\n\
+         # TYPE pianoroll_step_seconds histogram\n",
+    );
+    for model in models.values() {
+        let labels = format!("model=\"{}\"", escape(&model.name));
+        let stats = model.batcher.stats();
+        stats
+            .step_seconds
+            .render(&mut out, "pianoroll_step_seconds", &labels);
+    }
+    out.push_str(
+        "# HELP pianoroll_model_info The models served and the execution provider of each.\n\
+         # TYPE pianoroll_model_info gauge\n",
+    );
+    for model in models.values() {
+        let _ = writeln!(
+            out,
+            "pianoroll_model_info{{model=\"{}\",kind=\"{}\",head=\"{}\",provider=\"{}\"}} 1",
+            escape(&model.name),
+            escape(&model.card.kind),
+            escape(&model.card.head),
+            model.provider.name()
+        );
+    }
+    out
+}
