@@ -6,11 +6,14 @@
 //!   what the graph's inputs, outputs and states are and what grid its frames are on.
 //! - [`sampling`]: the uniform numbers a generation samples with, from the request's seed (the
 //!   server and `trainer sample` share them, so they make the same music).
+//! - [`triton`]: a Triton Inference Server `config.pbtxt` for an exported model (sequence
+//!   batcher, implicit state).
 //! - [`pianoroll_v1`] (feature `grpc`): the server's gRPC API, from
 //!   `pianoroll/v1/composer.proto`, compiled by tonic.
 
 pub mod card;
 pub mod sampling;
+pub mod triton;
 
 /// ONNX protobuf messages (package `onnx`).
 pub mod onnx {

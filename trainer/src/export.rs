@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use pipeline::atomic::{self, Refusal};
 use prost::Message;
 use proto::card::{
@@ -104,20 +104,8 @@ fn metrics_of(weights: &Path, metrics: &mut Metrics) -> Result<()> {
     Ok(())
 }
 
-/// Export `checkpoint` (a run folder, meaning its best weights, or a `.safetensors` file in
-/// one) into the model folder `output`. An existing `output` is replaced only with `force`, and
-/// only if it is a model folder.
-pub fn export(checkpoint: &Path, output: &Path, force: bool) -> Result<ModelCard> {
-    atomic::check_replaceable(output, force, CARD_FILE).map_err(|refusal| match refusal {
-        Refusal::Exists => anyhow::anyhow!(
-            "{} already exists (use --force to replace a model folder)",
-            output.display()
-        ),
-        Refusal::NotOurs => anyhow::anyhow!(
-            "{} exists and is not a model folder (no {CARD_FILE}); not replacing it",
-            output.display()
-        ),
-    })?;
+/// The step model and card of `checkpoint`, with the card's source and metrics filled in.
+fn exported_model(checkpoint: &Path) -> Result<(ModelProto, ModelCard)> {
     let loaded = load(checkpoint, Device::Cpu)?;
     let bytes = std::fs::read(&loaded.weights)
         .with_context(|| format!("reading checkpoint {}", loaded.weights.display()))?;
@@ -127,16 +115,91 @@ pub fn export(checkpoint: &Path, output: &Path, force: bool) -> Result<ModelCard
         sha256: pipeline::dataset::hex(&Sha256::digest(&bytes)),
     };
     metrics_of(&loaded.weights, &mut card.metrics)?;
+    Ok((model, card))
+}
 
+/// Refuse to replace `output` unless `force` and it holds `marker` (it is ours).
+fn check_output(output: &Path, force: bool, marker: &str, what: &str) -> Result<()> {
+    atomic::check_replaceable(output, force, marker).map_err(|refusal| match refusal {
+        Refusal::Exists => anyhow::anyhow!(
+            "{} already exists (use --force to replace a {what})",
+            output.display()
+        ),
+        Refusal::NotOurs => anyhow::anyhow!(
+            "{} exists and is not a {what} (no {marker}); not replacing it",
+            output.display()
+        ),
+    })
+}
+
+/// Write `files` (relative path, bytes) into a staging folder and publish it as `output`.
+fn publish(output: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     let staging = atomic::staging_beside(output)
         .with_context(|| format!("creating a staging folder beside {}", output.display()))?;
-    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+    for (name, bytes) in files {
         let path = staging.path().join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
-    write(GRAPH_FILE, &model.encode_to_vec())?;
-    write(CARD_FILE, &card.to_json())?;
-    atomic::publish_folder(staging, output)
-        .with_context(|| format!("writing {}", output.display()))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    atomic::publish_folder(staging, output).with_context(|| format!("writing {}", output.display()))
+}
+
+/// Export `checkpoint` (a run folder, meaning its best weights, or a `.safetensors` file in
+/// one) into the model folder `output`. An existing `output` is replaced only with `force`, and
+/// only if it is a model folder.
+pub fn export(checkpoint: &Path, output: &Path, force: bool) -> Result<ModelCard> {
+    check_output(output, force, CARD_FILE, "model folder")?;
+    let (model, card) = exported_model(checkpoint)?;
+    publish(
+        output,
+        &[
+            (GRAPH_FILE.to_owned(), model.encode_to_vec()),
+            (CARD_FILE.to_owned(), card.to_json()),
+        ],
+    )?;
     Ok(card)
 }
+
+/// Export `checkpoint` as the model `name` of the Triton model repository `repository`:
+/// `NAME/config.pbtxt` ([`proto::triton`]), `NAME/1/model.onnx`, the card as
+/// `NAME/model.json`, and `NAME/initial_state/*.bin` for the states that do not start at 0.
+/// An existing `NAME` is replaced only with `force`, and only if it has a `config.pbtxt`.
+pub fn export_triton(
+    checkpoint: &Path,
+    repository: &Path,
+    name: &str,
+    force: bool,
+) -> Result<ModelCard> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("--name {name:?}: a Triton model name is one folder name");
+    }
+    let output = repository.join(name);
+    check_output(&output, force, TRITON_CONFIG_FILE, "Triton model")?;
+    let (model, card) = exported_model(checkpoint)?;
+    let config = proto::triton::config_pbtxt(name, &card).map_err(anyhow::Error::msg)?;
+    let mut files = vec![
+        (TRITON_CONFIG_FILE.to_owned(), config.into_bytes()),
+        (format!("1/{GRAPH_FILE}"), model.encode_to_vec()),
+        (CARD_FILE.to_owned(), card.to_json()),
+    ];
+    for state in card.states.iter().filter(|s| s.initial != 0.0) {
+        files.push((
+            format!(
+                "{}/{}",
+                proto::triton::INITIAL_STATE_DIR,
+                proto::triton::initial_state_file(&state.input)
+            ),
+            proto::triton::initial_state_bytes(state.initial, state.width),
+        ));
+    }
+    std::fs::create_dir_all(repository)
+        .with_context(|| format!("creating {}", repository.display()))?;
+    publish(&output, &files)?;
+    Ok(card)
+}
+
+/// The configuration file of a Triton model folder.
+pub const TRITON_CONFIG_FILE: &str = "config.pbtxt";

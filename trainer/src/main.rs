@@ -32,8 +32,15 @@ enum Command {
         /// A run folder (uses best.safetensors) or a .safetensors file in one.
         checkpoint: PathBuf,
         /// Model folder to create, e.g. models/lstm.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present = "triton")]
+        output: Option<PathBuf>,
+        /// Also (or instead) write the model into this Triton model repository, as
+        /// DIR/NAME/config.pbtxt and DIR/NAME/1/model.onnx (sequence batcher, implicit state).
+        #[arg(long, value_name = "DIR")]
+        triton: Option<PathBuf>,
+        /// The model's name in the Triton repository (default: the run folder's name).
+        #[arg(long, requires = "triton")]
+        name: Option<String>,
         /// Replace an existing model folder.
         #[arg(long)]
         force: bool,
@@ -335,16 +342,33 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export {
             checkpoint,
             output,
+            triton,
+            name,
             force,
         } => {
-            let card = trainer::export::export(&checkpoint, &output, force)?;
-            println!(
-                "exported {} model ({} parameters, {} state tensors) to {}",
-                card.kind,
-                card.metrics.parameters,
-                card.states.len(),
-                output.display()
-            );
+            let said = |card: &proto::card::ModelCard, place: &std::path::Path| {
+                println!(
+                    "exported {} model ({} parameters, {} state tensors) to {}",
+                    card.kind,
+                    card.metrics.parameters,
+                    card.states.len(),
+                    place.display()
+                );
+            };
+            if let Some(output) = &output {
+                said(
+                    &trainer::export::export(&checkpoint, output, force)?,
+                    output,
+                );
+            }
+            if let Some(repository) = &triton {
+                let name = match name {
+                    Some(name) => name,
+                    None => run_folder_name(&checkpoint)?,
+                };
+                let card = trainer::export::export_triton(&checkpoint, repository, &name, force)?;
+                said(&card, &repository.join(&name));
+            }
             Ok(())
         }
         Command::Compare { runs, output } => {
@@ -430,6 +454,19 @@ fn sample(args: SampleArgs) -> Result<()> {
         println!("wrote {} ({})", path.display(), synth.describe());
     }
     Ok(())
+}
+
+/// The name of the run folder `checkpoint` is (or is in).
+fn run_folder_name(checkpoint: &std::path::Path) -> Result<String> {
+    let run = if checkpoint.is_dir() {
+        checkpoint
+    } else {
+        checkpoint.parent().unwrap_or(checkpoint)
+    };
+    let run = std::fs::canonicalize(run).unwrap_or_else(|_| run.to_owned());
+    run.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow::anyhow!("{}: give the model a --name", checkpoint.display()))
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {

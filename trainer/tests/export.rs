@@ -657,3 +657,83 @@ fn old_run_folders_and_model_cards_still_load() {
         assert!(worst < TOLERANCE, "{name}: logits differ by {worst}");
     }
 }
+
+const CHECK_TRITON_CONFIG: &str = r#"
+import json, sys
+import numpy as np
+import onnx
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+folder = sys.argv[1]
+config = text_format.Parse(open(folder + "/config.pbtxt").read(), model_config_pb2.ModelConfig())
+card = json.load(open(folder + "/model.json"))
+graph = onnx.load(folder + "/1/model.onnx").graph
+width = {v.name: v.type.tensor_type.shape.dim[1].dim_value for v in list(graph.input) + list(graph.output)}
+problems = []
+states = config.sequence_batching.state
+declared_in = [i.name for i in config.input] + [s.input_name for s in states]
+declared_out = [o.name for o in config.output] + [s.output_name for s in states]
+if sorted(declared_in) != sorted(i.name for i in graph.input):
+    problems.append(f"inputs {sorted(declared_in)} != graph {sorted(i.name for i in graph.input)}")
+if sorted(declared_out) != sorted(o.name for o in graph.output):
+    problems.append(f"outputs {sorted(declared_out)} != graph {sorted(o.name for o in graph.output)}")
+for t in list(config.input) + list(config.output):
+    if list(t.dims) != [width[t.name]] or t.data_type != model_config_pb2.TYPE_FP32:
+        problems.append(f"{t.name}: dims {list(t.dims)}, graph width {width[t.name]}")
+initial = {s["input"]: s["initial"] for s in card["states"]}
+for s in states:
+    if len(s.initial_state) != 1:
+        problems.append(f"state {s.input_name}: {len(s.initial_state)} initial states")
+        continue
+    start = s.initial_state[0]
+    if list(s.dims) != [width[s.input_name]] or list(start.dims) != list(s.dims):
+        problems.append(f"state {s.input_name}: dims {list(s.dims)}")
+    if start.WhichOneof("state_data") == "zero_data":
+        if initial[s.input_name] != 0:
+            problems.append(f"state {s.input_name}: zero_data but starts at {initial[s.input_name]}")
+    else:
+        values = np.fromfile(folder + "/initial_state/" + start.data_file, dtype="<f4")
+        if len(values) != s.dims[0] or not np.all(values == np.float32(initial[s.input_name])):
+            problems.append(f"state {s.input_name}: initial_state file holds {values[:3]}...")
+print(json.dumps({"name": config.name, "backend": config.backend, "states": len(states),
+                  "max_batch_size": config.max_batch_size, "problems": problems}))
+"#;
+
+/// `trainer export --triton`: Triton's own `ModelConfig` (tritonclient's protobuf, text format)
+/// reads `config.pbtxt`, and every input, output and implicit state it declares is the ONNX
+/// graph's, with the graph's width and the card's initial value, for both families.
+#[test]
+fn triton_model_repository_matches_the_graph() {
+    let Some(python) = pianoroll_tests::python() else {
+        return;
+    };
+    let runs = trained_runs();
+    let repository = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("triton-repository");
+    let _ = std::fs::remove_dir_all(&repository);
+    for (run, name, states) in [(&runs.lstm_nade, "lstm-nade", 4), (&runs.rwkv, "rwkv", 10)] {
+        trainer::export::export_triton(run, &repository, name, false).unwrap();
+        let output = std::process::Command::new(&python)
+            .args(["-c", CHECK_TRITON_CONFIG])
+            .arg(repository.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(seen["problems"], serde_json::json!([]), "{name}: {seen}");
+        assert_eq!(seen["name"], name);
+        assert_eq!(seen["backend"], "onnxruntime");
+        assert_eq!(seen["states"], states);
+        assert!(seen["max_batch_size"].as_u64().unwrap() > 1);
+    }
+    // Only a Triton model folder is replaced, and only with force.
+    let error = trainer::export::export_triton(&runs.rwkv, &repository, "rwkv", false).unwrap_err();
+    assert!(format!("{error:#}").contains("--force"), "{error:#}");
+    trainer::export::export_triton(&runs.rwkv, &repository, "rwkv", true).unwrap();
+    let error = trainer::export::export_triton(&runs.rwkv, &repository, "../x", true).unwrap_err();
+    assert!(format!("{error:#}").contains("--name"), "{error:#}");
+}
