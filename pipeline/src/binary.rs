@@ -6,16 +6,23 @@ use std::process::ExitCode;
 /// Log to stderr with `tracing`: the `RUST_LOG` filter, else `default_filter` (e.g. `"info"`);
 /// colours only when stderr is a terminal, so log files stay plain text.
 pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
+        .with_env_filter(filter);
+    if std::env::var(LOG_FORMAT_VARIABLE).is_ok_and(|format| format == "json") {
+        // One JSON object a line, for log collectors.
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
+
+/// `PIANOROLL_LOG_FORMAT=json` makes every binary log one JSON object a line (time, level,
+/// message and fields) instead of text.
+pub const LOG_FORMAT_VARIABLE: &str = "PIANOROLL_LOG_FORMAT";
 
 /// End the process the way the platform's command-line tools end when the reader of their
 /// output goes away (`pipeline stats DATA | head -2`): killed quietly by SIGPIPE, which the shell

@@ -7,7 +7,10 @@ use proto::pianoroll_v1::composer_client::ComposerClient;
 use proto::pianoroll_v1::{
     ComposeRequest, GenerateRequest, ListModelsRequest, generate_request, grid,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::auth::AddToken;
 
 /// What `serve generate` asks for.
 pub struct GenerateArgs {
@@ -20,18 +23,31 @@ pub struct GenerateArgs {
     pub output: PathBuf,
     pub png: Option<PathBuf>,
     pub wav: Option<PathBuf>,
+    /// The server's bearer token, in this file.
+    pub token_file: Option<PathBuf>,
 }
 
-async fn connect(addr: &str) -> Result<ComposerClient<Channel>> {
+type Client = ComposerClient<InterceptedService<Channel, AddToken>>;
+
+/// A client of the server at `addr`, sending the token of `token_file` if there is one.
+async fn connect(addr: &str, token_file: Option<&Path>) -> Result<Client> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}")
     };
-    let client = ComposerClient::connect(uri.clone())
+    let token = token_file
+        .map(crate::auth::read_token_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let add_token =
+        AddToken::new(token.as_deref()).map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
+    let channel = Channel::from_shared(uri.clone())
+        .with_context(|| format!("--addr {addr}: not an address"))?
+        .connect()
         .await
         .with_context(|| format!("--addr {addr}: cannot connect to a server at {uri}"))?;
-    Ok(client.max_decoding_message_size(usize::MAX))
+    Ok(ComposerClient::with_interceptor(channel, add_token).max_decoding_message_size(usize::MAX))
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {
@@ -46,7 +62,7 @@ pub async fn generate(addr: &str, args: &GenerateArgs) -> Result<()> {
         )),
         None => None,
     };
-    let mut client = connect(addr).await?;
+    let mut client = connect(addr, args.token_file.as_deref()).await?;
     let response = client
         .compose(ComposeRequest {
             generation: Some(GenerateRequest {
@@ -93,8 +109,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Print the server's models.
-pub async fn list(addr: &str) -> Result<()> {
-    let mut client = connect(addr).await?;
+pub async fn list(addr: &str, token_file: Option<&Path>) -> Result<()> {
+    let mut client = connect(addr, token_file).await?;
     let models = client
         .list_models(ListModelsRequest {})
         .await

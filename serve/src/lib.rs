@@ -8,9 +8,11 @@
 //! - [`service`]: the gRPC service, validation and status codes.
 //! - [`server`]: health, reflection, limits, graceful shutdown.
 //! - [`client`]: the `serve generate` command's client.
+//! - [`auth`]: optional bearer-token authentication (`--token-file`).
 //! - [`http`]: the web page and its HTTP API (`--http`).
 //! - [`metrics`]: Prometheus metrics for operators (`--metrics`).
 
+pub mod auth;
 pub mod batcher;
 pub mod client;
 pub mod http;

@@ -37,6 +37,10 @@ struct ServerArgs {
     /// Also serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Require `authorization: Bearer TOKEN` on every composer call, TOKEN being this file's
+    /// text (health and reflection stay open). Not with --http: the page has no sign-in.
+    #[arg(long, conflicts_with = "http")]
+    token_file: Option<PathBuf>,
     /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
@@ -76,6 +80,9 @@ enum Command {
     Models {
         #[arg(long, default_value = "127.0.0.1:50051")]
         addr: String,
+        /// The server's bearer token, in this file (servers started with --token-file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -83,6 +90,9 @@ enum Command {
 struct ClientArgs {
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: String,
+    /// The server's bearer token, in this file (servers started with --token-file).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Model name (see `serve models`).
     #[arg(long)]
     model: String,
@@ -134,11 +144,14 @@ async fn run(cli: Cli) -> Result<()> {
                     output: args.output,
                     png: args.png,
                     wav: args.wav,
+                    token_file: args.token_file,
                 },
             )
             .await
         }
-        Some(Command::Models { addr }) => serve::client::list(&addr).await,
+        Some(Command::Models { addr, token_file }) => {
+            serve::client::list(&addr, token_file.as_deref()).await
+        }
         None => serve_models(cli.server).await,
     }
 }
@@ -157,6 +170,12 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
         drain: Duration::from_secs(args.drain_seconds),
         onnxruntime: args.onnxruntime,
         soundfont: args.soundfont,
+        token: args
+            .token_file
+            .as_deref()
+            .map(serve::auth::read_token_file)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     };
     let server = tokio::task::spawn_blocking(move || Server::load(config))
         .await

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     /// The SoundFont `Compose` plays audio with (default: a General MIDI one of the system's,
     /// else the built-in synthesiser; [`pipeline::audio::Synth::load`]).
     pub soundfont: Option<PathBuf>,
+    /// The bearer token every composer call must carry ([`crate::auth`]); `None`: open.
+    pub token: Option<String>,
 }
 
 impl ServerConfig {
@@ -48,6 +50,7 @@ impl ServerConfig {
             drain: Duration::from_secs(5),
             onnxruntime: None,
             soundfont: None,
+            token: None,
         }
     }
 }
@@ -141,9 +144,12 @@ impl Server {
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
         let service = ComposerService::new(self.models.clone(), limits, self.synth.clone());
-        let composer = ComposerServer::new(service.clone())
-            .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes));
+        let composer = tonic::service::interceptor::InterceptedService::new(
+            ComposerServer::new(service.clone())
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes)),
+            crate::auth::RequireToken::new(self.config.token.clone()),
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)

@@ -937,6 +937,91 @@ fn metrics_count_requests_frames_and_steps() {
     });
 }
 
+/// `--token-file`: every composer call needs `authorization: Bearer TOKEN`; none or a wrong one
+/// gets UNAUTHENTICATED, the right one is served, and health needs none.
+#[test]
+fn a_token_guards_the_composer_but_not_health() {
+    runtime().block_on(async {
+        let server = Server::load(ServerConfig {
+            token: Some("s3cret-token".to_owned()),
+            ..ServerConfig::cpu(models().to_owned())
+        })
+        .unwrap();
+        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(grpc, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let with = |token: Option<&str>| {
+            ComposerClient::with_interceptor(
+                channel.clone(),
+                serve::auth::AddToken::new(token).unwrap(),
+            )
+        };
+        for (token, why) in [(None, "this server needs"), (Some("guess"), "wrong token")] {
+            let status = with(token)
+                .list_models(ListModelsRequest {})
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated, "{token:?}");
+            assert!(status.message().contains(why), "{}", status.message());
+            let status = with(token)
+                .generate(request("lstm", 4, 1))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated);
+        }
+        let mut client = with(Some("s3cret-token"));
+        let models = client.list_models(ListModelsRequest {}).await.unwrap();
+        assert_eq!(models.into_inner().models.len(), 3);
+        let mut stream = client
+            .generate(request("lstm", 4, 1))
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(message) = stream.next().await {
+            message.unwrap();
+        }
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: SERVICE_NAME.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+        // The command-line client reads the token from a file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-token\n").unwrap();
+        serve::client::list(&addr.to_string(), Some(&file))
+            .await
+            .unwrap();
+        let error = serve::client::list(&addr.to_string(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("Unauthenticated"),
+            "{error:#}"
+        );
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    });
+}
+
 /// The models the repository ships (models/) load, say what they are, and make music over gRPC.
 #[test]
 fn the_shipped_models_serve() {
