@@ -95,7 +95,8 @@ impl Synth {
     }
 }
 
-/// Seconds per frame of `grid` as the MIDI writer times it ([`crate::midi::frame_seconds`]).
+/// Samples per frame of `grid`, a frame lasting what the MIDI writer gives it
+/// ([`crate::midi::frame_seconds`]).
 fn samples_per_frame(grid: Grid, tempo_bpm: Option<f64>) -> f64 {
     crate::midi::frame_seconds(grid, tempo_bpm) * f64::from(SAMPLE_RATE)
 }
