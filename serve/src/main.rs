@@ -180,30 +180,25 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
     let server = tokio::task::spawn_blocking(move || Server::load(config))
         .await
         .expect("loading models")?;
-    let listener = bind(args.addr)
-        .await
-        .with_context(|| format!("--addr {}: cannot listen", args.addr))?;
+    // A listener for `flag`'s address, its failure naming the flag.
+    async fn listen(flag: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+        bind(addr)
+            .await
+            .with_context(|| format!("{flag} {addr}: cannot listen"))
+    }
+    let listener = listen("--addr", args.addr).await?;
     let addr = listener.local_addr()?;
-    let server = match args.http {
-        Some(http) => {
-            let page = bind(http)
-                .await
-                .with_context(|| format!("--http {http}: cannot listen"))?;
-            tracing::info!("web page on http://{}/", page.local_addr()?);
-            server.with_http(page)
-        }
-        None => server,
-    };
-    let server = match args.metrics {
-        Some(metrics) => {
-            let listener = bind(metrics)
-                .await
-                .with_context(|| format!("--metrics {metrics}: cannot listen"))?;
-            tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
-            server.with_metrics(listener)
-        }
-        None => server,
-    };
+    let mut server = server;
+    if let Some(http) = args.http {
+        let page = listen("--http", http).await?;
+        tracing::info!("web page on http://{}/", page.local_addr()?);
+        server = server.with_http(page);
+    }
+    if let Some(metrics) = args.metrics {
+        let metrics = listen("--metrics", metrics).await?;
+        tracing::info!("metrics on http://{}/metrics", metrics.local_addr()?);
+        server = server.with_metrics(metrics);
+    }
     for (name, kind, provider) in server.models() {
         tracing::info!("serving {name} ({kind}) on {provider}");
     }

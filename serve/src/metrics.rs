@@ -129,27 +129,25 @@ pub fn render(
          pianoroll_active_generations {}\n",
         slots.in_use()
     );
-    out.push_str(
-        "# HELP pianoroll_batch_size Generations advanced together by one step.\n\
-         # TYPE pianoroll_batch_size histogram\n",
-    );
-    for model in models.values() {
-        let labels = format!("model=\"{}\"", escape(&model.name));
-        let stats = model.batcher.stats();
-        stats
-            .batch_sizes
-            .render(&mut out, "pianoroll_batch_size", &labels);
-    }
-    out.push_str(
-        "# HELP pianoroll_step_seconds Duration of one step of a model's batch (per-frame latency).\n\
-         # TYPE pianoroll_step_seconds histogram\n",
-    );
-    for model in models.values() {
-        let labels = format!("model=\"{}\"", escape(&model.name));
-        let stats = model.batcher.stats();
-        stats
-            .step_seconds
-            .render(&mut out, "pianoroll_step_seconds", &labels);
+    type Pick = fn(&crate::batcher::BatchStats) -> &Histogram;
+    let histograms: [(&str, &str, Pick); 2] = [
+        (
+            "pianoroll_batch_size",
+            "Generations advanced together by one step.",
+            |stats| &stats.batch_sizes,
+        ),
+        (
+            "pianoroll_step_seconds",
+            "Duration of one step of a model's batch (per-frame latency).",
+            |stats| &stats.step_seconds,
+        ),
+    ];
+    for (name, help, pick) in histograms {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for model in models.values() {
+            let labels = format!("model=\"{}\"", escape(&model.name));
+            pick(&model.batcher.stats()).render(&mut out, name, &labels);
+        }
     }
     out.push_str(
         "# HELP pianoroll_model_info The models served and the execution provider of each.\n\

@@ -174,12 +174,14 @@ impl ComposerService {
         Ok(frames)
     }
 
-    /// Whether the WAV of `request`'s piece (primer and generated frames) fits in a response.
-    /// The primer's length is only known once read, so a MIDI primer counts at its parse.
-    fn check_audio_fits(&self, request: &GenerateRequest) -> Result<(), Status> {
-        let model = self.model(&request.model)?;
-        let primer = self.primer(request, model)?.len();
-        let frames = primer + request.frames as usize;
+    /// Whether the WAV of a piece of `frames` frames (primer and generated) on `model`'s grid
+    /// fits in a response.
+    fn check_audio_fits(
+        &self,
+        model: &LoadedModel,
+        frames: usize,
+        request: &GenerateRequest,
+    ) -> Result<(), Status> {
         let seconds = frames as f64
             * pipeline::midi::frame_seconds(model.card.roll_settings.grid, request.tempo_bpm);
         let bytes = seconds * f64::from(pipeline::audio::SAMPLE_RATE) * 4.0;
@@ -380,10 +382,12 @@ impl ComposerService {
                 )));
             }
         };
-        if wav {
-            self.check_audio_fits(&generation)?;
-        }
         let mut started = self.start(&generation)?;
+        if wav {
+            // Dropping `started` on refusal cancels the generation before its first frames.
+            let frames = started.primer.len() + generation.frames as usize;
+            self.check_audio_fits(started.model, frames, &generation)?;
+        }
         let mut frames = started.primer.clone();
         let seconds = loop {
             match started.events.recv().await {

@@ -38,6 +38,26 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// Run the Python `script` with `args` and parse what it prints as JSON; a failure shows its
+/// standard error.
+pub fn python_json(
+    python: &std::path::Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> serde_json::Value {
+    let out = Command::new(python)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
 /// The General MIDI SoundFont the audio tests play with (Debian's `timgm6mb-soundfont`, which
 /// `scripts/test.sh` installs where it can), or `None` (those tests are then skipped with a
 /// message; the built-in synthesiser is tested everywhere).

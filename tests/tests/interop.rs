@@ -1,8 +1,6 @@
 //! A dataset built by the pipeline reads in pyarrow, pandas and polars (Python) with no custom
 //! code, and says the same thing there as in Rust.
 
-use std::process::Command;
-
 use pianoroll_tests::{nottingham, python};
 use pipeline::dataset::{BuildOptions, Split, build};
 use pipeline::schema::read_split;
@@ -38,17 +36,7 @@ fn pyarrow_pandas_and_polars_read_the_dataset() {
     build(&nottingham(), &output, &BuildOptions::default()).unwrap();
 
     let path = output.join(Split::Valid.file_name());
-    let out = Command::new(&python)
-        .args(["-c", READ_IN_PYTHON])
-        .arg(&path)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = pianoroll_tests::python_json(&python, READ_IN_PYTHON, &[path.as_os_str()]);
 
     let (_, pieces) = read_split(&path).unwrap();
     let frames: usize = pieces.iter().map(|p| p.roll.len()).sum();
@@ -102,17 +90,7 @@ fn mido_reads_the_midi_we_write() {
     let path = dir.path().join("piece.mid");
     std::fs::write(&path, bytes).unwrap();
 
-    let out = Command::new(&python)
-        .args(["-c", READ_MIDI_IN_PYTHON])
-        .arg(&path)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "mido failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = pianoroll_tests::python_json(&python, READ_MIDI_IN_PYTHON, &[path.as_os_str()]);
     let mut pitches: Vec<u8> = piece
         .roll
         .frames()
@@ -156,17 +134,7 @@ fn scipy_reads_the_published_rolls_as_the_import_does() {
     let output = dir.path().join("published");
     let mat = pianoroll_tests::published_rolls();
     pipeline::published::import(&mat, &output, false).unwrap();
-    let out = Command::new(&python)
-        .args(["-c", READ_MAT_IN_PYTHON])
-        .arg(&mat)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = pianoroll_tests::python_json(&python, READ_MAT_IN_PYTHON, &[mat.as_os_str()]);
     for split in Split::ALL {
         let (_, pieces) = read_split(&output.join(split.file_name())).unwrap();
         let ours: Vec<Vec<Vec<u8>>> = pieces

@@ -155,6 +155,25 @@ impl Running {
         };
         let server = Server::load(config).unwrap();
         assert_eq!(server.broken().len(), 2, "the broken folders are reported");
+        Running::launch(server, shutdown).await
+    }
+
+    /// `server` (loaded by the caller, with its page or metrics listeners) on a free port,
+    /// until [`Running::stop`].
+    async fn serve(server: Server) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut running = Running::launch(server, async {
+            let _ = stopped.await;
+        })
+        .await;
+        running.stop = Some(stop);
+        running
+    }
+
+    async fn launch(
+        server: Server,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Running {
         let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -855,14 +874,10 @@ fn compose_returns_audio_of_the_piece() {
 fn metrics_count_requests_frames_and_steps() {
     runtime().block_on(async {
         let server = Server::load(ServerConfig::cpu(models().to_owned())).unwrap();
-        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let metrics = serve::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let (addr, metrics_addr) = (grpc.local_addr().unwrap(), metrics.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.with_metrics(metrics).run(grpc, async {
-            let _ = stopped.await;
-        }));
-        let mut client = ComposerClient::connect(format!("http://{addr}")).await.unwrap();
+        let metrics_addr = metrics.local_addr().unwrap();
+        let server = Running::serve(server.with_metrics(metrics)).await;
+        let mut client = server.client().await;
         generate(&mut client, request("lstm", 20, 1)).await;
         generate(&mut client, request("lstm", 12, 2)).await;
         assert_eq!(status_of(&mut client, request("nope", 5, 1)).await, Code::NotFound);
@@ -932,8 +947,7 @@ fn metrics_count_requests_frames_and_steps() {
                 assert!(families.contains(family), "{family} in {families}");
             }
         }
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+        server.stop().await;
     });
 }
 
@@ -947,19 +961,9 @@ fn a_token_guards_the_composer_but_not_health() {
             ..ServerConfig::cpu(models().to_owned())
         })
         .unwrap();
-        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(grpc, async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let server = Running::serve(server).await;
+        let addr = server.addr;
+        let channel = server.channel().await;
         let with = |token: Option<&str>| {
             ComposerClient::with_interceptor(
                 channel.clone(),
@@ -1017,8 +1021,7 @@ fn a_token_guards_the_composer_but_not_health() {
             format!("{error:#}").contains("Unauthenticated"),
             "{error:#}"
         );
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+        server.stop().await;
     });
 }
 
@@ -1029,17 +1032,8 @@ fn the_shipped_models_serve() {
     runtime().block_on(async {
         let server = Server::load(ServerConfig::cpu(shipped.clone())).unwrap();
         assert!(server.broken().is_empty(), "{:?}", server.broken());
-        let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async {
-            let _ = stopped.await;
-        }));
-        let mut client = ComposerClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
+        let server = Running::serve(server).await;
+        let mut client = server.client().await;
         let models = client
             .list_models(ListModelsRequest {})
             .await
@@ -1058,8 +1052,7 @@ fn the_shipped_models_serve() {
             let notes: usize = frames.iter().map(Vec::len).sum();
             assert!(notes > 32, "{}: {notes} notes in 64 frames", model.name);
         }
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+        server.stop().await;
     });
 }
 

@@ -364,7 +364,9 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(repository) = &triton {
                 let name = match name {
                     Some(name) => name,
-                    None => run_folder_name(&checkpoint)?,
+                    None => trainer::run::run_name(&checkpoint).ok_or_else(|| {
+                        anyhow::anyhow!("{}: give the model a --name", checkpoint.display())
+                    })?,
                 };
                 let card = trainer::export::export_triton(&checkpoint, repository, &name, force)?;
                 said(&card, &repository.join(&name));
@@ -454,19 +456,6 @@ fn sample(args: SampleArgs) -> Result<()> {
         println!("wrote {} ({})", path.display(), synth.describe());
     }
     Ok(())
-}
-
-/// The name of the run folder `checkpoint` is (or is in).
-fn run_folder_name(checkpoint: &std::path::Path) -> Result<String> {
-    let run = if checkpoint.is_dir() {
-        checkpoint
-    } else {
-        checkpoint.parent().unwrap_or(checkpoint)
-    };
-    let run = std::fs::canonicalize(run).unwrap_or_else(|_| run.to_owned());
-    run.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| anyhow::anyhow!("{}: give the model a --name", checkpoint.display()))
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {

@@ -361,3 +361,15 @@ impl RunSummary {
         })
     }
 }
+
+/// The name of the run folder that `checkpoint` is (a folder) or is in (a weights file): what
+/// exports and generated pieces are named after. `None` for a path with no folder name.
+pub fn run_name(checkpoint: &Path) -> Option<String> {
+    let run = if checkpoint.is_dir() {
+        checkpoint
+    } else {
+        checkpoint.parent()?
+    };
+    let run = std::fs::canonicalize(run).unwrap_or_else(|_| run.to_owned());
+    run.file_name().map(|n| n.to_string_lossy().into_owned())
+}

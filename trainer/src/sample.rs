@@ -89,12 +89,7 @@ pub fn generate(
 /// A generated piece as a MIDI file, titled as the server titles it (after the run folder,
 /// which is the model folder's name when the export is named after the run).
 pub fn sample_midi(loaded: &Loaded, roll: &PianoRoll) -> Vec<u8> {
-    let run_name = loaded
-        .weights
-        .parent()
-        .and_then(|run| run.file_name())
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let run_name = crate::run::run_name(&loaded.weights).unwrap_or_default();
     let title = proto::card::piece_title(&run_name, loaded.config.model.kind());
     pipeline::write_midi(
         roll,
