@@ -133,21 +133,20 @@ struct Running {
 }
 
 impl Running {
+    /// The test models with `limits`, until [`Running::stop`].
     async fn start(limits: Limits) -> Running {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut running = Running::start_until(limits, async {
-            let _ = stopped.await;
-        })
-        .await;
-        running.stop = Some(stop);
-        running
+        Running::serve(Running::load(limits)).await
     }
 
-    /// A server that stops when `shutdown` completes.
+    /// The test models with `limits`, until `shutdown` completes.
     async fn start_until(
         limits: Limits,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Running {
+        Running::launch(Running::load(limits), shutdown).await
+    }
+
+    fn load(limits: Limits) -> Server {
         let config = ServerConfig {
             limits,
             drain: Duration::from_secs(20),
@@ -155,7 +154,7 @@ impl Running {
         };
         let server = Server::load(config).unwrap();
         assert_eq!(server.broken().len(), 2, "the broken folders are reported");
-        Running::launch(server, shutdown).await
+        server
     }
 
     /// `server` (loaded by the caller, with its page or metrics listeners) on a free port,
