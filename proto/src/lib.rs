@@ -10,6 +10,8 @@
 //!   batcher, implicit state).
 //! - [`pianoroll_v1`] (feature `grpc`): the server's gRPC API, from
 //!   `pianoroll/v1/composer.proto`, compiled by tonic.
+//! - [`inference`] (feature `grpc`): the Open Inference Protocol (KServe v2) service, from
+//!   `inference/grpc_predict_v2.proto`, for clients of Triton and KServe.
 
 pub mod card;
 pub mod sampling;
@@ -29,4 +31,15 @@ pub mod pianoroll_v1 {
     /// Encoded descriptors of the API, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/pianoroll_v1_descriptor.bin"));
+}
+
+/// The Open Inference Protocol's gRPC service `inference.GRPCInferenceService` (feature `grpc`):
+/// messages, `grpc_inference_service_server` and `grpc_inference_service_client`.
+#[cfg(feature = "grpc")]
+pub mod inference {
+    include!(concat!(env!("OUT_DIR"), "/inference.rs"));
+
+    /// Encoded descriptors of the service, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin"));
 }

@@ -6,6 +6,8 @@
 //! - [`registry`]: the model folders a server runs.
 //! - [`batcher`]: continuous batching, one session call per frame for all generations of a model.
 //! - [`service`]: the gRPC service, validation and status codes.
+//! - [`inference`]: the Open Inference Protocol (KServe v2) service beside it, for Triton and
+//!   KServe clients.
 //! - [`server`]: health, reflection, limits, graceful shutdown.
 //! - [`client`]: the `serve generate` command's client.
 //! - [`auth`]: optional bearer-token authentication (`--token-file`).
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod batcher;
 pub mod client;
 pub mod http;
+pub mod inference;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;

@@ -1,5 +1,6 @@
-//! Putting the server together: ONNX Runtime, the models, the Composer service, the standard
-//! health and reflection services, and a graceful shutdown.
+//! Putting the server together: ONNX Runtime, the models, the Composer service, the Open
+//! Inference Protocol service, the standard health and reflection services, and a graceful
+//! shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,10 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use proto::pianoroll_v1::composer_server::ComposerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::inference::InferenceService;
 use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
 use crate::runtime::{Device, RuntimeError};
 use crate::service::{ComposerService, Limits};
@@ -150,21 +153,35 @@ impl Server {
                 .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes)),
             crate::auth::RequireToken::new(self.config.token.clone()),
         );
+        let inference = tonic::service::interceptor::InterceptedService::new(
+            GrpcInferenceServiceServer::new(InferenceService::new(service.clone()))
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes)),
+            crate::auth::RequireToken::new(self.config.token.clone()),
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::Serving)
-            .await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::pianoroll_v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        for name in [SERVICE_NAME, crate::inference::SERVICE_NAME, ""] {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        let descriptors = [
+            proto::pianoroll_v1::FILE_DESCRIPTOR_SET,
+            proto::inference::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ];
+        let reflection = descriptors
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, d| {
+                b.register_encoded_file_descriptor_set(d)
+            })
             .build_v1()
             .expect("the API's descriptors are valid");
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::pianoroll_v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_alpha = descriptors
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, d| {
+                b.register_encoded_file_descriptor_set(d)
+            })
             .build_v1alpha()
             .expect("the API's descriptors are valid");
 
@@ -226,6 +243,7 @@ impl Server {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(composer)
+            .add_service(inference)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stopped.await;
             });

@@ -64,10 +64,64 @@ pub struct ComposerService {
 }
 
 /// A validated request, queued on its model's batcher.
-struct Started<'a> {
+pub(crate) struct Started<'a> {
     model: &'a LoadedModel,
     primer: Vec<Frame>,
     events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
+impl<'a> Started<'a> {
+    /// Wait for the whole piece.
+    pub(crate) async fn finish(mut self) -> Result<Piece<'a>, Status> {
+        let primer_frames = self.primer.len();
+        let mut frames = self.primer;
+        let seconds = loop {
+            match self.events.recv().await {
+                Some(Event::Frames { frames: chunk, .. }) => frames.extend(chunk),
+                Some(Event::Done { seconds }) => break seconds,
+                Some(Event::Failed(message)) => {
+                    return Err(Status::internal(format!("the model failed: {message}")));
+                }
+                None => return Err(Status::internal("the generation stopped unexpectedly")),
+            }
+        };
+        Ok(Piece {
+            model: self.model,
+            primer_frames,
+            frames,
+            seconds,
+        })
+    }
+}
+
+/// A finished generation.
+pub(crate) struct Piece<'a> {
+    pub model: &'a LoadedModel,
+    pub primer_frames: usize,
+    /// The primer's frames, then the generated ones.
+    pub frames: Vec<Frame>,
+    /// From accepting the request to the last frame.
+    pub seconds: f64,
+}
+
+impl Piece<'_> {
+    pub fn generated(&self) -> &[Frame] {
+        &self.frames[self.primer_frames..]
+    }
+
+    /// The piece as a Standard MIDI File, titled with the model that wrote it.
+    pub fn midi(&self, tempo_bpm: Option<f64>) -> Vec<u8> {
+        let title = proto::card::piece_title(&self.model.name, &self.model.card.kind);
+        write_midi(
+            &PianoRoll::from_frames(self.frames.clone()),
+            self.model.card.roll_settings.grid,
+            &MidiWriteOptions {
+                tempo_bpm,
+                title: Some(&title),
+                key: None,
+            },
+        )
+    }
 }
 
 fn wire_frames(frames: &[Frame]) -> Vec<WireFrame> {
@@ -116,7 +170,7 @@ impl ComposerService {
     }
 
     /// Count a request's outcome.
-    fn counted<T>(
+    pub(crate) fn counted<T>(
         &self,
         method: &'static str,
         model: &str,
@@ -129,7 +183,7 @@ impl ComposerService {
         result
     }
 
-    fn model(&self, name: &str) -> Result<&LoadedModel, Status> {
+    pub(crate) fn model(&self, name: &str) -> Result<&LoadedModel, Status> {
         self.models.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
             Status::not_found(format!(
@@ -199,7 +253,7 @@ impl ComposerService {
     }
 
     /// Validate `request`, take a slot and queue the generation.
-    fn start(&self, request: &GenerateRequest) -> Result<Started<'_>, Status> {
+    pub(crate) fn start(&self, request: &GenerateRequest) -> Result<Started<'_>, Status> {
         let model = self.model(&request.model)?;
         let frames = request.frames as usize;
         if frames == 0 {
@@ -382,41 +436,21 @@ impl ComposerService {
                 )));
             }
         };
-        let mut started = self.start(&generation)?;
+        let started = self.start(&generation)?;
         if wav {
             // Dropping `started` on refusal cancels the generation before its first frames.
             let frames = started.primer.len() + generation.frames as usize;
             self.check_audio_fits(started.model, frames, &generation)?;
         }
-        let mut frames = started.primer.clone();
-        let seconds = loop {
-            match started.events.recv().await {
-                Some(Event::Frames { frames: chunk, .. }) => frames.extend(chunk),
-                Some(Event::Done { seconds }) => break seconds,
-                Some(Event::Failed(message)) => {
-                    return Err(Status::internal(format!("the model failed: {message}")));
-                }
-                None => return Err(Status::internal("the generation stopped unexpectedly")),
-            }
-        };
-        let model = started.model;
-        let generated = frames.len() - started.primer.len();
-        let roll = PianoRoll::from_frames(frames);
-        let title = proto::card::piece_title(&model.name, &model.card.kind);
-        let midi = write_midi(
-            &roll,
-            model.card.roll_settings.grid,
-            &MidiWriteOptions {
-                tempo_bpm: generation.tempo_bpm,
-                title: Some(&title),
-                key: None,
-            },
-        );
+        let piece = started.finish().await?;
+        let model = piece.model;
+        let roll = PianoRoll::from_frames(piece.frames.clone());
+        let midi = piece.midi(generation.tempo_bpm);
         let png = if request.png {
             render_png(
                 &roll,
                 &PngOptions {
-                    primer_frames: started.primer.len(),
+                    primer_frames: piece.primer_frames,
                     ..Default::default()
                 },
             )
@@ -444,9 +478,9 @@ impl ComposerService {
             summary: Some(summary(
                 &model.name,
                 model.provider,
-                started.primer.len(),
-                generated,
-                seconds,
+                piece.primer_frames,
+                piece.generated().len(),
+                piece.seconds,
             )),
         }))
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use pipeline::dataset::{BuildOptions, Split, build};
 use pipeline::{Frame, RollSettings};
+use proto::inference::ServerLiveRequest;
+use proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::pianoroll_v1::composer_client::ComposerClient;
 use proto::pianoroll_v1::{
     ComposeRequest, Frame as WireFrame, Frames, GenerateRequest, ListModelsRequest,
@@ -259,7 +261,7 @@ fn health_and_reflection_answer() {
     runtime().block_on(async {
         let server = Running::start(Limits::default()).await;
         let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
-        for service in [SERVICE_NAME, ""] {
+        for service in [SERVICE_NAME, serve::inference::SERVICE_NAME, ""] {
             let status = health
                 .check(tonic_health::pb::HealthCheckRequest {
                     service: service.to_owned(),
@@ -294,6 +296,10 @@ fn health_and_reflection_answer() {
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
         assert!(names.iter().any(|n| n == SERVICE_NAME), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == serve::inference::SERVICE_NAME),
+            "{names:?}"
+        );
         assert!(
             names.iter().any(|n| n == "grpc.health.v1.Health"),
             "{names:?}"
@@ -950,8 +956,9 @@ fn metrics_count_requests_frames_and_steps() {
     });
 }
 
-/// `--token-file`: every composer call needs `authorization: Bearer TOKEN`; none or a wrong one
-/// gets UNAUTHENTICATED, the right one is served, and health needs none.
+/// `--token-file`: every call to the composer and inference services needs `authorization: Bearer
+/// TOKEN`; none or a wrong one gets UNAUTHENTICATED, the right one is served, and health needs
+/// none.
 #[test]
 fn a_token_guards_the_composer_but_not_health() {
     runtime().block_on(async {
@@ -981,7 +988,29 @@ fn a_token_guards_the_composer_but_not_health() {
                 .await
                 .unwrap_err();
             assert_eq!(status.code(), Code::Unauthenticated);
+            // The Open Inference Protocol service is guarded too, its liveness included.
+            let mut inference = GrpcInferenceServiceClient::with_interceptor(
+                channel.clone(),
+                serve::auth::AddToken::new(token).unwrap(),
+            );
+            let status = inference
+                .server_live(ServerLiveRequest {})
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated);
         }
+        let mut inference = GrpcInferenceServiceClient::with_interceptor(
+            channel.clone(),
+            serve::auth::AddToken::new(Some("s3cret-token")).unwrap(),
+        );
+        assert!(
+            inference
+                .server_live(ServerLiveRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .live
+        );
         let mut client = with(Some("s3cret-token"));
         let models = client.list_models(ListModelsRequest {}).await.unwrap();
         assert_eq!(models.into_inner().models.len(), 3);
