@@ -8,7 +8,7 @@ use proto::pianoroll_v1::{
     ComposeRequest, GenerateRequest, ListModelsRequest, generate_request, grid,
 };
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use crate::auth::AddToken;
 
@@ -23,27 +23,52 @@ pub struct GenerateArgs {
     pub output: PathBuf,
     pub png: Option<PathBuf>,
     pub wav: Option<PathBuf>,
-    /// The server's bearer token, in this file.
+}
+
+/// Where the server is and how to reach it.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoint {
+    /// `HOST:PORT` (plain HTTP/2), or a URI: `http://HOST:PORT`, `https://HOST:PORT` (TLS).
+    pub addr: String,
+    /// The server's bearer token, in this file (servers started with `--token-file`).
     pub token_file: Option<PathBuf>,
+    /// The certificate authority (PEM) that signed the server's certificate, for servers with
+    /// a private or self-signed one; implies TLS. Without it, `https://` trusts the system's
+    /// authorities.
+    pub tls_ca: Option<PathBuf>,
 }
 
 type Client = ComposerClient<InterceptedService<Channel, AddToken>>;
 
-/// A client of the server at `addr`, sending the token of `token_file` if there is one.
-async fn connect(addr: &str, token_file: Option<&Path>) -> Result<Client> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
+/// A client of the server at `endpoint`, sending its token if there is one.
+async fn connect(endpoint: &Endpoint) -> Result<Client> {
+    let addr = &endpoint.addr;
+    let uri = match (addr.contains("://"), &endpoint.tls_ca) {
+        (true, _) => addr.to_owned(),
+        (false, None) => format!("http://{addr}"),
+        (false, Some(_)) => format!("https://{addr}"),
     };
-    let token = token_file
+    let token = endpoint
+        .token_file
+        .as_deref()
         .map(crate::auth::read_token_file)
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let add_token =
         AddToken::new(token.as_deref()).map_err(|e| anyhow::anyhow!("--token-file: {e}"))?;
-    let channel = Channel::from_shared(uri.clone())
-        .with_context(|| format!("--addr {addr}: not an address"))?
+    let mut channel = Channel::from_shared(uri.clone())
+        .with_context(|| format!("--addr {addr}: not an address"))?;
+    if let Some(ca) = &endpoint.tls_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("--tls-ca {}", ca.display()))?;
+        channel = channel
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+            .with_context(|| format!("--tls-ca {}", ca.display()))?;
+    } else if uri.starts_with("https://") {
+        channel = channel
+            .tls_config(ClientTlsConfig::new().with_native_roots())
+            .with_context(|| format!("--addr {addr}: TLS with the system's authorities"))?;
+    }
+    let channel = channel
         .connect()
         .await
         .with_context(|| format!("--addr {addr}: cannot connect to a server at {uri}"))?;
@@ -54,15 +79,16 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("server: {:?}: {}", status.code(), status.message())
 }
 
-/// Ask the server at `addr` for a finished piece and write its MIDI (and PNG) atomically.
-pub async fn generate(addr: &str, args: &GenerateArgs) -> Result<()> {
+/// Ask the server at `endpoint` for a finished piece and write its MIDI (and PNG, WAV)
+/// atomically.
+pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     let primer = match &args.primer {
         Some(path) => Some(generate_request::Primer::PrimerMidi(
             std::fs::read(path).with_context(|| format!("--primer {}", path.display()))?,
         )),
         None => None,
     };
-    let mut client = connect(addr, args.token_file.as_deref()).await?;
+    let mut client = connect(endpoint).await?;
     let response = client
         .compose(ComposeRequest {
             generation: Some(GenerateRequest {
@@ -109,8 +135,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Print the server's models.
-pub async fn list(addr: &str, token_file: Option<&Path>) -> Result<()> {
-    let mut client = connect(addr, token_file).await?;
+pub async fn list(endpoint: &Endpoint) -> Result<()> {
+    let mut client = connect(endpoint).await?;
     let models = client
         .list_models(ListModelsRequest {})
         .await

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serve::client::GenerateArgs;
+use serve::client::{Endpoint, GenerateArgs};
 use serve::runtime::Device;
-use serve::server::{Server, ServerConfig, bind, shutdown_signal};
+use serve::server::{Server, ServerConfig, TlsFiles, bind, shutdown_signal};
 use serve::service::Limits;
 
 #[derive(Parser)]
@@ -41,6 +41,17 @@ struct ServerArgs {
     /// text (health and reflection stay open). Not with --http: the page has no sign-in.
     #[arg(long, conflicts_with = "http")]
     token_file: Option<PathBuf>,
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. The page and
+    /// metrics listeners stay plain HTTP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Close a connection whose client has not answered a keep-alive ping for this many
+    /// seconds: a client that stopped reading, or vanished, gives back what it held (0: never).
+    #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout_seconds: u64,
     /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
@@ -77,22 +88,38 @@ enum Command {
     /// Ask a running server for a piece and write it as MIDI (and PNG).
     Generate(ClientArgs),
     /// List a running server's models.
-    Models {
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        addr: String,
-        /// The server's bearer token, in this file (servers started with --token-file).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-    },
+    Models(EndpointArgs),
 }
 
+/// Where the server is, for the client commands.
 #[derive(Args)]
-struct ClientArgs {
+struct EndpointArgs {
+    /// HOST:PORT, or http://HOST:PORT, or https://HOST:PORT for a server with TLS.
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: String,
     /// The server's bearer token, in this file (servers started with --token-file).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The certificate authority (PEM) of a server with a private or self-signed certificate;
+    /// implies TLS.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+}
+
+impl EndpointArgs {
+    fn endpoint(self) -> Endpoint {
+        Endpoint {
+            addr: self.addr,
+            token_file: self.token_file,
+            tls_ca: self.tls_ca,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Model name (see `serve models`).
     #[arg(long)]
     model: String,
@@ -133,7 +160,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Some(Command::Generate(args)) => {
             serve::client::generate(
-                &args.addr,
+                &args.endpoint.endpoint(),
                 &GenerateArgs {
                     model: args.model,
                     frames: args.frames,
@@ -144,14 +171,11 @@ async fn run(cli: Cli) -> Result<()> {
                     output: args.output,
                     png: args.png,
                     wav: args.wav,
-                    token_file: args.token_file,
                 },
             )
             .await
         }
-        Some(Command::Models { addr, token_file }) => {
-            serve::client::list(&addr, token_file.as_deref()).await
-        }
+        Some(Command::Models(endpoint)) => serve::client::list(&endpoint.endpoint()).await,
         None => serve_models(cli.server).await,
     }
 }
@@ -166,6 +190,7 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
             max_concurrent: args.max_concurrent,
             max_message_bytes: args.max_message_bytes,
             max_response_bytes: args.max_response_bytes,
+            idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
         },
         drain: Duration::from_secs(args.drain_seconds),
         onnxruntime: args.onnxruntime,
@@ -176,6 +201,10 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
             .map(serve::auth::read_token_file)
             .transpose()
             .map_err(anyhow::Error::msg)?,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
     };
     let server = tokio::task::spawn_blocking(move || Server::load(config))
         .await

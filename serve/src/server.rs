@@ -13,6 +13,7 @@ use proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use proto::pianoroll_v1::composer_server::ComposerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::inference::InferenceService;
 use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
@@ -38,6 +39,42 @@ pub struct ServerConfig {
     pub soundfont: Option<PathBuf>,
     /// The bearer token every composer call must carry ([`crate::auth`]); `None`: open.
     pub token: Option<String>,
+    /// Serve gRPC over TLS with this certificate and key; `None`: plain HTTP/2.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files read and checked: a certificate and key that rustls can serve with.
+    fn server_config(&self) -> Result<ServerTlsConfig, ServeError> {
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| ServeError::Tls(format!("{flag} {}: {e}", path.display())))
+        };
+        let identity = Identity::from_pem(
+            read("--tls-cert", &self.cert)?,
+            read("--tls-key", &self.key)?,
+        );
+        let config = ServerTlsConfig::new().identity(identity);
+        // Building the acceptor parses both files: a bad one fails here, before serving.
+        tonic::transport::Server::builder()
+            .tls_config(config.clone())
+            .map_err(|e| {
+                ServeError::Tls(format!(
+                    "--tls-cert {} / --tls-key {}: {}",
+                    self.cert.display(),
+                    self.key.display(),
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())
+                ))
+            })?;
+        Ok(config)
+    }
 }
 
 impl ServerConfig {
@@ -54,6 +91,7 @@ impl ServerConfig {
             onnxruntime: None,
             soundfont: None,
             token: None,
+            tls: None,
         }
     }
 }
@@ -70,6 +108,8 @@ pub enum ServeError {
     NoModels(String),
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A server with its models loaded, ready to serve on a listener.
@@ -78,6 +118,8 @@ pub struct Server {
     broken: Vec<Broken>,
     synth: pipeline::audio::Synth,
     config: ServerConfig,
+    /// The checked TLS settings, when serving over TLS.
+    tls: Option<ServerTlsConfig>,
     /// Where the web page is served, when it is ([`Server::with_http`]).
     http: Option<TcpListener>,
     /// Where the metrics are served, when they are ([`Server::with_metrics`]).
@@ -88,6 +130,11 @@ impl Server {
     /// Load ONNX Runtime and every model folder (blocking). Broken folders are logged and
     /// skipped; having none that works is an error.
     pub fn load(config: ServerConfig) -> Result<Server, ServeError> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(TlsFiles::server_config)
+            .transpose()?;
         let environment = crate::runtime::init(config.onnxruntime.as_deref())?;
         let (models, broken) =
             load_models(environment, &config.models, config.device, config.threads)?;
@@ -101,6 +148,7 @@ impl Server {
             broken,
             synth,
             config,
+            tls,
             http: None,
             metrics: None,
         })
@@ -238,7 +286,19 @@ impl Server {
                 }
             });
         }
-        let serving = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if !limits.idle_timeout.is_zero() {
+            // A connection silent for half the timeout is pinged; one whose ping goes unanswered
+            // for the other half is closed, and its streams with it (their generations stop).
+            let half = limits.idle_timeout / 2;
+            builder = builder
+                .http2_keepalive_interval(Some(half))
+                .http2_keepalive_timeout(Some(half));
+        }
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let serving = builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)

@@ -36,6 +36,9 @@ pub struct Limits {
     /// Largest `Compose` response, bytes: audio makes them large (a WAV holds 176,400 bytes a
     /// second), so a piece whose audio would not fit is refused before it is generated.
     pub max_response_bytes: usize,
+    /// How long a connection may stay silent, keep-alive pings unanswered, before it is closed
+    /// (zero: forever). A client that stops reading cannot hold a generation slot longer.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             max_concurrent: 256,
             max_message_bytes: 4 << 20,
             max_response_bytes: 64 << 20,
+            idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -6,8 +6,11 @@ use proto::pianoroll_v1::composer_client::ComposerClient;
 use proto::pianoroll_v1::{
     ComposeRequest, GenerateRequest, generate_request::Primer, generate_response,
 };
-use serve::server::{Server, ServerConfig};
+use serve::server::ServerConfig;
 use tokio_stream::StreamExt;
+
+mod common;
+use common::Running;
 
 const TRITON_CLIENT: &str = r#"
 import json, sys
@@ -73,16 +76,8 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let models = pianoroll_tests::repo_root().join("models");
-        let server = Server::load(ServerConfig::cpu(models)).unwrap();
-        let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(listener, async {
-            let _ = stopped.await;
-        }));
+        let server = Running::start(ServerConfig::cpu(common::shipped_models())).await;
+        let addr = server.addr;
 
         let primer_path = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
         let primer = std::fs::read(&primer_path).unwrap();
@@ -202,7 +197,6 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
         expect("unknown_model", "StatusCode.NOT_FOUND", "no-such-model");
         assert_eq!(seen["after_errors"], 3, "the server still serves");
 
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+        server.stop().await;
     });
 }

@@ -1039,12 +1039,18 @@ fn a_token_guards_the_composer_but_not_health() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "s3cret-token\n").unwrap();
-        serve::client::list(&addr.to_string(), Some(&file))
-            .await
-            .unwrap();
-        let error = serve::client::list(&addr.to_string(), None)
-            .await
-            .unwrap_err();
+        let endpoint = serve::client::Endpoint {
+            addr: addr.to_string(),
+            token_file: Some(file),
+            tls_ca: None,
+        };
+        serve::client::list(&endpoint).await.unwrap();
+        let error = serve::client::list(&serve::client::Endpoint {
+            token_file: None,
+            ..endpoint
+        })
+        .await
+        .unwrap_err();
         assert!(
             format!("{error:#}").contains("Unauthenticated"),
             "{error:#}"
