@@ -75,8 +75,20 @@ async fn connect(endpoint: &Endpoint) -> Result<Client> {
     Ok(ComposerClient::with_interceptor(channel, add_token).max_decoding_message_size(usize::MAX))
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("server: {:?}: {}", status.code(), status.message())
+/// The server's answer as an error; a TLS server answering a plain-text call gets a hint.
+fn status_error(status: tonic::Status, endpoint: &Endpoint) -> anyhow::Error {
+    let plain = endpoint.tls_ca.is_none() && !endpoint.addr.starts_with("https://");
+    // What a TLS listener's refusal of plain HTTP/2 looks like from here.
+    let refused = status.code() == tonic::Code::Unknown
+        && ["transport error", "h2 protocol error"]
+            .iter()
+            .any(|m| status.message().contains(m));
+    let hint = if plain && refused {
+        " (if the server uses TLS: --addr https://HOST:PORT, or --tls-ca FILE)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("server: {:?}: {}{hint}", status.code(), status.message())
 }
 
 /// Ask the server at `endpoint` for a finished piece and write its MIDI (and PNG, WAV)
@@ -104,7 +116,7 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
             audio: if args.wav.is_some() { "wav" } else { "" }.to_owned(),
         })
         .await
-        .map_err(status_error)?
+        .map_err(|s| status_error(s, endpoint))?
         .into_inner();
     write(&args.output, &response.midi)?;
     if let Some(png) = &args.png {
@@ -140,7 +152,7 @@ pub async fn list(endpoint: &Endpoint) -> Result<()> {
     let models = client
         .list_models(ListModelsRequest {})
         .await
-        .map_err(status_error)?
+        .map_err(|s| status_error(s, endpoint))?
         .into_inner()
         .models;
     for model in models {

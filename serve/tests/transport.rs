@@ -101,7 +101,10 @@ fn tls_serves_clients_that_trust_the_certificate() {
             ..endpoint.clone()
         };
         let error = serve::client::list(&plain).await.unwrap_err();
-        eprintln!("plain text to a TLS server: {error:#}");
+        assert!(
+            format!("{error:#}").contains("--tls-ca"),
+            "a hint: {error:#}"
+        );
         let untrusted = Endpoint {
             addr: format!("https://{}", server.addr),
             tls_ca: None,
