@@ -1,5 +1,5 @@
 //! Optional bearer-token authentication (`serve --token-file FILE`): every call to the composer
-//! service must carry `authorization: Bearer TOKEN`; a missing or wrong token gets
+//! and inference services must carry `authorization: Bearer TOKEN`; a missing or wrong token gets
 //! `UNAUTHENTICATED`. Health and reflection stay open, so probes and tools need no token.
 
 use std::sync::Arc;

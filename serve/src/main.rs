@@ -37,8 +37,8 @@ struct ServerArgs {
     /// Also serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<SocketAddr>,
-    /// Require `authorization: Bearer TOKEN` on every composer call, TOKEN being this file's
-    /// text (health and reflection stay open). Not with --http: the page has no sign-in.
+    /// Require `authorization: Bearer TOKEN` on every call to the composer and inference
+    /// services, TOKEN being this file's text (health and reflection stay open). Not with --http: the page has no sign-in.
     #[arg(long, conflicts_with = "http")]
     token_file: Option<PathBuf>,
     /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. The page and

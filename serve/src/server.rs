@@ -13,6 +13,7 @@ use proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use proto::pianoroll_v1::composer_server::ComposerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::inference::InferenceService;
@@ -37,7 +38,8 @@ pub struct ServerConfig {
     /// The SoundFont `Compose` plays audio with (default: a General MIDI one of the system's,
     /// else the built-in synthesiser; [`pipeline::audio::Synth::load`]).
     pub soundfont: Option<PathBuf>,
-    /// The bearer token every composer call must carry ([`crate::auth`]); `None`: open.
+    /// The bearer token every composer and inference call must carry ([`crate::auth`]);
+    /// `None`: open.
     pub token: Option<String>,
     /// Serve gRPC over TLS with this certificate and key; `None`: plain HTTP/2.
     pub tls: Option<TlsFiles>,
@@ -195,17 +197,20 @@ impl Server {
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
         let service = ComposerService::new(self.models.clone(), limits, self.synth.clone());
-        let composer = tonic::service::interceptor::InterceptedService::new(
+        // Both APIs: the same message limits, the same token.
+        let largest_response = limits.max_response_bytes.max(limits.max_message_bytes);
+        let token = crate::auth::RequireToken::new(self.config.token.clone());
+        let composer = InterceptedService::new(
             ComposerServer::new(service.clone())
                 .max_decoding_message_size(limits.max_message_bytes)
-                .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes)),
-            crate::auth::RequireToken::new(self.config.token.clone()),
+                .max_encoding_message_size(largest_response),
+            token.clone(),
         );
-        let inference = tonic::service::interceptor::InterceptedService::new(
+        let inference = InterceptedService::new(
             GrpcInferenceServiceServer::new(InferenceService::new(service.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
-                .max_encoding_message_size(limits.max_response_bytes.max(limits.max_message_bytes)),
-            crate::auth::RequireToken::new(self.config.token.clone()),
+                .max_encoding_message_size(largest_response),
+            token,
         );
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in [SERVICE_NAME, crate::inference::SERVICE_NAME, ""] {
@@ -218,18 +223,17 @@ impl Server {
             proto::inference::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ];
-        let reflection = descriptors
-            .iter()
-            .fold(tonic_reflection::server::Builder::configure(), |b, d| {
-                b.register_encoded_file_descriptor_set(d)
-            })
+        let reflection_of_all = || {
+            descriptors
+                .iter()
+                .fold(tonic_reflection::server::Builder::configure(), |b, d| {
+                    b.register_encoded_file_descriptor_set(d)
+                })
+        };
+        let reflection = reflection_of_all()
             .build_v1()
             .expect("the API's descriptors are valid");
-        let reflection_alpha = descriptors
-            .iter()
-            .fold(tonic_reflection::server::Builder::configure(), |b, d| {
-                b.register_encoded_file_descriptor_set(d)
-            })
+        let reflection_alpha = reflection_of_all()
             .build_v1alpha()
             .expect("the API's descriptors are valid");
 
