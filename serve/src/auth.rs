@@ -1,6 +1,6 @@
 //! Optional bearer-token authentication (`serve --token-file FILE`): every call to the composer
 //! and inference services must carry `authorization: Bearer TOKEN`; a missing or wrong token gets
-//! `UNAUTHENTICATED`. Health and reflection stay open, so probes and tools need no token.
+//! `UNAUTHENTICATED`; reflection too. Health stays open, so probes need no token.
 
 use std::sync::Arc;
 

@@ -38,7 +38,7 @@ struct ServerArgs {
     #[arg(long)]
     metrics: Option<SocketAddr>,
     /// Require `authorization: Bearer TOKEN` on every call to the composer and inference
-    /// services, TOKEN being this file's text (health and reflection stay open). Not with --http: the page has no sign-in.
+    /// services and reflection, TOKEN being this file's text (health stays open). Not with --http: the page has no sign-in.
     #[arg(long, conflicts_with = "http")]
     token_file: Option<PathBuf>,
     /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. The page and

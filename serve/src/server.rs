@@ -197,7 +197,8 @@ impl Server {
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
         let service = ComposerService::new(self.models.clone(), limits, self.synth.clone());
-        // Both APIs: the same message limits, the same token.
+        // Both APIs: the same message limits; they and reflection need the token (if any),
+        // health does not, so probes need none.
         let largest_response = limits.max_response_bytes.max(limits.max_message_bytes);
         let token = crate::auth::RequireToken::new(self.config.token.clone());
         let composer = InterceptedService::new(
@@ -210,7 +211,7 @@ impl Server {
             GrpcInferenceServiceServer::new(InferenceService::new(service.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(largest_response),
-            token,
+            token.clone(),
         );
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in [SERVICE_NAME, crate::inference::SERVICE_NAME, ""] {
@@ -230,12 +231,18 @@ impl Server {
                     b.register_encoded_file_descriptor_set(d)
                 })
         };
-        let reflection = reflection_of_all()
-            .build_v1()
-            .expect("the API's descriptors are valid");
-        let reflection_alpha = reflection_of_all()
-            .build_v1alpha()
-            .expect("the API's descriptors are valid");
+        let reflection = InterceptedService::new(
+            reflection_of_all()
+                .build_v1()
+                .expect("the API's descriptors are valid"),
+            token.clone(),
+        );
+        let reflection_alpha = InterceptedService::new(
+            reflection_of_all()
+                .build_v1alpha()
+                .expect("the API's descriptors are valid"),
+            token,
+        );
 
         let (stop_taking_calls, stopped) = tokio::sync::oneshot::channel::<()>();
         let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();

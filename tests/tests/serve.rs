@@ -276,25 +276,9 @@ fn health_and_reflection_answer() {
             );
         }
 
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let mut reflection = ServerReflectionClient::new(server.channel().await);
-        let requests = tokio_stream::iter([ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        }]);
-        let mut responses = reflection
-            .server_reflection_info(requests)
+        let names = reflection_services(server.channel().await, None)
             .await
-            .unwrap()
-            .into_inner();
-        let response = responses.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-            panic!("not a service list: {response:?}");
-        };
-        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            .unwrap();
         assert!(names.iter().any(|n| n == SERVICE_NAME), "{names:?}");
         assert!(
             names.iter().any(|n| n == serve::inference::SERVICE_NAME),
@@ -306,6 +290,34 @@ fn health_and_reflection_answer() {
         );
         server.stop().await;
     });
+}
+
+/// The services a server lists through reflection (v1), asked with `token` if there is one.
+async fn reflection_services(
+    channel: Channel,
+    token: Option<&str>,
+) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::with_interceptor(
+        channel,
+        serve::auth::AddToken::new(token).unwrap(),
+    );
+    let requests = tokio_stream::iter([ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    }]);
+    let mut responses = reflection
+        .server_reflection_info(requests)
+        .await?
+        .into_inner();
+    let response = responses.next().await.unwrap()?;
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list: {response:?}");
+    };
+    Ok(list.service.into_iter().map(|s| s.name).collect())
 }
 
 #[test]
@@ -956,9 +968,9 @@ fn metrics_count_requests_frames_and_steps() {
     });
 }
 
-/// `--token-file`: every call to the composer and inference services needs `authorization: Bearer
-/// TOKEN`; none or a wrong one gets UNAUTHENTICATED, the right one is served, and health needs
-/// none.
+/// `--token-file`: every call to the composer and inference services and to reflection needs
+/// `authorization: Bearer TOKEN`; none or a wrong one gets UNAUTHENTICATED, the right one is
+/// served, and health needs none.
 #[test]
 fn a_token_guards_the_composer_but_not_health() {
     runtime().block_on(async {
@@ -998,7 +1010,15 @@ fn a_token_guards_the_composer_but_not_health() {
                 .await
                 .unwrap_err();
             assert_eq!(status.code(), Code::Unauthenticated);
+            let status = reflection_services(channel.clone(), token)
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated);
         }
+        let services = reflection_services(channel.clone(), Some("s3cret-token"))
+            .await
+            .unwrap();
+        assert!(services.iter().any(|s| s == SERVICE_NAME), "{services:?}");
         let mut inference = GrpcInferenceServiceClient::with_interceptor(
             channel.clone(),
             serve::auth::AddToken::new(Some("s3cret-token")).unwrap(),
