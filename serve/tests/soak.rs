@@ -109,16 +109,9 @@ fn resident_bytes(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-async fn active_generations(metrics: SocketAddr) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut http = tokio::net::TcpStream::connect(metrics).await.unwrap();
-    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    http.read_to_string(&mut response).await.unwrap();
-    response
-        .lines()
+fn active_generations(metrics: SocketAddr) -> f64 {
+    let (_, text) = pianoroll_tests::http_get(metrics, "/metrics");
+    text.lines()
         .find_map(|l| l.strip_prefix("pianoroll_active_generations "))
         .unwrap()
         .trim()
@@ -430,7 +423,7 @@ fn soak_both_protocols_with_cancels_bad_requests_and_sigterm() {
         // No slot is held once the clients are gone (cancelled calls included).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let active = active_generations(server.metrics).await;
+            let active = active_generations(server.metrics);
             if active == 0.0 {
                 break;
             }

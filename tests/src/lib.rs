@@ -116,3 +116,22 @@ pub fn assert_ended_quietly(what: &str, out: &Output) {
         "{what}: {stderr}"
     );
 }
+
+/// `GET path` from the HTTP/1.1 server at `addr`: the response's head and body (the metrics
+/// listener, read the way a scraper reads it).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
+    write!(
+        http,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    http.read_to_string(&mut response)
+        .expect("read the response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("an HTTP response: head, blank line, body");
+    (head.to_owned(), body.to_owned())
+}

@@ -902,14 +902,7 @@ fn metrics_count_requests_frames_and_steps() {
         hot.temperature = Some(-1.0);
         assert_eq!(status_of(&mut client, hot).await, Code::InvalidArgument);
 
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut http = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
-        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        http.read_to_string(&mut response).await.unwrap();
-        let (head, text) = response.split_once("\r\n\r\n").unwrap();
+        let (head, text) = pianoroll_tests::http_get(metrics_addr, "/metrics");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.to_lowercase().contains("text/plain; version=0.0.4"), "{head}");
         let value = |line_start: &str| -> f64 {
