@@ -551,10 +551,19 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
             "compose without a generation"
         );
 
-        // Over the concurrency limit: two long generations hold both slots.
+        server.stop().await;
+
+        // Over the concurrency limit: two generations that would run for minutes hold both
+        // slots (generations do not wait for their readers, so shorter ones may be done first).
+        let server = Running::start(Limits {
+            max_frames: 1_000_000,
+            ..limits
+        })
+        .await;
+        let mut client = server.client().await;
         let mut long = Vec::new();
         for seed in 0..2 {
-            let mut r = request("rwkv", 500, seed);
+            let mut r = request("rwkv", 1_000_000, seed);
             r.chunk_frames = 1;
             let mut stream = client.generate(r).await.unwrap().into_inner();
             stream.next().await.unwrap().unwrap(); // running
