@@ -263,7 +263,8 @@ fn raw_value(name: &str, datatype: Datatype, bytes: &[u8]) -> Result<Value, Stat
         Datatype::Fp64 => Value::Float(f64::from_le_bytes(
             bytes.try_into().map_err(|_| wrong_size(8))?,
         )),
-        Datatype::Bytes | Datatype::Uint8 => {
+        Datatype::Uint8 => unreachable!("UINT8 is an output's type, no input's"),
+        Datatype::Bytes => {
             let length = bytes
                 .get(..4)
                 .map(|l| u32::from_le_bytes(l.try_into().expect("four bytes")) as usize);
@@ -318,7 +319,8 @@ fn typed_value(name: &str, datatype: Datatype, tensor: &InferInputTensor) -> Res
             one(fp64_contents.len(), "fp64_contents")?;
             Value::Float(fp64_contents[0])
         }
-        Datatype::Bytes | Datatype::Uint8 => {
+        Datatype::Uint8 => unreachable!("UINT8 is an output's type, no input's"),
+        Datatype::Bytes => {
             one(bytes_contents.len(), "bytes_contents")?;
             Value::Bytes(bytes_contents.into_iter().next().expect("one element"))
         }
