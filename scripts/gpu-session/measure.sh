@@ -6,7 +6,12 @@
 #   serve-cuda.txt   the serving benchmark on ONNX Runtime's CUDA provider: 1, 8, 64, 256 streams
 #   serve-cpu.txt    the same models on the CPU provider of the same machine
 #   train-speed.txt  first-epoch training frames/s of the NADE recipes at batch 1, 8, 32, 128
-# `DEVICE=cpu BATCHES=8 bash scripts/gpu-session/measure.sh` is the dry run on this machine.
+#   train-batched/   recipes/lstm-nade-batch16.toml trained whole: metrics.csv (frames/s of
+#                    whole epochs), results.json (test NLL), the log
+# PARTS chooses what runs (default: all of "tests serve train-speed train-batched"), so the
+# parts can be split over two calls when one would run past the call's time limit.
+# `DEVICE=cpu BATCHES=8 MAX_STEPS=5 bash scripts/gpu-session/measure.sh` is the dry run on this
+# machine (MAX_STEPS cuts the whole-recipe training short).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-out/gpu-session}"
@@ -14,6 +19,8 @@ mkdir -p "$OUT"
 BIN=.gpu
 DEVICE="${DEVICE:-cuda}"
 BATCHES="${BATCHES:-1 8 32 128}" # the training-speed sweep's batch sizes
+PARTS=" ${PARTS:-tests serve train-speed train-batched} "
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 
 TORCH=/opt/torch/.venv/lib/python3.12/site-packages
 if [ "$DEVICE" = cuda ]; then
@@ -32,33 +39,49 @@ fi
 export OMP_NUM_THREADS=1
 
 # 1. The GPU tests (skipped with a message where there is no GPU).
-timeout 120 "$BIN/gpu-tests" --test-threads 1 > "$OUT/gpu-tests.txt" 2>&1
+if part tests; then
+    timeout 120 "$BIN/gpu-tests" --test-threads 1 > "$OUT/gpu-tests.txt" 2>&1
+fi
 
 # 2. Models to serve: the shipped NADE models, and Bernoulli twins of the same sizes (one
 #    optimiser step of the best recipes: speed does not depend on training).
-models=/tmp/gpu-session-models
-rm -rf "$models" && mkdir -p "$models"
-cp -r models/lstm-nade models/rwkv-nade "$models/"
-for recipe in lstm-best rwkv-best; do
-    "$BIN/trainer" train --recipe "recipes/$recipe.toml" --data "$BIN/nottingham" \
-        --out "/tmp/gpu-session-runs/$recipe" --max-steps 1 --device "$DEVICE" > /dev/null 2>&1
-    "$BIN/trainer" export "/tmp/gpu-session-runs/$recipe" -o "$models/$recipe" --force
-done
-
 # 3. Serving, CUDA provider and CPU provider.
-for provider in "$DEVICE" cpu; do
-    BENCH_DEVICE="$provider" BENCH_STREAMS=1,8,64,256 BENCH_NAIVE_UP_TO=8 \
-        timeout 200 "$BIN/batching" "$models" > "$OUT/serve-$provider.txt" 2>&1
-    [ "$DEVICE" = cpu ] && break
-done
+if part serve; then
+    models=/tmp/gpu-session-models
+    rm -rf "$models" && mkdir -p "$models"
+    cp -r models/lstm-nade models/rwkv-nade "$models/"
+    for recipe in lstm-best rwkv-best; do
+        "$BIN/trainer" train --recipe "recipes/$recipe.toml" --data "$BIN/nottingham" \
+            --out "/tmp/gpu-session-runs/$recipe" --max-steps 1 --device "$DEVICE" > /dev/null 2>&1
+        "$BIN/trainer" export "/tmp/gpu-session-runs/$recipe" -o "$models/$recipe" --force
+    done
+    for provider in "$DEVICE" cpu; do
+        BENCH_DEVICE="$provider" BENCH_STREAMS=1,8,64,256 BENCH_NAIVE_UP_TO=8 \
+            timeout 200 "$BIN/batching" "$models" > "$OUT/serve-$provider.txt" 2>&1
+        [ "$DEVICE" = cpu ] && break
+    done
+fi
 
 # 4. Training speed against batch size (first epoch of the NADE recipes).
-for recipe in lstm-nade rwkv-nade; do
-    for batch in $BATCHES; do
-        run="/tmp/gpu-session-runs/$recipe-b$batch"
-        timeout 120 "$BIN/trainer" train --recipe "recipes/$recipe.toml" --data "$BIN/nottingham" \
-            --out "$run" --batch-size "$batch" --stop-after-epoch 1 --device "$DEVICE" > /dev/null 2>&1
-        echo "$recipe batch $batch: $(tail -1 "$run/metrics.csv" 2>/dev/null)" >> "$OUT/train-speed.txt"
+if part train-speed; then
+    for recipe in lstm-nade rwkv-nade; do
+        for batch in $BATCHES; do
+            run="/tmp/gpu-session-runs/$recipe-b$batch"
+            timeout 120 "$BIN/trainer" train --recipe "recipes/$recipe.toml" --data "$BIN/nottingham" \
+                --out "$run" --batch-size "$batch" --stop-after-epoch 1 --device "$DEVICE" > /dev/null 2>&1
+            echo "$recipe batch $batch: $(tail -1 "$run/metrics.csv" 2>/dev/null)" >> "$OUT/train-speed.txt"
+        done
     done
-done
+fi
+
+# 5. The batched recipe trained whole: whole-epoch frames/s and test NLL (the GPU issue's
+#    target: 50,000 frames/s, test NLL within 0.03 of lstm-nade's).
+if part train-batched; then
+    run=/tmp/gpu-session-runs/lstm-nade-batch16
+    rm -rf "$run" && mkdir -p "$OUT/train-batched"
+    timeout 400 "$BIN/trainer" train --recipe recipes/lstm-nade-batch16.toml \
+        --data "$BIN/nottingham" --out "$run" --device "$DEVICE" \
+        ${MAX_STEPS:+--max-steps "$MAX_STEPS"} > "$OUT/train-batched/train.log" 2>&1
+    cp "$run/metrics.csv" "$run/results.json" "$run/config.json" "$OUT/train-batched/" 2>/dev/null
+fi
 ls -l "$OUT"
