@@ -260,20 +260,8 @@ async fn generate(client: &mut ComposerClient<Channel>, request: GenerateRequest
 fn health_and_reflection_answer() {
     runtime().block_on(async {
         let server = Running::start(Limits::default()).await;
-        let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
         for service in [SERVICE_NAME, serve::inference::SERVICE_NAME, ""] {
-            let status = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: service.to_owned(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .status;
-            assert_eq!(
-                status,
-                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            );
+            assert_serving(server.channel().await, service).await;
         }
 
         let names = reflection_services(server.channel().await, None)
@@ -290,6 +278,23 @@ fn health_and_reflection_answer() {
         );
         server.stop().await;
     });
+}
+
+/// The health service says `service` is serving (no token needed).
+async fn assert_serving(channel: Channel, service: &str) {
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+        "{service}"
+    );
 }
 
 /// The services a server lists through reflection (v1), asked with `token` if there is one.
@@ -1044,19 +1049,7 @@ fn a_token_guards_the_composer_but_not_health() {
         while let Some(message) = stream.next().await {
             message.unwrap();
         }
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: SERVICE_NAME.to_owned(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        assert_eq!(
-            status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-        );
+        assert_serving(channel.clone(), SERVICE_NAME).await;
         // The command-line client reads the token from a file.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
