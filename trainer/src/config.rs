@@ -141,13 +141,20 @@ pub enum ConfigError {
     Read { path: String, error: std::io::Error },
     #[error("recipe {path}: {message}")]
     Parse { path: String, message: String },
+    #[error("recipe {path}: field `{field}` {problem}")]
+    Field {
+        path: String,
+        field: &'static str,
+        problem: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
 
 /// Settings of a run, each optional: a recipe file, the flags that override it, or both
-/// overlaid. Field names are the flags' names with `_` for `-`. Settings of the other model
-/// family are ignored, as the flags are.
+/// overlaid. Field names are the flags' names with `_` for `-`. A recipe file may not hold
+/// settings of the other model family ([`Recipe::check_family`]); such flags are ignored, so
+/// that one set of flags can go to runs of both families (`scripts/benchmark-runs.sh`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
@@ -219,6 +226,49 @@ impl Recipe {
         Ok((recipe, RecipeRecord { name, toml: text }))
     }
 
+    /// Refuse settings that would be ignored in a recipe for a `kind` model with output head
+    /// `head` (the recipe's own, or the flags'): those of the other model family, and the NADE
+    /// width without a NADE head. A recipe that says what it does not do misleads its readers.
+    pub fn check_family(
+        &self,
+        kind: ModelKind,
+        head: Option<HeadKind>,
+        origin: &str,
+    ) -> Result<(), ConfigError> {
+        let lstm_only = [
+            ("hidden", self.hidden.is_some()),
+            ("batch_norm", self.batch_norm.is_some()),
+            ("dropout_out", self.dropout_out.is_some()),
+            ("dropout_between", self.dropout_between.is_some()),
+        ];
+        let rwkv_only = [
+            ("embd", self.embd.is_some()),
+            ("ffn_mult", self.ffn_mult.is_some()),
+            ("dropout", self.dropout.is_some()),
+        ];
+        let (other, fields) = match kind {
+            ModelKind::Lstm => (ModelKind::Rwkv, &rwkv_only[..]),
+            ModelKind::Rwkv => (ModelKind::Lstm, &lstm_only[..]),
+        };
+        if let Some(&(field, _)) = fields.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::Field {
+                path: origin.to_owned(),
+                field,
+                problem: format!(
+                    "is a setting of {other} models, and this run trains an {kind} model"
+                ),
+            });
+        }
+        if self.nade_hidden.is_some() && head != Some(HeadKind::Nade) {
+            return Err(ConfigError::Field {
+                path: origin.to_owned(),
+                field: "nade_hidden",
+                problem: "is a setting of the NADE head: add head = \"nade\", or remove it".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// `self` with every setting it lacks taken from `under`.
     pub fn over(&self, under: &Recipe) -> Recipe {
         overlay!(self, under; description, model, hidden, layers, embd, ffn_mult, batch_norm,
@@ -286,6 +336,19 @@ impl Recipe {
                 head,
             }),
         };
+        if let Some(len) = r.seq_len
+            && len < 1
+        {
+            return Err(invalid(
+                "--seq-len",
+                format!(
+                    "must be at least 1 frame, got {len} (leave it out to train on whole pieces)"
+                ),
+            ));
+        }
+        if r.max_steps == Some(0) {
+            return Err(invalid("--max-steps", "must be at least 1 step".into()));
+        }
         let config = TrainConfig {
             model,
             dataset: dataset.to_owned(),
@@ -360,6 +423,11 @@ pub fn from_recipe_and_flags(
                     path.display()
                 )));
             }
+            // Without a model anywhere, resolving says so.
+            if let Some(kind) = recipe.model.or(flags.model) {
+                let head = flags.head.or(recipe.head);
+                recipe.check_family(kind, head, &path.display().to_string())?;
+            }
             (recipe, record)
         }
         None => {
@@ -430,6 +498,9 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let (recipe, record) = Recipe::read(&path).unwrap();
+                let kind = recipe.model.unwrap();
+                let checked = recipe.check_family(kind, recipe.head, "r");
+                assert!(checked.is_ok(), "{}: {checked:?}", path.display());
                 let settings = pipeline::RollSettings::benchmark();
                 let config = recipe.resolve(Path::new("d"), settings, Some(record));
                 assert!(config.is_ok(), "{}: {config:?}", path.display());
@@ -449,6 +520,76 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("--embd"), "{error}");
         assert!(error.to_string().contains("`embd`"), "{error}");
+    }
+
+    /// `seq_len = -5` used to train on whole pieces (the loop ignores windows under 1 frame)
+    /// and `embd` in an LSTM recipe was dropped without a word.
+    #[test]
+    fn non_positive_lengths_and_settings_of_the_other_family_are_refused_by_field() {
+        let settings = pipeline::RollSettings::benchmark();
+        for (text, field) in [
+            ("model = \"lstm\"\nseq_len = -5\n", "`seq_len`"),
+            ("model = \"rwkv\"\nseq_len = 0\n", "`seq_len`"),
+            ("model = \"lstm\"\nmax_steps = 0\n", "`max_steps`"),
+        ] {
+            let error = Recipe::parse(text, "r.toml")
+                .unwrap()
+                .resolve(Path::new("d"), settings, None)
+                .unwrap_err();
+            assert!(error.to_string().contains(field), "{text}: {error}");
+        }
+        let error = Recipe::parse("model = \"lstm\"\nwarmup_steps = -5\n", "r.toml").unwrap_err();
+        assert!(error.to_string().contains("warmup_steps"), "{error}");
+        assert!(error.to_string().contains("r.toml"), "{error}");
+
+        for (text, kind, head, field) in [
+            ("embd = 8\n", ModelKind::Lstm, None, "`embd`"),
+            ("dropout = 0.1\n", ModelKind::Lstm, None, "`dropout`"),
+            ("ffn_mult = 2\n", ModelKind::Lstm, None, "`ffn_mult`"),
+            ("hidden = 8\n", ModelKind::Rwkv, None, "`hidden`"),
+            (
+                "batch_norm = false\n",
+                ModelKind::Rwkv,
+                None,
+                "`batch_norm`",
+            ),
+            (
+                "dropout_out = 0.1\n",
+                ModelKind::Rwkv,
+                None,
+                "`dropout_out`",
+            ),
+            (
+                "dropout_between = 0.1\n",
+                ModelKind::Rwkv,
+                None,
+                "`dropout_between`",
+            ),
+            ("nade_hidden = 8\n", ModelKind::Lstm, None, "`nade_hidden`"),
+            (
+                "nade_hidden = 8\n",
+                ModelKind::Rwkv,
+                Some(HeadKind::Bernoulli),
+                "`nade_hidden`",
+            ),
+        ] {
+            let recipe = Recipe::parse(text, "r.toml").unwrap();
+            let error = recipe.check_family(kind, head, "r.toml").unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.contains(field) && message.contains("r.toml"),
+                "{message}"
+            );
+        }
+        let shared = "layers = 1\ndropout_in = 0.1\nnade_hidden = 8\n";
+        for kind in [ModelKind::Lstm, ModelKind::Rwkv] {
+            let recipe = Recipe::parse(shared, "r.toml").unwrap();
+            assert!(
+                recipe
+                    .check_family(kind, Some(HeadKind::Nade), "r.toml")
+                    .is_ok()
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = common::small_dataset(dir.path(), 2);
     let run = dir.path().join("run");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--model", "rwkv", "--embd", "0"], "--embd"),
         (&["--model", "rwkv", "--ffn-mult", "0"], "--ffn-mult"),
         (&["--model", "rwkv", "--wkv-chunk=-1"], "--wkv-chunk"),
@@ -18,6 +18,14 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
         (&["--model", "lstm", "--layers", "0"], "--layers"),
         (&["--model", "rwkv", "--dropout-in", "1.5"], "--dropout-in"),
         (&["--model", "lstm", "--lr", "0"], "--lr"),
+        (
+            &["--model", "lstm", "--seq-len=-5", "--max-steps", "1"],
+            "--seq-len",
+        ),
+        (
+            &["--model", "rwkv", "--max-steps", "0", "--epochs", "1"],
+            "--max-steps",
+        ),
     ];
     for (flags, named) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_trainer"))
@@ -220,14 +228,44 @@ fn bad_recipes_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = common::small_dataset(dir.path(), 2);
     let run = dir.path().join("run");
+    // Each small enough to end in seconds if it were accepted.
+    let tiny = "epochs = 1\nmax_steps = 1\nlayers = 1\n";
+    let lstm = format!("model = \"lstm\"\nhidden = 4\n{tiny}");
+    let rwkv = format!("model = \"rwkv\"\nembd = 4\n{tiny}");
     let cases = [
-        ("typo.toml", "model = \"lstm\"\nhiden = 8\n", "hiden"),
-        ("bad.toml", "model = \"lstm\"\nhidden = 0\n", "hidden"),
-        ("nomodel.toml", "hidden = 8\n", "model"),
+        (
+            "typo.toml",
+            "model = \"lstm\"\nhiden = 8\n".to_owned(),
+            "hiden",
+        ),
+        (
+            "bad.toml",
+            "model = \"lstm\"\nhidden = 0\n".to_owned(),
+            "hidden",
+        ),
+        ("nomodel.toml", "hidden = 8\n".to_owned(), "model"),
+        ("negative.toml", format!("{lstm}seq_len = -5\n"), "seq_len"),
+        ("zero.toml", format!("{rwkv}seq_len = 0\n"), "seq_len"),
+        (
+            "warmup.toml",
+            format!("{lstm}warmup_steps = -5\n"),
+            "warmup_steps",
+        ),
+        ("rwkv-in-lstm.toml", format!("{lstm}embd = 8\n"), "embd"),
+        (
+            "lstm-in-rwkv.toml",
+            format!("{rwkv}dropout_out = 0.1\n"),
+            "dropout_out",
+        ),
+        (
+            "no-nade.toml",
+            format!("{lstm}nade_hidden = 8\n"),
+            "nade_hidden",
+        ),
     ];
     for (name, text, named) in cases {
         let recipe = dir.path().join(name);
-        std::fs::write(&recipe, text).unwrap();
+        std::fs::write(&recipe, &text).unwrap();
         let output = trainer()
             .args(["train", "--device", "cpu", "--data"])
             .arg(&dataset)
