@@ -144,8 +144,8 @@ struct TrainArgs {
     /// Run folder to create.
     #[arg(long, required_unless_present = "resume")]
     out: Option<PathBuf>,
-    /// Continue this run folder from its last checkpoint (its config.json decides everything
-    /// else).
+    /// Continue this run folder from its last finished epoch, or from the start when none
+    /// finished (its config.json decides everything else).
     #[arg(long, conflicts_with_all = ["model", "data", "out", "recipe", "preset"])]
     resume: Option<PathBuf>,
     /// Stop after this epoch, as if interrupted; continue later with --resume.

@@ -145,8 +145,10 @@ impl AdamW {
         result
     }
 
-    /// Moments and step count, for `last.optim.safetensors`.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Write the moments and step count (and the average) to `path` as safetensors, for
+    /// `last.optim.safetensors`. Not atomic by itself: the run folder's writes make it so
+    /// ([`crate::run::RunFolder::stage`]).
+    pub fn write(&self, path: &Path) -> Result<()> {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for (((name, _), m), v) in self.params.iter().zip(&self.m).zip(&self.v) {
             named.push((format!("m.{name}"), m.shallow_clone()));
@@ -158,11 +160,8 @@ impl AdamW {
             }
         }
         named.push(("step".into(), Tensor::from(self.step)));
-        pipeline::atomic::write_file_with(path, |temp| -> Result<()> {
-            Tensor::write_safetensors(&named, temp)?;
-            Ok(())
-        })
-        .with_context(|| format!("writing {}", path.display()))
+        Tensor::write_safetensors(&named, path)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {

@@ -2,6 +2,7 @@
 //! every epoch → checkpoints → test at the end. What it writes, and where, is the run folder's
 //! business ([`crate::run`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -59,7 +60,9 @@ pub fn train(config: &TrainConfig, run: &Path, options: RunOptions) -> Result<Op
 }
 
 /// Continue the run in `run` from its last checkpoint (after a crash, a kill or
-/// `stop_after_epoch`). Ends exactly where an uninterrupted run with the same config ends.
+/// `stop_after_epoch`), or from the start when no epoch had finished. Ends exactly where an
+/// uninterrupted run with the same config ends, or refuses when the run folder's files do not
+/// belong together ([`RunFolder::check_committed`]).
 pub fn resume(run: &Path, options: RunOptions) -> Result<Option<Results>> {
     let folder = RunFolder::new(run);
     let config = folder
@@ -71,13 +74,15 @@ pub fn resume(run: &Path, options: RunOptions) -> Result<Option<Results>> {
             run.display()
         );
     }
-    let Some(last) = folder.progress()? else {
-        bail!(
-            "--resume {}: no epoch has finished yet (no {LAST_PROGRESS_FILE}): start the run again",
+    let last = folder.progress()?;
+    if last.is_none() {
+        // The folder has its config (it is created with it), which is all a run starts from.
+        tracing::info!(
+            "{}: no epoch had finished (no {LAST_PROGRESS_FILE}); starting from the first",
             run.display()
         );
-    };
-    run_epochs(&config, &folder, options, Some(last))
+    }
+    run_epochs(&config, &folder, options, last)
 }
 
 fn load_split(config: &TrainConfig, split: Split) -> Result<SplitData> {
@@ -136,18 +141,34 @@ fn run_epochs(
         config.max_steps.map_or(all, |m| m.min(all))
     };
 
-    let (mut rng, mut step, mut best, first_epoch) = match resume_from {
+    // What a killed run left half done: finish the committed epoch's publishing, then remove
+    // the rest (staged files of an epoch that never committed, temporary files).
+    if let Some(last) = &resume_from {
+        match last.row {
+            Some(_) => publish(run, last)?,
+            // A run folder of an earlier version: its rows after the checkpoint are dropped.
+            None => run.truncate_metrics(last.epoch)?,
+        }
+    }
+    let removed = run.remove_leftovers()?;
+    if !removed.is_empty() {
+        tracing::info!(
+            "removed what an interrupted run left in {}: {}",
+            run.path().display(),
+            removed.join(", ")
+        );
+    }
+    let (mut rng, mut step, mut best, first_epoch) = match &resume_from {
         None => {
             run.start_metrics()?;
             (SplitMix64(config.seed), 0, None, 1)
         }
         Some(last) => {
+            run.check_committed(last)?;
             let weights = run.file(LAST_WEIGHTS_FILE);
             vs.load(&weights)
                 .with_context(|| format!("loading {}", weights.display()))?;
             optimizer.load(&run.file(LAST_OPTIMIZER_FILE))?;
-            // Rows after the checkpoint (none, unless a crash came between the two writes).
-            run.truncate_metrics(last.epoch)?;
             tracing::info!(
                 "resuming {} after epoch {}, step {}",
                 run.path().display(),
@@ -168,6 +189,7 @@ fn run_epochs(
         }
     };
     let mut epochs_done = first_epoch - 1;
+    let mut last = resume_from;
     'epochs: for epoch in first_epoch..=config.epochs {
         // Checked before each epoch rather than after, so a run resumed after its patience ran
         // out goes straight to the test as well.
@@ -283,8 +305,16 @@ fn run_epochs(
             best_epoch,
             best_valid_nll,
             max_steps_reached,
+            row: Some(row),
+            checksums: BTreeMap::new(),
         };
-        record_epoch(&vs, &mut optimizer, run, &row, &progress)?;
+        last = Some(record_epoch(
+            &vs,
+            &mut optimizer,
+            run,
+            progress,
+            last.as_ref(),
+        )?);
         epochs_done = epoch;
         if max_steps_reached {
             break 'epochs;
@@ -320,40 +350,78 @@ fn run_epochs(
     Ok(Some(results))
 }
 
-/// Checkpoint, then the metrics row: a crash between the two loses a row that a resume
-/// recomputes, never a checkpoint that the metrics claim.
+/// End an epoch: stage its checkpoint files, commit it by writing `last.json`, publish it (the
+/// steps at the top of [`crate::run`]). Returns what `last.json` now holds.
 fn record_epoch(
     vs: &VarStore,
     optimizer: &mut AdamW,
     run: &RunFolder,
-    row: &EpochRow,
-    progress: &Progress,
-) -> Result<()> {
-    tracing::info!(
-        "epoch {}: train NLL {:.3}, valid NLL {:.3}, accuracy {:.3}, {:.0} frames/s",
-        row.epoch,
-        row.train_nll,
-        row.valid_nll,
-        row.valid_accuracy,
-        row.train_frames_per_s
+    mut progress: Progress,
+    previous: Option<&Progress>,
+) -> Result<Progress> {
+    let epoch = progress.epoch;
+    if let Some(row) = &progress.row {
+        tracing::info!(
+            "epoch {epoch}: train NLL {:.3}, valid NLL {:.3}, accuracy {:.3}, {:.0} frames/s",
+            row.train_nll,
+            row.valid_nll,
+            row.valid_accuracy,
+            row.train_frames_per_s
+        );
+    }
+    let save = |path: &Path| -> Result<()> { Ok(vs.save(path)?) };
+    let mut checksums = BTreeMap::new();
+    checksums.insert(
+        LAST_WEIGHTS_FILE.to_owned(),
+        run.stage(epoch, LAST_WEIGHTS_FILE, save)?,
     );
-    run.save_weights(vs, LAST_WEIGHTS_FILE)?;
-    optimizer.save(&run.file(LAST_OPTIMIZER_FILE))?;
-    if progress.best_epoch == row.epoch {
+    checksums.insert(
+        LAST_OPTIMIZER_FILE.to_owned(),
+        run.stage(epoch, LAST_OPTIMIZER_FILE, |path| optimizer.write(path))?,
+    );
+    let best_weights = if progress.best_epoch == epoch {
         // The weights valid was scored with.
-        optimizer.with_average(|| run.save_weights(vs, BEST_WEIGHTS_FILE))?;
+        optimizer.with_average(|| run.stage(epoch, BEST_WEIGHTS_FILE, save))?
+    } else {
+        // Still the best epoch's file: its checksum as recorded then (a resumed run folder
+        // of an earlier version recorded none: the file's own).
+        match previous.and_then(|p| p.checksums.get(BEST_WEIGHTS_FILE)) {
+            Some(recorded) => recorded.clone(),
+            None => run.sha256(BEST_WEIGHTS_FILE)?.with_context(|| {
+                format!(
+                    "{} is missing (epoch {} was the best)",
+                    run.file(BEST_WEIGHTS_FILE).display(),
+                    progress.best_epoch
+                )
+            })?,
+        }
+    };
+    checksums.insert(BEST_WEIGHTS_FILE.to_owned(), best_weights);
+    progress.checksums = checksums;
+    run.write_json(LAST_PROGRESS_FILE, &progress)?;
+    publish(run, &progress)?;
+    Ok(progress)
+}
+
+/// Put the committed epoch `last` in place: its staged files renamed, `best.json`, its row in
+/// `metrics.csv`, the curves. Every part can be repeated (a resume does, after a kill).
+fn publish(run: &RunFolder, last: &Progress) -> Result<()> {
+    let epoch = last.epoch;
+    run.publish_staged(epoch, LAST_WEIGHTS_FILE)?;
+    run.publish_staged(epoch, LAST_OPTIMIZER_FILE)?;
+    if last.best_epoch == epoch {
+        run.publish_staged(epoch, BEST_WEIGHTS_FILE)?;
         let best = BestEpoch {
-            epoch: row.epoch,
-            step: row.step,
-            valid_nll: row.valid_nll,
+            epoch,
+            step: last.step,
+            valid_nll: last.best_valid_nll,
         };
         run.write_json(BEST_EPOCH_FILE, &best)?;
     }
-    run.write_json(LAST_PROGRESS_FILE, progress)?;
-    run.append_metrics(row)?;
+    if let Some(row) = &last.row {
+        run.publish_metrics_row(row)?;
+    }
     // The run's own curves, redrawn every epoch.
     let summary = RunSummary::read(run.path())?;
-    let curves = run.file(CURVES_FILE);
-    pipeline::atomic::write_file(&curves, &crate::compare::curves_png(&[summary]))
-        .with_context(|| format!("writing {}", curves.display()))
+    run.write_bytes(CURVES_FILE, &crate::compare::curves_png(&[summary]))
 }
