@@ -206,6 +206,13 @@ fn render_built_in(notes: &[SampleNote], total: usize) -> Vec<f32> {
     out
 }
 
+/// The size in bytes of [`render_wav`]'s file for a roll of `frames` frames: what a server
+/// checks before it renders (a WAV holds 176,400 bytes a second).
+pub fn wav_len(frames: usize, grid: Grid, tempo_bpm: Option<f64>) -> u64 {
+    let samples = (frames as f64 * samples_per_frame(grid, tempo_bpm)).round();
+    44 + 4 * samples as u64
+}
+
 /// The roll as a WAV file: RIFF/WAVE, PCM, 44.1 kHz, 16-bit, stereo.
 pub fn render_wav(roll: &PianoRoll, grid: Grid, tempo_bpm: Option<f64>, synth: &Synth) -> Vec<u8> {
     let samples = render_samples(roll, grid, tempo_bpm, synth);

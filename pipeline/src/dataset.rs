@@ -136,11 +136,18 @@ pub struct BuildOptions {
     pub force: bool,
     /// Stop at the first file that cannot be read instead of recording it and going on.
     pub strict: bool,
+    /// Larger files are recorded as errors without being read: a file is read whole, one per
+    /// worker thread, so this bounds the build's memory whatever the folder holds.
+    pub max_file_bytes: u64,
     /// Draw a progress bar (on a terminal).
     pub progress: bool,
     /// Set from another thread (a Ctrl-C handler) to stop between chunks; nothing is written.
     pub cancel: Option<Arc<AtomicBool>>,
 }
+
+/// The default of [`BuildOptions::max_file_bytes`]: 16 MB, some forty times the largest MIDI
+/// file of a long piano performance.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16_000_000;
 
 impl Default for BuildOptions {
     fn default() -> Self {
@@ -149,6 +156,7 @@ impl Default for BuildOptions {
             fractions: SplitFractions::default(),
             force: false,
             strict: false,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             progress: false,
             cancel: None,
         }
@@ -470,10 +478,39 @@ struct Processed {
     piece: Option<(PieceRecord, NoteCounts)>,
 }
 
-fn process(file: &InputFile, settings: &RollSettings) -> Processed {
+/// The file's bytes, unless it is larger than `max_bytes` (checked before reading, and again
+/// while reading, for a file that grows in between).
+fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let too_large = |size: u64| {
+        format!(
+            "{:.1} MB, larger than the limit of {:.1} MB (--max-file-mb)",
+            size as f64 / 1e6,
+            max_bytes as f64 / 1e6
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if size > max_bytes {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn process(file: &InputFile, settings: &RollSettings, max_file_bytes: u64) -> Processed {
     let read = match &file.skipped {
         Some(reason) => Err(reason.clone()),
-        None => std::fs::read(&file.path).map_err(|e| format!("cannot read: {e}")),
+        None => read_bounded(&file.path, max_file_bytes),
     };
     let (bytes, sha256, result) = match read {
         Ok(bytes) => {
@@ -507,6 +544,20 @@ fn process(file: &InputFile, settings: &RollSettings) -> Processed {
         (row, piece.counts)
     });
     Processed { record, piece }
+}
+
+/// `text` with control characters escaped (`\n` as `\\n`): a file name with a newline would
+/// otherwise split its log line in two.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Lower-case hexadecimal, as the manifest and model cards write digests.
@@ -564,7 +615,7 @@ pub fn build(
         }
         let processed: Vec<Processed> = chunk
             .par_iter()
-            .map(|file| process(file, &options.settings))
+            .map(|file| process(file, &options.settings, options.max_file_bytes))
             .collect();
         let mut rows: BTreeMap<Split, Vec<PieceRecord>> = BTreeMap::new();
         for p in processed {
@@ -576,7 +627,8 @@ pub fn build(
                         error: error.clone(),
                     });
                 }
-                progress.suspend(|| tracing::warn!("{}: {error}", p.record.path));
+                let path = printable(&p.record.path);
+                progress.suspend(|| tracing::warn!("{path}: {error}"));
             }
             if let Some((row, counts)) = p.piece {
                 let summary = splits.get_mut(&p.record.split).expect("all splits");

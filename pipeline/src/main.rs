@@ -43,6 +43,11 @@ enum Command {
         /// Replace an existing dataset folder.
         #[arg(long)]
         force: bool,
+        /// The most one compressed element may inflate to, in MB (a guard against files that
+        /// unpack to gigabytes; the published rolls' largest is 15.6 MB).
+        #[arg(long, default_value_t = (pipeline::matfile::DEFAULT_MAX_ELEMENT_BYTES / 1_000_000) as u32,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_element_mb: u32,
     },
 }
 
@@ -129,6 +134,11 @@ struct BuildArgs {
     /// Stop at the first unreadable file instead of recording it and going on.
     #[arg(long)]
     strict: bool,
+    /// Larger MIDI files are recorded as errors, not read (MB; the largest Nottingham file is
+    /// 12 KB, a long piano performance a few hundred KB).
+    #[arg(long, default_value_t = (dataset::DEFAULT_MAX_FILE_BYTES / 1_000_000) as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_file_mb: u32,
 }
 
 #[derive(Args)]
@@ -182,8 +192,10 @@ fn run(cli: Cli) -> Result<()> {
             input,
             output,
             force,
+            max_element_mb,
         } => {
-            let manifest = pipeline::published::import(&input, &output, force)?;
+            let max_element_bytes = max_element_mb as usize * 1_000_000;
+            let manifest = pipeline::published::import(&input, &output, force, max_element_bytes)?;
             let counts: Vec<String> = manifest
                 .splits
                 .iter()
@@ -217,6 +229,7 @@ fn build(args: BuildArgs) -> Result<()> {
         fractions: args.split,
         force: args.force,
         strict: args.strict,
+        max_file_bytes: u64::from(args.max_file_mb) * 1_000_000,
         progress: std::io::stderr().is_terminal(),
         cancel: Some(cancel),
     };

@@ -209,7 +209,8 @@ fn matrix(bytes: &[u8], base: usize) -> Result<(String, Array), MatError> {
     let count = count.ok_or_else(|| parts.error(dims_element.offset, "dimensions overflow"))?;
     let array = match class {
         MX_CELL => {
-            let mut cells = Vec::with_capacity(count.min(1 << 20));
+            // The count is the file's claim: reserve for a few, not for what it says.
+            let mut cells = Vec::with_capacity(count.min(1 << 10));
             for _ in 0..count {
                 let cell = parts.expect("a cell")?;
                 if cell.kind != MI_MATRIX {
@@ -240,8 +241,18 @@ fn matrix(bytes: &[u8], base: usize) -> Result<(String, Array), MatError> {
     Ok((name, array))
 }
 
-/// Every variable of a MAT-file, by name, in file order.
-pub fn read_variables(bytes: &[u8]) -> Result<Vec<(String, Array)>, MatError> {
+/// The default of the largest element a compressed element may inflate to: four times the
+/// largest in the published rolls (Nottingham's `traindata`, 15.6 MB). zlib packs a run of
+/// zeros a thousandfold, so without a bound a 1.5 MB file can ask for gigabytes.
+pub const DEFAULT_MAX_ELEMENT_BYTES: usize = 64_000_000;
+
+/// Every variable of a MAT-file, by name, in file order. A compressed element that inflates to
+/// more than `max_element_bytes` is an error that says so (and the decoded numbers take up to
+/// eight times that again, as f64).
+pub fn read_variables(
+    bytes: &[u8],
+    max_element_bytes: usize,
+) -> Result<Vec<(String, Array)>, MatError> {
     const HEADER: usize = 128;
     if bytes.len() < HEADER || !bytes.starts_with(b"MATLAB 5.0 MAT-file") {
         return Err(MatError::Header(
@@ -266,12 +277,24 @@ pub fn read_variables(bytes: &[u8]) -> Result<Vec<(String, Array)>, MatError> {
         match element.kind {
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
+                // One byte past the limit tells an element at the limit from one beyond it.
                 flate2::read::ZlibDecoder::new(element.data)
+                    .take(max_element_bytes as u64 + 1)
                     .read_to_end(&mut inflated)
                     .map_err(|e| MatError::Structure {
                         offset: at,
                         problem: format!("compressed element: {e}"),
                     })?;
+                if inflated.len() > max_element_bytes {
+                    return Err(MatError::Structure {
+                        offset: at,
+                        problem: format!(
+                            "compressed element inflates to more than {:.1} MB, the limit \
+                             (--max-element-mb)",
+                            max_element_bytes as f64 / 1e6
+                        ),
+                    });
+                }
                 // One element inside, usually a matrix; offsets there are within the inflated
                 // bytes, so messages name the compressed element's position.
                 let mut inner = Elements::new(&inflated, at);
@@ -354,6 +377,10 @@ mod tests {
     use super::*;
 
     /// A data element with its tag, padded to 8 bytes.
+    fn read(bytes: &[u8]) -> Result<Vec<(String, Array)>, MatError> {
+        read_variables(bytes, DEFAULT_MAX_ELEMENT_BYTES)
+    }
+
     fn element(kind: u32, data: &[u8]) -> Vec<u8> {
         let mut out = kind.to_le_bytes().to_vec();
         out.extend((data.len() as u32).to_le_bytes());
@@ -430,7 +457,7 @@ mod tests {
             compressed(&cell_array("testdata", &two_pieces())),
         ]);
         for bytes in [plain, zipped] {
-            let variables = read_variables(&bytes).unwrap();
+            let variables = read(&bytes).unwrap();
             let rolls = cell_rolls(&variables, "testdata").unwrap();
             assert_eq!(rolls.len(), 2);
             let frames = rolls[0].frames();
@@ -448,15 +475,15 @@ mod tests {
         // Every truncation is an error (or, cut between elements, a file with fewer variables),
         // never a panic.
         for cut in 0..good.len() {
-            let _ = read_variables(&good[..cut]).and_then(|v| cell_rolls(&v, "testdata"));
+            let _ = read(&good[..cut]).and_then(|v| cell_rolls(&v, "testdata"));
         }
-        let error = read_variables(&good[..good.len() - 5]).unwrap_err();
+        let error = read(&good[..good.len() - 5]).unwrap_err();
         assert!(error.to_string().contains("byte 128"), "{error}");
-        assert!(read_variables(b"not a mat file").is_err());
+        assert!(read(b"not a mat file").is_err());
 
         let mut bad_value = two_pieces();
         bad_value[1] = uint8_matrix("", 1, 88, &[2; 88]);
-        let variables = read_variables(&file(&[cell_array("testdata", &bad_value)])).unwrap();
+        let variables = read(&file(&[cell_array("testdata", &bad_value)])).unwrap();
         let error = cell_rolls(&variables, "testdata").unwrap_err().to_string();
         assert!(
             error.contains("\"testdata\", cell 1") && error.contains("value 2"),
@@ -465,7 +492,26 @@ mod tests {
         let error = cell_rolls(&variables, "validdata").unwrap_err().to_string();
         assert!(error.contains("no variable \"validdata\""), "{error}");
         let narrow = file(&[cell_array("testdata", &[uint8_matrix("", 2, 12, &[0; 24])])]);
-        let error = cell_rolls(&read_variables(&narrow).unwrap(), "testdata").unwrap_err();
+        let error = cell_rolls(&read(&narrow).unwrap(), "testdata").unwrap_err();
         assert!(error.to_string().contains("12 columns"), "{error}");
+    }
+
+    #[test]
+    fn a_compressed_element_inflates_only_up_to_the_limit() {
+        // 100 MB of zeros under a plausible matrix tag packs into about 100 KB.
+        let mut bomb = 14u32.to_le_bytes().to_vec();
+        bomb.extend(100_000_000u32.to_le_bytes());
+        bomb.resize(100_000_008, 0);
+        let file = file(&[compressed(&bomb)]);
+        assert!(file.len() < 200_000, "{} bytes", file.len());
+        let error = read(&file).unwrap_err().to_string();
+        assert!(
+            error.contains("byte 128") && error.contains("more than 64.0 MB"),
+            "{error}"
+        );
+        // A limit above it lets the same element through to the matrix reader, which then
+        // names what is wrong with the zeros.
+        let error = read_variables(&file, 200 << 20).unwrap_err().to_string();
+        assert!(!error.contains("inflates"), "{error}");
     }
 }

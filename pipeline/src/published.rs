@@ -41,8 +41,14 @@ pub fn variable_of(split: Split) -> &'static str {
 }
 
 /// Import the MAT-file `mat` into the dataset folder `output` (replaced only with `force`, and
-/// only if it is a dataset).
-pub fn import(mat: &Path, output: &Path, force: bool) -> Result<Manifest, ImportError> {
+/// only if it is a dataset). No compressed element may inflate to more than
+/// `max_element_bytes` ([`matfile::DEFAULT_MAX_ELEMENT_BYTES`] unless the user says otherwise).
+pub fn import(
+    mat: &Path,
+    output: &Path,
+    force: bool,
+    max_element_bytes: usize,
+) -> Result<Manifest, ImportError> {
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |error| BuildError::Io { path, error }
@@ -53,7 +59,7 @@ pub fn import(mat: &Path, output: &Path, force: bool) -> Result<Manifest, Import
         path: mat.display().to_string(),
         error,
     };
-    let variables = matfile::read_variables(&bytes).map_err(mat_error)?;
+    let variables = matfile::read_variables(&bytes, max_element_bytes).map_err(mat_error)?;
     let settings = RollSettings::benchmark();
     let staging = atomic::staging_beside(output).map_err(io_error(output))?;
     let mut splits = BTreeMap::new();

@@ -2,7 +2,7 @@
 //! are, with the built-in synthesiser and with a General MIDI SoundFont, and the same roll gives
 //! the same bytes.
 
-use pipeline::audio::{SAMPLE_RATE, Synth, render_wav};
+use pipeline::audio::{SAMPLE_RATE, Synth, render_wav, wav_len};
 use pipeline::{Frame, Grid, PianoRoll};
 
 /// 16 eighth-note frames (4 s at 120 bpm): a C major chord, silence, A4, silence; 4 frames each.
@@ -76,8 +76,12 @@ fn check(synth: &Synth) {
         "the same bytes again"
     );
     // Another tempo stretches the same music.
-    let slow = parse(&render_wav(&roll, GRID, Some(60.0), synth));
+    let slow_wav = render_wav(&roll, GRID, Some(60.0), synth);
+    let slow = parse(&slow_wav);
     assert_eq!(slow.len(), 2 * samples.len());
+    // What servers check before rendering is the size they then get.
+    assert_eq!(wav_len(roll.len(), GRID, None), wav.len() as u64);
+    assert_eq!(wav_len(roll.len(), GRID, Some(60.0)), slow_wav.len() as u64);
 }
 
 #[test]

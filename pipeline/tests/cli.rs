@@ -339,3 +339,101 @@ fn a_closed_stdout_ends_every_printing_command_quietly() {
     }
     assert!(dataset.join("manifest.json").exists() && png.exists());
 }
+
+/// A file over `--max-file-mb` is recorded as an error without being read (a sparse 20 MB
+/// file costs no disk), and a name with a newline keeps its log line whole.
+#[test]
+fn large_files_are_refused_unread_and_odd_names_log_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("scale.mid"), scale()).unwrap();
+    let huge = std::fs::File::create(input.join("huge.mid")).unwrap();
+    huge.set_len(20_000_000).unwrap();
+    std::fs::write(input.join("two\nlines.mid"), b"not MIDI").unwrap();
+    let output = dir.path().join("dataset");
+    let out = pipeline(&[os("build"), input.as_os_str(), os("-o"), output.as_os_str()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let manifest = Manifest::read(&output).unwrap();
+    let failures: Vec<(&str, &str)> = manifest.failures().collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert_eq!(
+        failures[0],
+        (
+            "huge.mid",
+            "20.0 MB, larger than the limit of 16.0 MB (--max-file-mb)"
+        )
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("two\\nlines.mid: not a MIDI file")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("lines.mid")),
+        "{stderr}"
+    );
+
+    // With a higher limit the file is read, and found to be no MIDI file.
+    let out = pipeline(&[
+        os("build"),
+        input.as_os_str(),
+        os("-o"),
+        output.as_os_str(),
+        os("--force"),
+        os("--max-file-mb"),
+        os("25"),
+    ]);
+    assert!(out.status.success());
+    let manifest = Manifest::read(&output).unwrap();
+    assert!(
+        manifest
+            .failures()
+            .any(|(path, error)| path == "huge.mid" && error.contains("MIDI")),
+        "{:?}",
+        manifest.failures().collect::<Vec<_>>()
+    );
+}
+
+/// A MAT-file of 100 KB whose compressed element would inflate to 100 MB stops at the limit,
+/// with the limit and the flag that raises it in the message, and writes nothing.
+#[test]
+fn import_mat_bounds_what_a_compressed_element_inflates_to() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut element = 14u32.to_le_bytes().to_vec();
+    element.extend(100_000_000u32.to_le_bytes());
+    element.resize(100_000_008, 0);
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    zlib.write_all(&element).unwrap();
+    let packed = zlib.finish().unwrap();
+    let mut mat = b"MATLAB 5.0 MAT-file, a zlib bomb".to_vec();
+    mat.resize(124, b' ');
+    mat.extend([0x00, 0x01, b'I', b'M']);
+    mat.extend(15u32.to_le_bytes());
+    mat.extend((packed.len() as u32).to_le_bytes());
+    mat.extend(&packed);
+    let path = dir.path().join("bomb.mat");
+    std::fs::write(&path, &mat).unwrap();
+    let output = dir.path().join("dataset");
+    let out = pipeline(&[
+        os("import-mat"),
+        path.as_os_str(),
+        os("-o"),
+        output.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bomb.mat: byte 128: compressed element inflates to more than 64.0 MB")
+            && stderr.contains("--max-element-mb"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["bomb.mat"], "no dataset, no staging folder");
+}

@@ -132,7 +132,13 @@ fn published_rolls_import_as_a_dataset() {
     let mat = nottingham().join("../nottingham-bl2012/Nottingham.mat");
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("published");
-    let manifest = pipeline::published::import(&mat, &output, false).unwrap();
+    let manifest = pipeline::published::import(
+        &mat,
+        &output,
+        false,
+        pipeline::matfile::DEFAULT_MAX_ELEMENT_BYTES,
+    )
+    .unwrap();
     let counts: Vec<(u64, u64)> = Split::ALL
         .iter()
         .map(|s| (manifest.splits[s].pieces, manifest.splits[s].frames))
@@ -152,9 +158,21 @@ fn published_rolls_import_as_a_dataset() {
     let bytes = std::fs::read(&mat).unwrap();
     let cut = dir.path().join("cut.mat");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let error = pipeline::published::import(&cut, &output, true).unwrap_err();
+    let error = pipeline::published::import(
+        &cut,
+        &output,
+        true,
+        pipeline::matfile::DEFAULT_MAX_ELEMENT_BYTES,
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("cut.mat"), "{error}");
     assert_eq!(std::fs::read(output.join("manifest.json")).unwrap(), before);
-    let error = pipeline::published::import(&mat, &output, false).unwrap_err();
+    let error = pipeline::published::import(
+        &mat,
+        &output,
+        false,
+        pipeline::matfile::DEFAULT_MAX_ELEMENT_BYTES,
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("--force"), "{error}");
 }

@@ -133,7 +133,13 @@ fn scipy_reads_the_published_rolls_as_the_import_does() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("published");
     let mat = pianoroll_tests::published_rolls();
-    pipeline::published::import(&mat, &output, false).unwrap();
+    pipeline::published::import(
+        &mat,
+        &output,
+        false,
+        pipeline::matfile::DEFAULT_MAX_ELEMENT_BYTES,
+    )
+    .unwrap();
     let seen = pianoroll_tests::python_json(&python, READ_MAT_IN_PYTHON, &[mat.as_os_str()]);
     for split in Split::ALL {
         let (_, pieces) = read_split(&output.join(split.file_name())).unwrap();
