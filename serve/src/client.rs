@@ -78,11 +78,15 @@ async fn connect(endpoint: &Endpoint) -> Result<Client> {
 /// The server's answer as an error; a TLS server answering a plain-text call gets a hint.
 fn status_error(status: tonic::Status, endpoint: &Endpoint) -> anyhow::Error {
     let plain = endpoint.tls_ca.is_none() && !endpoint.addr.starts_with("https://");
-    // What a TLS listener's refusal of plain HTTP/2 looks like from here.
-    let refused = status.code() == tonic::Code::Unknown
-        && ["transport error", "h2 protocol error"]
+    // What a TLS listener's refusal of plain HTTP/2 looks like from here: its alert read as
+    // HTTP/2, or the connection closed under the call (this client cancels nothing itself).
+    let refused = match status.code() {
+        tonic::Code::Unknown => ["transport error", "h2 protocol error"]
             .iter()
-            .any(|m| status.message().contains(m));
+            .any(|m| status.message().contains(m)),
+        tonic::Code::Cancelled => true,
+        _ => false,
+    };
     let hint = if plain && refused {
         " (if the server uses TLS: --addr https://HOST:PORT, or --tls-ca FILE)"
     } else {

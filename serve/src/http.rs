@@ -7,16 +7,19 @@
 //! | `GET /` | the page (`serve/web/index.html`, built into the binary: no CDN) |
 //! | `GET /api/models` | JSON: `[{name, kind, head, frames_per_beat, test_nll_per_frame}]` |
 //! | `POST /api/generate?model=M&frames=N&temperature=T&seed=S`, body: a primer MIDI file or nothing | NDJSON, one object a line: `{"primer": [[pitch, ...], ...]}`, then `{"first": i, "frames": [...]}` as frames are sampled, then `{"done": {"seconds": s}}`, or `{"error": "..."}` |
-//! | `POST /api/render?model=M&format=wav\|mid`, body: JSON `[[pitch, ...], ...]` | the roll as a WAV (the server's SoundFont) or MIDI file on that model's grid |
+//! | `POST /api/render?model=M&format=wav\|mid`, body: JSON `[[pitch, ...], ...]` | the roll as a WAV (the server's SoundFont) or MIDI file on that model's grid; 413 beyond a primer and a generation of `--max-frames` each, or a WAV over `--max-response-bytes` |
 //!
 //! Errors before a stream starts are JSON `{"error": "..."}` with the HTTP status of the gRPC
-//! code (400 bad argument, 404 unknown model, 429 over a limit, 503 shutting down).
+//! code (400 bad argument, 404 unknown model, 429 over a limit, 503 shutting down), or 401
+//! without the server's token, 413 for a body or roll over the limits, 400 for a query string
+//! that cannot be read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +32,7 @@ use serde::Deserialize;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
+use crate::auth::RequireToken;
 use crate::batcher::frame_of;
 use crate::registry::LoadedModel;
 use crate::service::ComposerService;
@@ -39,27 +43,60 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 struct Shared {
     service: ComposerService,
     models: Arc<BTreeMap<String, LoadedModel>>,
-    synth: pipeline::audio::Synth,
 }
 
-/// The page and its API over `service`.
+/// The page and its API over `service`. With a token, every API call needs it (the page
+/// itself is static HTML, open, and asks for the token).
 pub fn router(
     service: ComposerService,
     models: Arc<BTreeMap<String, LoadedModel>>,
-    synth: pipeline::audio::Synth,
+    token: RequireToken,
     max_body_bytes: usize,
 ) -> Router {
-    Router::new()
-        .route("/", get(index))
+    let api = Router::new()
         .route("/api/models", get(list_models))
         .route("/api/generate", post(generate))
         .route("/api/render", post(render))
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::auth::require_token_http,
+        ));
+    Router::new()
+        .route("/", get(index))
+        .merge(api)
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .with_state(Shared {
-            service,
-            models,
-            synth,
-        })
+        .with_state(Shared { service, models })
+}
+
+/// `GET /metrics`: the operators' metrics ([`crate::metrics`]), behind the token when there is
+/// one (Prometheus sends it with `authorization: credentials_file`).
+pub fn metrics_router(service: ComposerService, token: RequireToken) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let text = service.metrics();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::auth::require_token_http,
+        ))
+        .fallback(not_found)
+}
+
+async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "no such page".to_owned())
 }
 
 async fn index() -> impl IntoResponse {
@@ -78,8 +115,25 @@ fn error_response(status: &Status) -> Response {
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = serde_json::json!({ "error": status.message() });
-    (code, axum::Json(body)).into_response()
+    json_error(code, status.message().to_owned())
+}
+
+/// An error as JSON `{"error": message}`, as every answer of the API that is not a success.
+fn json_error(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// 413: a request larger than this server accepts.
+fn too_large(message: String) -> Response {
+    json_error(StatusCode::PAYLOAD_TOO_LARGE, message)
+}
+
+/// A query string or body that axum could not read, as the API's JSON error: 413 for a body
+/// over the limit, 400 otherwise, the message naming what was wrong.
+fn rejected(rejection: impl IntoResponse + std::fmt::Display) -> Response {
+    let message = rejection.to_string();
+    let status = rejection.into_response().status();
+    json_error(status, message)
 }
 
 async fn list_models(State(shared): State<Shared>) -> Response {
@@ -124,9 +178,14 @@ fn line(value: serde_json::Value) -> Bytes {
 
 async fn generate(
     State(shared): State<Shared>,
-    Query(params): Query<GenerateParams>,
-    body: Bytes,
+    params: Result<Query<GenerateParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (params, body) = match (params, body) {
+        (Ok(Query(params)), Ok(body)) => (params, body),
+        (Err(rejection), _) => return rejected(rejection),
+        (_, Err(rejection)) => return rejected(rejection),
+    };
     // The primer is read here, onto the model's grid, so the page can draw it; the generation
     // gets its frames.
     let primer = if body.is_empty() {
@@ -193,9 +252,14 @@ struct RenderParams {
 
 async fn render(
     State(shared): State<Shared>,
-    Query(params): Query<RenderParams>,
-    body: Bytes,
+    params: Result<Query<RenderParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (params, body) = match (params, body) {
+        (Ok(Query(params)), Ok(body)) => (params, body),
+        (Err(rejection), _) => return rejected(rejection),
+        (_, Err(rejection)) => return rejected(rejection),
+    };
     let Some(model) = shared.models.get(&params.model) else {
         return error_response(&Status::not_found(format!(
             "model: no model named {:?}",
@@ -210,6 +274,16 @@ async fn render(
             )));
         }
     };
+    // The page renders what this server generated: at most a primer and a generation of the
+    // longest length each. Anything longer is refused before a sample is allocated for it.
+    let longest = 2 * shared.service.limits().max_frames;
+    if frames.len() > longest {
+        return too_large(format!(
+            "frames: {} frames; this server renders at most {longest} (a primer and a \
+             generation of --max-frames each)",
+            frames.len()
+        ));
+    }
     let frames: Option<Vec<pipeline::Frame>> = frames.iter().map(|p| frame_of(p)).collect();
     let Some(frames) = frames else {
         return error_response(&Status::invalid_argument(format!(
@@ -221,17 +295,13 @@ async fn render(
     let roll = pipeline::PianoRoll::from_frames(frames);
     let grid = model.card.roll_settings.grid;
     let (bytes, content_type) = match params.format.as_str() {
-        "wav" => {
-            let synth = shared.synth.clone();
-            let wav = tokio::task::spawn_blocking(move || {
-                pipeline::audio::render_wav(&roll, grid, None, &synth)
-            })
-            .await;
-            match wav {
-                Ok(wav) => (wav, "audio/wav"),
-                Err(e) => return error_response(&Status::internal(e.to_string())),
+        "wav" => match shared.service.render_audio(model, roll, None).await {
+            Ok(wav) => (wav, "audio/wav"),
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                return too_large(status.message().to_owned());
             }
-        }
+            Err(status) => return error_response(&status),
+        },
         "mid" => {
             let title = proto::card::piece_title(&model.name, &model.card.kind);
             let options = pipeline::midi::MidiWriteOptions {

@@ -19,6 +19,7 @@ pub mod batcher;
 pub mod client;
 pub mod http;
 pub mod inference;
+pub mod listen;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;

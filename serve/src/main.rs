@@ -38,8 +38,9 @@ struct ServerArgs {
     #[arg(long)]
     metrics: Option<SocketAddr>,
     /// Require `authorization: Bearer TOKEN` on every call to the composer and inference
-    /// services and reflection, TOKEN being this file's text (health stays open). Not with --http: the page has no sign-in.
-    #[arg(long, conflicts_with = "http")]
+    /// services and reflection, the page's API and the metrics, TOKEN being this file's text
+    /// (health and the page's HTML stay open; the page asks for the token).
+    #[arg(long)]
     token_file: Option<PathBuf>,
     /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. The page and
     /// metrics listeners stay plain HTTP.
@@ -52,6 +53,11 @@ struct ServerArgs {
     /// seconds: a client that stopped reading, or vanished, gives back what it held (0: never).
     #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout_seconds: u64,
+    /// Close a new connection that has not sent its first request within this many seconds
+    /// (the TLS handshake and HTTP/2 preface on gRPC; each request header on the page and the
+    /// metrics): connections that never ask for anything hold nothing (0: never).
+    #[arg(long, default_value_t = Limits::default().handshake_timeout.as_secs())]
+    handshake_timeout_seconds: u64,
     /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
@@ -191,6 +197,7 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
             max_message_bytes: args.max_message_bytes,
             max_response_bytes: args.max_response_bytes,
             idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+            handshake_timeout: Duration::from_secs(args.handshake_timeout_seconds),
         },
         drain: Duration::from_secs(args.drain_seconds),
         onnxruntime: args.onnxruntime,

@@ -3,7 +3,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `pianoroll_requests_total` | counter | `method`, `model`, `code` (the gRPC status) |
+//! | `pianoroll_requests_total` | counter | `method`, `model` (a served model's name, `(unknown)` for any other, empty for `ListModels`), `code` (the gRPC status) |
 //! | `pianoroll_generated_frames_total` | counter | `model` |
 //! | `pianoroll_active_generations` | gauge | |
 //! | `pianoroll_batch_size` | histogram | `model`: generations advanced together per step |
@@ -68,6 +68,11 @@ pub const BATCH_SIZE_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 12
 pub const STEP_SECONDS_BOUNDS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
+
+/// The `model` label of requests that name no served model: one series for all such names, so
+/// made-up names cannot grow the metrics without bound. Parentheses keep it apart from model
+/// folder names, which the registry takes as they are.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
 
 /// Requests by (method, model, status code).
 #[derive(Debug, Default)]

@@ -12,9 +12,7 @@ use std::time::Duration;
 use proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use proto::pianoroll_v1::composer_server::ComposerServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::inference::InferenceService;
 use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
@@ -53,29 +51,37 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// The files read and checked: a certificate and key that rustls can serve with.
-    fn server_config(&self) -> Result<ServerTlsConfig, ServeError> {
+    /// The files read and checked: a certificate and key that rustls can serve with. A
+    /// certificate that has expired (or is not yet valid) is served, with a warning.
+    fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
         let read = |flag: &str, path: &std::path::Path| {
             std::fs::read(path)
                 .map_err(|e| ServeError::Tls(format!("{flag} {}: {e}", path.display())))
         };
-        let identity = Identity::from_pem(
+        let (cert, key) = (
             read("--tls-cert", &self.cert)?,
             read("--tls-key", &self.key)?,
         );
-        let config = ServerTlsConfig::new().identity(identity);
-        // Building the acceptor parses both files: a bad one fails here, before serving.
-        tonic::transport::Server::builder()
-            .tls_config(config.clone())
-            .map_err(|e| {
-                ServeError::Tls(format!(
-                    "--tls-cert {} / --tls-key {}: {}",
-                    self.cert.display(),
-                    self.key.display(),
-                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())
-                ))
-            })?;
-        Ok(config)
+        let acceptor = crate::listen::tls_acceptor(&cert, &key).map_err(|e| {
+            ServeError::Tls(format!(
+                "{e} (--tls-cert {}, --tls-key {})",
+                self.cert.display(),
+                self.key.display()
+            ))
+        })?;
+        match crate::listen::certificate_validity(&cert) {
+            Some((_, true)) => {}
+            Some((not_after, false)) => tracing::warn!(
+                "--tls-cert {}: the certificate is not valid now (valid until {not_after}, and \
+                 maybe not yet begun); clients will refuse it",
+                self.cert.display()
+            ),
+            None => tracing::warn!(
+                "--tls-cert {}: could not read the certificate's validity",
+                self.cert.display()
+            ),
+        }
+        Ok(acceptor)
     }
 }
 
@@ -121,7 +127,7 @@ pub struct Server {
     synth: pipeline::audio::Synth,
     config: ServerConfig,
     /// The checked TLS settings, when serving over TLS.
-    tls: Option<ServerTlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where the web page is served, when it is ([`Server::with_http`]).
     http: Option<TcpListener>,
     /// Where the metrics are served, when they are ([`Server::with_metrics`]).
@@ -132,11 +138,7 @@ impl Server {
     /// Load ONNX Runtime and every model folder (blocking). Broken folders are logged and
     /// skipped; having none that works is an error.
     pub fn load(config: ServerConfig) -> Result<Server, ServeError> {
-        let tls = config
-            .tls
-            .as_ref()
-            .map(TlsFiles::server_config)
-            .transpose()?;
+        let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
         let environment = crate::runtime::init(config.onnxruntime.as_deref())?;
         let (models, broken) =
             load_models(environment, &config.models, config.device, config.threads)?;
@@ -241,61 +243,51 @@ impl Server {
             reflection_of_all()
                 .build_v1alpha()
                 .expect("the API's descriptors are valid"),
-            token,
+            token.clone(),
         );
 
         let (stop_taking_calls, stopped) = tokio::sync::oneshot::channel::<()>();
         let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
         let (stop_page, page_stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             shutdown.await;
             let _ = signalled.send(());
+            let _ = stop_accepting.send(());
             let _ = stop_taking_calls.send(());
             let _ = stop_page.send(());
             let _ = stop_metrics.send(());
         });
+        // The page and the metrics: the same token as gRPC, each request header due within
+        // the handshake timeout.
+        let handshake = limits.handshake_timeout;
         if let Some(listener) = self.metrics {
-            let service = service.clone();
-            let router = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let text = service.metrics();
-                    async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )],
-                            text,
-                        )
-                    }
-                }),
-            );
-            tokio::spawn(async move {
-                let serving = axum::serve(listener, router).with_graceful_shutdown(async {
+            let router = crate::http::metrics_router(service.clone(), token.clone());
+            tokio::spawn(crate::listen::serve_http(
+                listener,
+                router,
+                handshake,
+                async {
                     let _ = metrics_stopped.await;
-                });
-                if let Err(e) = serving.await {
-                    tracing::error!("the metrics server failed: {e}");
-                }
-            });
+                },
+            ));
         }
         if let Some(listener) = self.http {
             let router = crate::http::router(
                 service,
                 self.models.clone(),
-                self.synth.clone(),
+                token.clone(),
                 limits.max_message_bytes,
             );
-            tokio::spawn(async move {
-                let serving = axum::serve(listener, router).with_graceful_shutdown(async {
+            tokio::spawn(crate::listen::serve_http(
+                listener,
+                router,
+                handshake,
+                async {
                     let _ = page_stopped.await;
-                });
-                if let Err(e) = serving.await {
-                    tracing::error!("the web page's server failed: {e}");
-                }
-            });
+                },
+            ));
         }
         let mut builder = tonic::transport::Server::builder();
         if !limits.idle_timeout.is_zero() {
@@ -306,18 +298,20 @@ impl Server {
                 .http2_keepalive_interval(Some(half))
                 .http2_keepalive_timeout(Some(half));
         }
-        if let Some(tls) = self.tls {
-            builder = builder.tls_config(tls)?;
-        }
         let serving = builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(composer)
             .add_service(inference)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stopped.await;
-            });
+            .serve_with_incoming_shutdown(
+                crate::listen::grpc_incoming(listener, self.tls, handshake, async {
+                    let _ = accepting_stopped.await;
+                }),
+                async {
+                    let _ = stopped.await;
+                },
+            );
         let drain = self.config.drain;
         let drain_deadline = async move {
             if signal_seen.await.is_ok() {

@@ -39,6 +39,9 @@ pub struct Limits {
     /// How long a connection may stay silent, keep-alive pings unanswered, before it is closed
     /// (zero: forever). A client that stops reading cannot hold a generation slot longer.
     pub idle_timeout: std::time::Duration,
+    /// How long a new connection may take to send its first request: the TLS handshake and the
+    /// HTTP/2 preface on gRPC, each request header on the page and the metrics (zero: forever).
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -49,6 +52,7 @@ impl Default for Limits {
             max_message_bytes: 4 << 20,
             max_response_bytes: 64 << 20,
             idle_timeout: std::time::Duration::from_secs(60),
+            handshake_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -61,8 +65,10 @@ pub struct ComposerService {
     models: Arc<BTreeMap<String, LoadedModel>>,
     slots: Slots,
     limits: Limits,
-    /// What `Compose` plays audio with.
+    /// What `Compose` and the page play audio with.
     synth: pipeline::audio::Synth,
+    /// Audio renders allowed at once ([`ComposerService::render_audio`]).
+    audio_renders: Arc<tokio::sync::Semaphore>,
     /// Requests by method, model and status, for the metrics.
     requests: Arc<Requests>,
 }
@@ -164,6 +170,9 @@ impl ComposerService {
             slots: Slots::new(limits.max_concurrent),
             limits,
             synth,
+            audio_renders: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             requests: Arc::new(Requests::default()),
         }
     }
@@ -183,7 +192,14 @@ impl ComposerService {
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.requests.record(method, model, code);
+        // A name no model has is counted as one series, whatever it is: the labels stay a
+        // bounded set however many names clients make up.
+        let label = if model.is_empty() || self.models.contains_key(model) {
+            model
+        } else {
+            crate::metrics::UNKNOWN_MODEL
+        };
+        self.requests.record(method, label, code);
         result
     }
 
@@ -233,16 +249,16 @@ impl ComposerService {
     }
 
     /// Whether the WAV of a piece of `frames` frames (primer and generated) on `model`'s grid
-    /// fits in a response.
-    fn check_audio_fits(
+    /// fits in a response; checked before anything is generated or rendered, since the size
+    /// follows from the frame count alone.
+    pub(crate) fn check_audio_fits(
         &self,
         model: &LoadedModel,
         frames: usize,
-        request: &GenerateRequest,
+        tempo_bpm: Option<f64>,
     ) -> Result<(), Status> {
-        let seconds = frames as f64
-            * pipeline::midi::frame_seconds(model.card.roll_settings.grid, request.tempo_bpm);
-        let bytes = seconds * f64::from(pipeline::audio::SAMPLE_RATE) * 4.0;
+        let bytes =
+            pipeline::audio::wav_len(frames, model.card.roll_settings.grid, tempo_bpm) as f64;
         // Room for the MIDI file and the PNG beside the audio.
         let room = self.limits.max_response_bytes.saturating_sub(1 << 20) as f64;
         if bytes > room {
@@ -254,6 +270,35 @@ impl ComposerService {
             )));
         }
         Ok(())
+    }
+
+    /// `roll` as a WAV file on `model`'s grid, once its size is known to fit a response. At
+    /// most one render per core runs at once (the others wait): rendering is CPU work, and each
+    /// holds its samples in memory until it is done.
+    pub(crate) async fn render_audio(
+        &self,
+        model: &LoadedModel,
+        roll: PianoRoll,
+        tempo_bpm: Option<f64>,
+    ) -> Result<Vec<u8>, Status> {
+        self.check_audio_fits(model, roll.len(), tempo_bpm)?;
+        let _permit = self
+            .audio_renders
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let synth = self.synth.clone();
+        let grid = model.card.roll_settings.grid;
+        tokio::task::spawn_blocking(move || {
+            pipeline::audio::render_wav(&roll, grid, tempo_bpm, &synth)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("rendering audio: {e}")))
+    }
+
+    /// The limits this service enforces.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Validate `request`, take a slot and queue the generation.
@@ -444,7 +489,7 @@ impl ComposerService {
         if wav {
             // Dropping `started` on refusal cancels the generation before its first frames.
             let frames = started.primer.len() + generation.frames as usize;
-            self.check_audio_fits(started.model, frames, &generation)?;
+            self.check_audio_fits(started.model, frames, generation.tempo_bpm)?;
         }
         let piece = started.finish().await?;
         let model = piece.model;
@@ -462,16 +507,7 @@ impl ComposerService {
             Vec::new()
         };
         let audio = if wav {
-            let synth = self.synth.clone();
-            let grid = model.card.roll_settings.grid;
-            let tempo = generation.tempo_bpm;
-            // Rendering takes a while for long pieces: off the async workers.
-            let roll = roll.clone();
-            tokio::task::spawn_blocking(move || {
-                pipeline::audio::render_wav(&roll, grid, tempo, &synth)
-            })
-            .await
-            .map_err(|e| Status::internal(format!("rendering audio: {e}")))?
+            self.render_audio(model, roll, generation.tempo_bpm).await?
         } else {
             Vec::new()
         };

@@ -339,3 +339,34 @@ fn a_slow_but_live_reader_is_not_cut_off() {
         server.stop().await;
     });
 }
+
+/// A certificate past its end still loads (the operator may be replacing it), and what the
+/// server warns about is read from it: valid until when, and not valid now.
+#[test]
+fn an_expired_certificate_is_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let files = TlsFiles {
+        cert: dir.path().join("expired.pem"),
+        key: dir.path().join("expired-key.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    let (until, valid) = serve::listen::certificate_validity(cert.pem().as_bytes()).unwrap();
+    assert!(!valid);
+    assert!(until.contains("2021"), "{until}");
+    let other = tempfile::tempdir().unwrap();
+    let fresh = self_signed(other.path());
+    let (_, valid) =
+        serve::listen::certificate_validity(&std::fs::read(&fresh.cert).unwrap()).unwrap();
+    assert!(valid);
+    Server::load(ServerConfig {
+        tls: Some(files),
+        ..ServerConfig::cpu(common::shipped_models())
+    })
+    .expect("an expired certificate loads, with a warning");
+}

@@ -120,18 +120,74 @@ pub fn assert_ended_quietly(what: &str, out: &Output) {
 /// `GET path` from the HTTP/1.1 server at `addr`: the response's head and body (the metrics
 /// listener, read the way a scraper reads it).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let response = http_request(addr, "GET", path, &[], b"");
+    let body = String::from_utf8(response.body).expect("a text body");
+    (response.head, body)
+}
+
+/// An HTTP/1.1 response: its status code, its head (status line and headers) and its body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as JSON (panics, showing the response, when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}\n{}",
+                self.head,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// One request on a fresh connection to the HTTP/1.1 server at `addr`, read until the server
+/// closes it: a client with no library between the test and the bytes.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    http_exchange(addr, &bytes)
+}
+
+/// Send `request`, bytes as they are, on a fresh connection to `addr` and read the response
+/// until the server closes the connection.
+fn http_exchange(addr: std::net::SocketAddr, request: &[u8]) -> HttpResponse {
     use std::io::{Read, Write};
     let mut http = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
-    write!(
-        http,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    http.read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
+    http.write_all(request).expect("send the request");
+    let mut response = Vec::new();
+    http.read_to_end(&mut response).expect("read the response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .expect("an HTTP response: head, blank line, body");
-    (head.to_owned(), body.to_owned())
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    HttpResponse {
+        status,
+        head,
+        body: response[split + 4..].to_vec(),
+    }
 }

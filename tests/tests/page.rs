@@ -188,3 +188,129 @@ fn the_page_generates_draws_and_plays_music() {
         task.await.unwrap().unwrap();
     });
 }
+
+const SIGN_IN: &str = r##"
+import json, sys, urllib.request, urllib.error
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, token = sys.argv[1:3]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]:
+    options.add_argument(argument)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+result = {}
+try:
+    wait = WebDriverWait(driver, 60)
+    driver.get(url)
+    shown = lambda element_id: driver.find_element(By.ID, element_id).is_displayed()
+    wait.until(lambda d: shown("signin"))
+    result["asked"] = driver.find_element(By.ID, "error").text
+    result["form_hidden_before"] = not shown("form")
+
+    def sign_in(value):
+        field = driver.find_element(By.ID, "token")
+        field.clear()
+        field.send_keys(value)
+        driver.find_element(By.ID, "signin-button").click()
+
+    sign_in("not-the-token")
+    wait.until(lambda d: "failed" in d.find_element(By.ID, "error").text)
+    result["wrong"] = driver.find_element(By.ID, "error").text
+    sign_in(token)
+    wait.until(lambda d: shown("form") and len(d.find_elements(By.CSS_SELECTOR, "#model option")) >= 2)
+    result["signin_hidden_after"] = not shown("signin")
+    frames = driver.find_element(By.ID, "frames")
+    frames.clear()
+    frames.send_keys("8")
+    driver.find_element(By.ID, "generate").click()
+    wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("done")
+               or d.find_element(By.ID, "error").text)
+    result["status"] = driver.find_element(By.ID, "status").text
+    result["error"] = driver.find_element(By.ID, "error").text
+    result["kept"] = driver.execute_script("return sessionStorage.getItem('pianoroll-token')") == token
+finally:
+    driver.quit()
+
+# The API itself, without the page: no token, a wrong one, the scheme in lower case.
+def status(headers):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url + "api/models", headers=headers)).status
+    except urllib.error.HTTPError as error:
+        return [error.code, json.load(error)["error"], error.headers.get("www-authenticate")]
+result["api"] = [status({}), status({"Authorization": "Bearer wrong"}),
+                 status({"Authorization": "bearer " + token})]
+print(json.dumps(result))
+"##;
+
+/// `--token-file` with the page: the page asks for the token, refuses a wrong one, then lists,
+/// generates and plays with the right one; the API answers 401 with a JSON error without it.
+#[test]
+fn the_page_signs_in_with_the_servers_token() {
+    let Some(python) = pianoroll_tests::python() else {
+        return;
+    };
+    if !browser_ready() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let models = pianoroll_tests::repo_root().join("models");
+        let config = ServerConfig {
+            token: Some("page-token-1".to_owned()),
+            ..ServerConfig::cpu(models)
+        };
+        let server = Server::load(config).unwrap();
+        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let page = serve::server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let url = format!("http://{}/", page.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.with_http(page).run(grpc, async {
+            let _ = stopped.await;
+        }));
+        let seen = tokio::task::spawn_blocking(move || {
+            pianoroll_tests::python_json(&python, SIGN_IN, &[url.as_ref(), "page-token-1".as_ref()])
+        })
+        .await
+        .unwrap();
+        eprintln!("{seen:#}");
+        assert_eq!(seen["asked"], "sign in with the server's token");
+        assert_eq!(seen["form_hidden_before"], true);
+        assert!(
+            seen["wrong"].as_str().unwrap().contains("wrong token"),
+            "{seen}"
+        );
+        assert_eq!(seen["signin_hidden_after"], true);
+        assert_eq!(seen["error"], "", "{seen}");
+        assert!(
+            seen["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("done: 0 primer frames, 8 generated"),
+            "{seen}"
+        );
+        assert_eq!(seen["kept"], true);
+        let api = &seen["api"];
+        assert_eq!(api[0][0], 401);
+        assert!(
+            api[0][1].as_str().unwrap().contains("Bearer TOKEN"),
+            "{api}"
+        );
+        assert_eq!(api[0][2], "Bearer");
+        assert_eq!(api[1][0], 401);
+        assert_eq!(api[2], 200, "the scheme is case-insensitive");
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    });
+}

@@ -933,7 +933,7 @@ fn metrics_count_requests_frames_and_steps() {
             ))
         };
         assert_eq!(requests("lstm", "Ok"), 2.0);
-        assert_eq!(requests("nope", "NotFound"), 1.0);
+        assert_eq!(requests("(unknown)", "NotFound"), 1.0);
         assert_eq!(requests("rwkv", "InvalidArgument"), 1.0);
         assert_eq!(value("pianoroll_generated_frames_total{model=\"lstm\"}"), 32.0);
         assert_eq!(value("pianoroll_active_generations "), 0.0);

@@ -1,6 +1,9 @@
 //! What the server's integration tests share: a server on a free port of 127.0.0.1, in this
 //! process, serving the models the repository ships (`models/`).
 
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,7 +16,11 @@ pub fn shipped_models() -> PathBuf {
 
 /// A server running until [`Running::stop`].
 pub struct Running {
+    /// The gRPC listener.
     pub addr: SocketAddr,
+    /// The page's and the metrics' listeners, when started with [`Running::start_with_http`].
+    pub page: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), serve::server::ServeError>>,
 }
@@ -21,10 +28,32 @@ pub struct Running {
 impl Running {
     /// Load `config` and serve it (call inside a Tokio runtime).
     pub async fn start(config: ServerConfig) -> Running {
-        let server = tokio::task::spawn_blocking(move || Server::load(config))
+        Running::launch(config, false).await
+    }
+
+    /// Load `config` and serve it with the page and the metrics too.
+    pub async fn start_with_http(config: ServerConfig) -> Running {
+        Running::launch(config, true).await
+    }
+
+    async fn launch(config: ServerConfig, http: bool) -> Running {
+        let mut server = tokio::task::spawn_blocking(move || Server::load(config))
             .await
             .unwrap()
             .unwrap();
+        let (mut page, mut metrics) = (None, None);
+        if http {
+            let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            page = Some(listener.local_addr().unwrap());
+            server = server.with_http(listener);
+            let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            metrics = Some(listener.local_addr().unwrap());
+            server = server.with_metrics(listener);
+        }
         let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -33,7 +62,13 @@ impl Running {
         let task = tokio::spawn(server.run(listener, async {
             let _ = stopped.await;
         }));
-        Running { addr, stop, task }
+        Running {
+            addr,
+            page,
+            metrics,
+            stop,
+            task,
+        }
     }
 
     pub async fn stop(self) {
