@@ -151,56 +151,142 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Settings of a run, each optional: a recipe file, the flags that override it, or both
-/// overlaid. Field names are the flags' names with `_` for `-`. A recipe file may not hold
-/// settings of the other model family ([`Recipe::check_family`]); such flags are ignored, so
-/// that one set of flags can go to runs of both families (`scripts/benchmark-runs.sh`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Recipe {
-    /// What the recipe is for and what it scored (a comment that travels with it).
-    pub description: Option<String>,
-    pub model: Option<ModelKind>,
-    /// LSTM hidden width.
-    pub hidden: Option<i64>,
-    /// LSTM or RWKV layers.
-    pub layers: Option<i64>,
-    /// RWKV embedding width.
-    pub embd: Option<i64>,
-    /// RWKV channel-mix width as a multiple of `embd`.
-    pub ffn_mult: Option<i64>,
-    /// LSTM: its two BatchNorms.
-    pub batch_norm: Option<bool>,
-    /// The output head: `bernoulli` (independent keys) or `nade`.
-    pub head: Option<HeadKind>,
-    /// NADE hidden units (with `head = "nade"`).
-    pub nade_hidden: Option<i64>,
-    pub dropout_in: Option<f64>,
-    pub dropout_out: Option<f64>,
-    pub dropout_between: Option<f64>,
-    pub dropout: Option<f64>,
-    pub epochs: Option<usize>,
-    pub max_steps: Option<u64>,
-    pub batch_size: Option<usize>,
-    pub seq_len: Option<i64>,
-    pub lr: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub schedule: Option<Schedule>,
-    pub warmup_steps: Option<u64>,
-    pub clip_norm: Option<f64>,
-    pub patience: Option<usize>,
-    pub transpose_augment: Option<u8>,
-    pub ema_decay: Option<f64>,
-    pub note_dropout: Option<f64>,
-    pub seed: Option<u64>,
+/// Declares [`Recipe`] and [`Recipe::over`] from one list of fields, so that a setting is
+/// declared once: its field is its recipe-file key (serde), its flag (clap's `#[arg]`) and, by
+/// its doc comment, the documentation of both (`trainer train --help` prints it).
+macro_rules! recipe {
+    (
+        $(#[$attr:meta])*
+        pub struct Recipe {
+            $( $(#[$field_attr:meta])* pub $field:ident: Option<$type:ty>, )*
+        }
+    ) => {
+        $(#[$attr])*
+        pub struct Recipe {
+            $( $(#[$field_attr])* pub $field: Option<$type>, )*
+        }
+
+        impl Recipe {
+            /// `self` with every setting it lacks taken from `under`: the one rule by which
+            /// flags override a recipe file, and a recipe file the `fair` preset.
+            pub fn over(&self, under: &Recipe) -> Recipe {
+                Recipe { $( $field: self.$field.clone().or_else(|| under.$field.clone()), )* }
+            }
+        }
+    };
 }
 
-/// A `Recipe` with each listed field of `top`, or of `under` where `top` has none (every field
-/// must be listed: the struct literal does not compile otherwise).
-macro_rules! overlay {
-    ($top:expr, $under:expr; $($field:ident),* $(,)?) => {
-        Recipe { $($field: $top.$field.clone().or_else(|| $under.$field.clone()),)* }
-    };
+recipe! {
+    /// Settings of a run, each optional: a recipe file, the `trainer train` flags that override
+    /// it, or both overlaid. A field is a recipe key and a flag of the same name (with `-` for
+    /// `_`; `batch_norm = false` is `--no-batch-norm`); `description` is the one key without a
+    /// flag. A recipe file may not hold settings of the other model family
+    /// ([`Recipe::check_family`]); such flags are ignored, so that one set of flags can go to
+    /// runs of both families (`scripts/benchmark-runs.sh`).
+    ///
+    /// A new setting is a field here and its use in [`Recipe::resolve`]; nothing else lists
+    /// the fields.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+    #[serde(deny_unknown_fields)]
+    pub struct Recipe {
+        /// What the recipe is for and what it scored (a comment that travels with it; recipe
+        /// files only).
+        #[arg(skip)]
+        pub description: Option<String>,
+        /// The model family; a recipe names its own.
+        #[arg(long, value_enum)]
+        pub model: Option<ModelKind>,
+        /// LSTM hidden width.
+        #[arg(long)]
+        pub hidden: Option<i64>,
+        /// LSTM or RWKV layers.
+        #[arg(long)]
+        pub layers: Option<i64>,
+        /// RWKV embedding width.
+        #[arg(long)]
+        pub embd: Option<i64>,
+        /// RWKV channel-mix hidden width as a multiple of the embedding width (4 in RWKV-4).
+        #[arg(long)]
+        pub ffn_mult: Option<i64>,
+        /// LSTM without its two BatchNorms (in a recipe `batch_norm = false`; on when not
+        /// given). Their training statistics include future frames, which a model trained on
+        /// small batches (e.g. --batch-size 1) learns to exploit.
+        // The flag takes no value and means `false`; absent, the field stays `None`, so it
+        // overrides a recipe only when given.
+        #[arg(
+            long = "no-batch-norm",
+            num_args = 0,
+            default_missing_value = "false",
+            hide_possible_values = true
+        )]
+        pub batch_norm: Option<bool>,
+        /// Output head: bernoulli (88 independent keys) or nade (keys decided lowest first,
+        /// each given those below it in the frame).
+        #[arg(long, value_enum)]
+        pub head: Option<HeadKind>,
+        /// NADE hidden units (with the nade head; 128 when not given).
+        #[arg(long)]
+        pub nade_hidden: Option<i64>,
+        /// Dropout on the embedded input frame: LSTM after the input BatchNorm, RWKV after ln0.
+        #[arg(long)]
+        pub dropout_in: Option<f64>,
+        /// LSTM dropout after the output BatchNorm.
+        #[arg(long)]
+        pub dropout_out: Option<f64>,
+        /// LSTM dropout between stacked layers (not in the original model).
+        #[arg(long)]
+        pub dropout_between: Option<f64>,
+        /// RWKV dropout on each block's time-mix and channel-mix outputs.
+        #[arg(long)]
+        pub dropout: Option<f64>,
+        /// Passes over the training pieces (fewer when `patience` or `max_steps` ends the run
+        /// first).
+        #[arg(long)]
+        pub epochs: Option<usize>,
+        /// Stop after this many optimiser steps (smoke tests, CI).
+        #[arg(long)]
+        pub max_steps: Option<u64>,
+        /// Pieces per batch.
+        #[arg(long)]
+        pub batch_size: Option<usize>,
+        /// Truncated backpropagation through time: window length in frames (whole pieces when
+        /// not given).
+        #[arg(long)]
+        pub seq_len: Option<i64>,
+        /// Peak learning rate (AdamW).
+        #[arg(long)]
+        pub lr: Option<f64>,
+        /// AdamW's decoupled weight decay (on weight matrices, not biases or norms).
+        #[arg(long)]
+        pub weight_decay: Option<f64>,
+        /// Learning-rate schedule.
+        #[arg(long, value_enum)]
+        pub schedule: Option<Schedule>,
+        /// Optimiser steps of linear learning-rate warmup (cosine and constant schedules).
+        #[arg(long)]
+        pub warmup_steps: Option<u64>,
+        /// Clip the global gradient norm to this.
+        #[arg(long)]
+        pub clip_norm: Option<f64>,
+        /// Stop early once this many epochs pass without a better valid NLL.
+        #[arg(long)]
+        pub patience: Option<usize>,
+        /// Transposition augmentation: each epoch, move every training piece by a random whole
+        /// number of semitones in -K..=K (at most 12). Valid and test are never moved.
+        #[arg(long, value_name = "K")]
+        pub transpose_augment: Option<u8>,
+        /// Weight averaging: score valid and test with an exponential moving average of the
+        /// weights, updated every optimiser step with this decay (e.g. 0.995).
+        #[arg(long, value_name = "DECAY")]
+        pub ema_decay: Option<f64>,
+        /// Note dropout (both models): in training, silence each sounding key of each input
+        /// frame with this probability; the targets stay whole.
+        #[arg(long, value_name = "P")]
+        pub note_dropout: Option<f64>,
+        /// Seed of the initial weights, the shuffling, the transpositions and the dropout.
+        #[arg(long)]
+        pub seed: Option<u64>,
+    }
 }
 
 impl Recipe {
@@ -267,15 +353,6 @@ impl Recipe {
             });
         }
         Ok(())
-    }
-
-    /// `self` with every setting it lacks taken from `under`.
-    pub fn over(&self, under: &Recipe) -> Recipe {
-        overlay!(self, under; description, model, hidden, layers, embd, ffn_mult, batch_norm,
-            head, nade_hidden,
-            dropout_in, dropout_out, dropout_between, dropout, epochs, max_steps, batch_size,
-            seq_len, lr, weight_decay, schedule, warmup_steps, clip_norm, patience,
-            transpose_augment, ema_decay, note_dropout, seed)
     }
 
     /// The checked configuration of a run on `dataset` (made on `roll_settings`). Settings
@@ -617,6 +694,97 @@ mod tests {
         );
         let error = resolve("model = \"lstm\"\nhead = \"nade\"\nnade_hidden = 0\n").unwrap_err();
         assert!(error.to_string().contains("--nade-hidden"), "{error}");
+    }
+
+    /// The recipe fields that are set (not `None`), by their recipe-file names.
+    fn fields_set(recipe: &Recipe) -> Vec<(String, serde_json::Value)> {
+        let serde_json::Value::Object(fields) = serde_json::to_value(recipe).unwrap() else {
+            panic!("a recipe serialises as a map")
+        };
+        fields.into_iter().filter(|(_, v)| !v.is_null()).collect()
+    }
+
+    /// Each recipe field is a flag of its own name (`batch_norm`: `--no-batch-norm`), and the
+    /// flag and the recipe-file key set the field to the same value; `description` alone has
+    /// no flag. A field added without its flag, or a flag renamed, fails here.
+    #[test]
+    fn every_recipe_field_is_settable_from_a_file_and_from_its_flag() {
+        use clap::{Args, FromArgMatches};
+        let all = Recipe {
+            description: Some(String::new()),
+            ..Recipe::default()
+        };
+        let mut fields: Vec<String> = serde_json::to_value(&all)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|field| *field != "description")
+            .cloned()
+            .collect();
+        let command = Recipe::augment_args(clap::Command::new("train"));
+        let mut flagged = Vec::new();
+        for arg in command.get_arguments() {
+            let long = arg.get_long().expect("every setting is a long flag");
+            let takes_no_value = arg.get_num_args() == Some(0.into());
+            // A value each parser takes: the last listed for a choice, else a small number.
+            let value = match arg.get_possible_values().last() {
+                Some(choice) => choice.get_name().to_owned(),
+                None => "3".to_owned(),
+            };
+            let flag = match takes_no_value {
+                true => format!("--{long}"),
+                false => format!("--{long}={value}"),
+            };
+            let matches = command
+                .clone()
+                .try_get_matches_from(["train", flag.as_str()])
+                .unwrap_or_else(|e| panic!("{flag}: {e}"));
+            let from_flag = Recipe::from_arg_matches(&matches).unwrap();
+            let set = fields_set(&from_flag);
+            let [(field, value)] = set.as_slice() else {
+                panic!("{flag} sets {set:?}, not one field")
+            };
+            let expected = match field.as_str() {
+                "batch_norm" => "no-batch-norm".to_owned(),
+                _ => field.replace('_', "-"),
+            };
+            assert_eq!(long, expected, "the flag of recipe field `{field}`");
+            // The JSON scalars here (numbers, strings, booleans) are TOML values too.
+            let text = format!("{field} = {value}\n");
+            let from_file = Recipe::parse(&text, "r.toml").unwrap();
+            assert_eq!(from_file, from_flag, "{flag} and the recipe line {text:?}");
+            flagged.push(field.clone());
+        }
+        fields.sort();
+        flagged.sort();
+        assert_eq!(flagged, fields, "recipe fields and flags differ");
+        assert!(
+            fields.len() >= 26,
+            "only {} fields: {fields:?}",
+            fields.len()
+        );
+    }
+
+    /// A flag that is not given leaves the recipe's value, `--no-batch-norm` included (its
+    /// absence is not `batch_norm = true`).
+    #[test]
+    fn flags_not_given_leave_the_recipe_alone() {
+        use clap::{Args, FromArgMatches};
+        let command = Recipe::augment_args(clap::Command::new("train"));
+        let flags = |args: &[&str]| {
+            let matches = command
+                .clone()
+                .try_get_matches_from(std::iter::once("train").chain(args.iter().copied()))
+                .unwrap();
+            Recipe::from_arg_matches(&matches).unwrap()
+        };
+        assert_eq!(flags(&[]), Recipe::default());
+        let file =
+            Recipe::parse("model = \"lstm\"\nbatch_norm = false\nlr = 0.002\n", "r").unwrap();
+        assert_eq!(flags(&[]).over(&file), file);
+        let over = flags(&["--lr", "0.003", "--no-batch-norm"]).over(&Recipe::default());
+        assert_eq!((over.lr, over.batch_norm), (Some(0.003), Some(false)));
     }
 
     #[test]

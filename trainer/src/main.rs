@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use trainer::config::{Preset, Recipe, Schedule, TrainConfig};
-use trainer::model::ModelKind;
+use trainer::config::{Preset, Recipe, TrainConfig};
 use trainer::rwkv::WkvMode;
 use trainer::train::{RunOptions, resume, train};
 
@@ -130,14 +129,13 @@ impl From<SplitArg> for pipeline::dataset::Split {
 const MAX_SAMPLE_STEPS: usize = 100_000;
 
 #[derive(Args)]
+// `--model` is a recipe setting, required only where no recipe or run names the model.
+#[command(mut_arg("model", |model| model.required_unless_present_any(["resume", "recipe"])))]
 struct TrainArgs {
     /// A recipe file (recipes/*.toml): the model and its training settings. Flags override it;
     /// settings it leaves out come from the `fair` preset.
     #[arg(long, conflicts_with = "preset")]
     recipe: Option<PathBuf>,
-    /// The model family; a recipe names its own.
-    #[arg(long, value_enum, required_unless_present_any = ["resume", "recipe"])]
-    model: Option<ModelKind>,
     /// Dataset folder (from `pipeline build`).
     #[arg(long, required_unless_present = "resume")]
     data: Option<PathBuf>,
@@ -154,122 +152,19 @@ struct TrainArgs {
     /// A built-in recipe (recipes/{seed,fair}-MODEL.toml); `fair` when no --recipe is given.
     #[arg(long, value_enum)]
     preset: Option<Preset>,
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Stop after this many optimiser steps (smoke tests, CI).
-    #[arg(long)]
-    max_steps: Option<u64>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// LSTM hidden width.
-    #[arg(long)]
-    hidden: Option<i64>,
-    /// LSTM or RWKV layers.
-    #[arg(long)]
-    layers: Option<i64>,
-    /// RWKV embedding width.
-    #[arg(long)]
-    embd: Option<i64>,
-    /// RWKV channel-mix hidden width as a multiple of the embedding width (4 in RWKV-4).
-    #[arg(long)]
-    ffn_mult: Option<i64>,
-    /// Dropout on the embedded input frame: LSTM after the input BatchNorm, RWKV after ln0.
-    #[arg(long)]
-    dropout_in: Option<f64>,
-    /// LSTM dropout after the output BatchNorm.
-    #[arg(long)]
-    dropout_out: Option<f64>,
-    /// LSTM dropout between stacked layers (not in the original model).
-    #[arg(long)]
-    dropout_between: Option<f64>,
-    /// LSTM without its two BatchNorms. Their training statistics include future frames, which
-    /// a model trained on small batches (e.g. --batch-size 1) learns to exploit.
-    #[arg(long)]
-    no_batch_norm: bool,
-    /// Output head: bernoulli (88 independent keys) or nade (keys decided lowest first, each
-    /// given those below it in the frame).
-    #[arg(long, value_enum)]
-    head: Option<trainer::nade::HeadKind>,
-    /// NADE hidden units (with --head nade; 128 when not given).
-    #[arg(long)]
-    nade_hidden: Option<i64>,
-    /// RWKV dropout on each block's time-mix and channel-mix outputs.
-    #[arg(long)]
-    dropout: Option<f64>,
     /// How RWKV's parallel form computes WKV, a speed choice that is not saved with the run:
     /// 0 (the default) one scan over the whole sequence, L > 0 chunks of L steps.
     #[arg(long, default_value_t = 0)]
     wkv_chunk: i64,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Truncated backpropagation through time: window length in frames.
-    #[arg(long)]
-    seq_len: Option<i64>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    #[arg(long, value_enum)]
-    schedule: Option<Schedule>,
-    #[arg(long)]
-    warmup_steps: Option<u64>,
-    /// Clip the global gradient norm to this.
-    #[arg(long)]
-    clip_norm: Option<f64>,
-    /// Stop early once this many epochs pass without a better valid NLL.
-    #[arg(long)]
-    patience: Option<usize>,
-    /// Transposition augmentation: each epoch, move every training piece by a random whole
-    /// number of semitones in -K..=K (at most 12). Valid and test are never moved.
-    #[arg(long, value_name = "K")]
-    transpose_augment: Option<u8>,
-    /// Weight averaging: score valid and test with an exponential moving average of the
-    /// weights, updated every optimiser step with this decay (e.g. 0.995).
-    #[arg(long, value_name = "DECAY")]
-    ema_decay: Option<f64>,
-    /// Note dropout (both models): in training, silence each sounding key of each input frame
-    /// with this probability; the targets stay whole.
-    #[arg(long, value_name = "P")]
-    note_dropout: Option<f64>,
+    /// Every recipe setting as a flag, overriding the recipe's.
+    #[command(flatten, next_help_heading = "Recipe settings (override the recipe's)")]
+    settings: Recipe,
 }
 
 impl TrainArgs {
-    /// The flags as settings that override the recipe's.
-    fn overrides(&self) -> Recipe {
-        Recipe {
-            description: None,
-            model: self.model,
-            hidden: self.hidden,
-            layers: self.layers,
-            embd: self.embd,
-            ffn_mult: self.ffn_mult,
-            batch_norm: self.no_batch_norm.then_some(false),
-            head: self.head,
-            nade_hidden: self.nade_hidden,
-            dropout_in: self.dropout_in,
-            dropout_out: self.dropout_out,
-            dropout_between: self.dropout_between,
-            dropout: self.dropout,
-            epochs: self.epochs,
-            max_steps: self.max_steps,
-            batch_size: self.batch_size,
-            seq_len: self.seq_len,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            warmup_steps: self.warmup_steps,
-            clip_norm: self.clip_norm,
-            patience: self.patience,
-            transpose_augment: self.transpose_augment,
-            ema_decay: self.ema_decay,
-            note_dropout: self.note_dropout,
-            seed: self.seed,
-        }
-    }
-
     fn config(&self) -> Result<TrainConfig> {
         let data = self
             .data
@@ -281,7 +176,7 @@ impl TrainArgs {
         trainer::config::from_recipe_and_flags(
             self.recipe.as_deref(),
             self.preset,
-            &self.overrides(),
+            &self.settings,
             data,
             roll_settings,
         )

@@ -222,6 +222,30 @@ fn a_recipe_and_the_same_flags_train_the_same_run() {
     );
 }
 
+/// `trainer train` takes every recipe setting as a flag: the recipe's own flags, flattened in
+/// (`config.rs` checks that they are the recipe's fields), listed once in `--help`.
+#[test]
+fn train_takes_every_recipe_setting_as_a_flag() {
+    let output = trainer().args(["train", "--help"]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8(output.stdout).unwrap();
+    let listed = |flag: &str| {
+        help.lines()
+            .filter(|line| line.split_whitespace().next() == Some(flag))
+            .count()
+    };
+    let recipe = <trainer::config::Recipe as clap::Args>::augment_args(clap::Command::new("r"));
+    let flags: Vec<String> = recipe
+        .get_arguments()
+        .map(|arg| format!("--{}", arg.get_long().unwrap()))
+        .collect();
+    assert!(flags.len() >= 26, "{flags:?}");
+    for flag in &flags {
+        assert_eq!(listed(flag), 1, "{flag} in trainer train --help:\n{help}");
+    }
+    assert_eq!(listed("--recipe"), 1, "{help}");
+}
+
 /// A bad recipe is refused before anything is created, naming the file and the field.
 #[test]
 fn bad_recipes_are_refused_by_name() {
