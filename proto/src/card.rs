@@ -44,10 +44,10 @@ pub struct ModelCard {
     pub format_version: u32,
     /// Model family: "lstm" or "rwkv".
     pub kind: String,
-    /// Output head: "bernoulli" (independent keys) or "nade" (keys lowest first, each given
-    /// those below). Informative: the graph samples, so a driver needs no head-specific code.
-    #[serde(default = "bernoulli")]
-    pub head: String,
+    /// Output head: "bernoulli" (absent in older cards) or "nade". Informative: the graph
+    /// samples, so a driver needs no head-specific code.
+    #[serde(default)]
+    pub head: HeadKind,
     /// The grid and transposition the model was trained on; generated frames are on this grid.
     pub roll_settings: pipeline::RollSettings,
     /// MIDI pitch of the first of the `pitch_count` columns of `frame` and `logits`.
@@ -79,8 +79,50 @@ pub fn piece_title(model_name: &str, kind: &str) -> String {
     format!("pianoroll {model_name} ({kind})")
 }
 
-fn bernoulli() -> String {
-    "bernoulli".to_owned()
+/// A model's output head: the distribution it puts over the keys of the next frame. One type
+/// for the card, the trainer's recipes and flags (`head = "nade"`, `--head nade`) and its model
+/// configurations, written as the names below.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// "bernoulli": 88 independent keys.
+    #[default]
+    Bernoulli,
+    /// "nade": keys decided lowest first, each given those below it in the frame.
+    Nade,
+}
+
+impl HeadKind {
+    pub const ALL: [HeadKind; 2] = [HeadKind::Bernoulli, HeadKind::Nade];
+
+    /// The name cards, recipes and flags give the head.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadKind::Bernoulli => "bernoulli",
+            HeadKind::Nade => "nade",
+        }
+    }
+}
+
+impl std::fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown output head {0:?} (expected bernoulli or nade)")]
+pub struct UnknownHead(pub String);
+
+impl std::str::FromStr for HeadKind {
+    type Err = UnknownHead;
+
+    fn from_str(name: &str) -> Result<HeadKind, UnknownHead> {
+        HeadKind::ALL
+            .into_iter()
+            .find(|head| head.as_str() == name)
+            .ok_or_else(|| UnknownHead(name.to_owned()))
+    }
 }
 
 /// The graph's sampling inputs and outputs (see the module documentation).
@@ -269,5 +311,45 @@ impl ModelCard {
             return Err(format!("tensor name {:?} is used twice", pair[0]));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head's names are the strings model.json files already hold, both ways, and
+    /// `as_str`, `Display` and `FromStr` agree with serde.
+    #[test]
+    fn head_kinds_are_written_as_their_names() {
+        for (head, name) in [(HeadKind::Bernoulli, "bernoulli"), (HeadKind::Nade, "nade")] {
+            assert_eq!(serde_json::to_value(head).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<HeadKind>(name.into()).unwrap(),
+                head
+            );
+            assert_eq!((head.as_str(), head.to_string()), (name, name.to_owned()));
+            assert_eq!(name.parse::<HeadKind>().unwrap(), head);
+        }
+        let error = "Nade".parse::<HeadKind>().unwrap_err();
+        assert!(error.to_string().contains("\"Nade\""), "{error}");
+        assert!(serde_json::from_value::<HeadKind>("lstm".into()).is_err());
+    }
+
+    /// Every card in the repository still reads: the shipped NADE models, and a format 1 card
+    /// written before cards named their head (so Bernoulli).
+    #[test]
+    fn existing_cards_read_with_their_heads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (folder, head) in [
+            ("models/lstm-nade", HeadKind::Nade),
+            ("models/rwkv-nade", HeadKind::Nade),
+            ("trainer/tests/fixtures/old-rwkv-model", HeadKind::Bernoulli),
+        ] {
+            let card = ModelCard::read(&root.join(folder)).unwrap();
+            assert_eq!(card.head, head, "{folder}");
+        }
+        let json = serde_json::to_value(ModelCard::read(&root.join("models/lstm-nade")).unwrap());
+        assert_eq!(json.unwrap()["head"], "nade");
     }
 }

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
+use trainer::head::HeadConfig;
 use trainer::lstm::{Lstm, LstmConfig};
 use trainer::model::{Model, ModelConfig};
-use trainer::nade::HeadConfig;
 use trainer::rwkv::{Rwkv, RwkvConfig, WkvMode};
 
 const BATCH: i64 = 8;
@@ -76,6 +76,7 @@ fn heads() {
             measure_batch(&format!("{name}, {head:?} head, batch 1"), 1, || {
                 let (rows, _) = model.forward(&x, None, &state, true);
                 model
+                    .head
                     .logits(&rows, &y)
                     .binary_cross_entropy_with_logits::<Tensor>(
                         &y,

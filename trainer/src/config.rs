@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::head::{DEFAULT_NADE_HIDDEN, HeadConfig, HeadKind};
 use crate::lstm::LstmConfig;
 use crate::model::{ModelConfig, ModelKind};
-use crate::nade::{DEFAULT_NADE_HIDDEN, HeadConfig, HeadKind};
 use crate::rwkv::RwkvConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -222,7 +222,7 @@ recipe! {
         pub batch_norm: Option<bool>,
         /// Output head: bernoulli (88 independent keys) or nade (keys decided lowest first,
         /// each given those below it in the frame).
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = head_names())]
         pub head: Option<HeadKind>,
         /// NADE hidden units (with the nade head; 128 when not given).
         #[arg(long)]
@@ -287,6 +287,15 @@ recipe! {
         #[arg(long)]
         pub seed: Option<u64>,
     }
+}
+
+/// `--head`'s parser: the heads' names, listed in `--help` as clap lists its own enums' (the
+/// type is `proto`'s, shared with the model card, so it cannot derive clap's `ValueEnum`).
+fn head_names() -> impl clap::builder::TypedValueParser<Value = HeadKind> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    let names = HeadKind::ALL.map(HeadKind::as_str);
+    // Clap lets only the listed names through, and each is a head's.
+    PossibleValuesParser::new(names).map(|name| name.parse().expect("a head's name"))
 }
 
 impl Recipe {

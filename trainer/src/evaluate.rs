@@ -22,9 +22,10 @@ pub fn evaluate(model: &Model, data: &SplitData, batch_size: usize, device: Devi
             let batch = Batch::new(&rolls, device);
             let state = model.zero_state(rolls.len() as i64, device);
             let (rows, _) = model.forward(&batch.inputs, Some(&batch.mask), &state, false);
-            let logits = model.logits(&rows, &batch.targets);
+            let logits = model.head.logits(&rows, &batch.targets);
             let width = *rows.size().last().expect("rows");
             let predicted = model
+                .head
                 .predict(&rows.reshape([-1, width]))
                 .reshape_as(&batch.targets);
             totals.add(&logits, &predicted, &batch.targets, &batch.mask);

@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use tch::Device;
 
 use crate::model::{Body, parameter_count};
-use crate::nade::HeadConfig;
 use crate::onnx::{IR_VERSION, OPSET, StepGraph};
 use crate::run::{BEST_WEIGHTS_FILE, LAST_WEIGHTS_FILE, Loaded, RunFolder, load};
 
@@ -34,10 +33,7 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
         Body::Rwkv(m) => m.onnx_step(&mut graph),
     };
     let sampled = loaded.model.head.onnx_sample(&mut graph, &rows);
-    let head = match loaded.config.model.head() {
-        HeadConfig::Bernoulli => "bernoulli",
-        HeadConfig::Nade { .. } => "nade",
-    };
+    let head = loaded.config.model.head().kind();
     let model_config = serde_json::to_value(loaded.config.model).expect("config serialises");
     let doc = format!(
         "pianoroll {kind} next-frame model ({head} head), one recurrent step: feed `frame`, the \
@@ -54,7 +50,7 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
     let card = ModelCard {
         format_version: FORMAT_VERSION,
         kind: kind.to_owned(),
-        head: head.to_owned(),
+        head,
         roll_settings: loaded.config.roll_settings,
         lowest_pitch: pipeline::LOWEST_PITCH,
         pitch_count: pipeline::KEY_COUNT,

@@ -3,8 +3,8 @@
 //! One home per concern, and no module imports one that imports it back:
 //!
 //! - the models: [`lstm`] and [`rwkv`] (each with its config, a parallel form for training and a
-//!   recurrent step for generation and export) and the output heads ([`nade`]), behind one
-//!   interface in [`model`], carrying a [`state::State`];
+//!   recurrent step for generation and export) and the output heads ([`head`]: independent
+//!   keys, or NADE), behind one interface in [`model`], carrying a [`state::State`];
 //! - what a run is: [`config`] (the configuration, recipes and presets, their checks);
 //! - how it learns: [`data`] (batches), [`metrics`] (the loss and scores), [`optim`] (AdamW and
 //!   the weight average), [`train`] (the loop), [`evaluate`] (scoring a split);
@@ -19,10 +19,10 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod export;
+pub mod head;
 pub mod lstm;
 pub mod metrics;
 pub mod model;
-pub mod nade;
 pub mod onnx;
 pub mod optim;
 pub mod plot;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::nade::HeadConfig;
+use crate::head::HeadConfig;
 use crate::state::State;
 use pipeline::KEY_COUNT;
 
@@ -34,7 +34,7 @@ pub struct LstmConfig {
     /// Older configs have no field and had it.
     #[serde(default = "batch_norm_on")]
     pub batch_norm: bool,
-    /// The output head ([`crate::nade`]); configs without one have the Bernoulli head.
+    /// The output head ([`crate::head`]); configs without one have the Bernoulli head.
     #[serde(default)]
     pub head: HeadConfig,
 }

@@ -1,14 +1,13 @@
 //! The two model families behind one interface: a parallel form over whole sequences (training,
 //! scoring) and a recurrent one-step form with explicit state (generation, export), each
-//! followed by an output head (independent keys, or NADE: [`crate::nade`]).
+//! followed by an output head ([`crate::head`]: independent keys, or NADE).
 
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Tensor, nn};
 
+use crate::head::{Head, HeadConfig};
 use crate::lstm::{Lstm, LstmConfig};
-use crate::nade::{HeadConfig, Nade};
-use crate::onnx::{HeadOutputs, StepGraph};
 use crate::rwkv::{Rwkv, RwkvConfig, WkvMode};
 use crate::state::State;
 
@@ -69,16 +68,8 @@ pub enum Body {
     Rwkv(Rwkv),
 }
 
-/// The distribution over the next frame's keys that the body's output rows parameterise.
-#[derive(Debug)]
-pub enum Head {
-    /// 88 independent keys: the rows are the logits.
-    Bernoulli,
-    /// Keys decided lowest first, each given those below ([`crate::nade`]).
-    Nade(Nade),
-}
-
-/// A next-frame model: a body and a head.
+/// A next-frame model: a body, which turns frames into rows, and a head, which turns rows into
+/// a distribution over the next frame (its logits, decisions and samples: [`Head`]).
 #[derive(Debug)]
 pub struct Model {
     pub body: Body,
@@ -94,10 +85,7 @@ impl Model {
             ModelConfig::Lstm(c) => Body::Lstm(Lstm::new(vs, c)),
             ModelConfig::Rwkv(c) => Body::Rwkv(Rwkv::new(vs, c)),
         };
-        let head = match config.head() {
-            HeadConfig::Bernoulli => Head::Bernoulli,
-            HeadConfig::Nade { hidden } => Head::Nade(Nade::new(&(vs / "nade"), hidden)),
-        };
+        let head = Head::new(vs, config.head());
         Model { body, head }
     }
 
@@ -153,75 +141,6 @@ impl Model {
         match &self.body {
             Body::Lstm(m) => m.step(x, state),
             Body::Rwkv(m) => m.step(x, state),
-        }
-    }
-
-    /// The logit of each key of `frames` [.., 88] under the head, given output rows `rows`
-    /// [.., width]: for NADE each key's logit given the keys below it in the frame (teacher
-    /// forcing). The Bernoulli log-likelihood of `frames` under them is the model's.
-    pub fn logits(&self, rows: &Tensor, frames: &Tensor) -> Tensor {
-        match &self.head {
-            Head::Bernoulli => rows.shallow_clone(),
-            Head::Nade(nade) => nade.conditional_logits(rows, frames),
-        }
-    }
-
-    /// The frame the model predicts from rows [N, width]: each key on when its probability is
-    /// above ½, for NADE given the keys decided below it.
-    pub fn predict(&self, rows: &Tensor) -> Tensor {
-        match &self.head {
-            Head::Bernoulli => rows.gt(0.0).to_kind(Kind::Float),
-            Head::Nade(nade) => nade.unroll(rows, |_, logit| logit.gt(0.0)).0,
-        }
-    }
-
-    /// The next frame sampled from rows [N, width]: key k is on when `uniform` [N, 88] is below
-    /// its probability `sigmoid(logit / temperature)` (`temperature` [N, 1]), for NADE given the
-    /// keys decided below it. The comparison is made in logit space, `logit > temperature ·
-    /// (ln u − ln(1 − u))`, with the arithmetic of the exported step graph
-    /// ([`StepGraph::sampling_thresholds`]), so the same uniforms give the same music in tch and
-    /// ONNX Runtime.
-    pub fn sample(&self, rows: &Tensor, temperature: &Tensor, uniform: &Tensor) -> Sampled {
-        let thresholds = (uniform.log() - (uniform.ones_like() - uniform).log()) * temperature;
-        let (frame, logits) = match &self.head {
-            Head::Bernoulli => {
-                let on = rows.gt_tensor(&thresholds);
-                (on.to_kind(Kind::Float), rows.shallow_clone())
-            }
-            Head::Nade(nade) => nade.unroll(rows, |i, logit| {
-                logit.gt_tensor(&thresholds.select(1, i as i64))
-            }),
-        };
-        Sampled {
-            probabilities: (&logits / temperature).sigmoid(),
-            frame,
-            logits,
-        }
-    }
-}
-
-/// A sampled frame and what it was drawn with (rows of [N, 88]).
-#[derive(Debug)]
-pub struct Sampled {
-    pub frame: Tensor,
-    pub probabilities: Tensor,
-    pub logits: Tensor,
-}
-
-impl Head {
-    /// The head's sampling as ONNX, from the body's output rows `rows` [batch, width] and the
-    /// graph's `uniform` and `temperature` inputs (the rule of [`Model::sample`]).
-    pub fn onnx_sample(&self, graph: &mut StepGraph, rows: &str) -> HeadOutputs {
-        match self {
-            Head::Bernoulli => {
-                let thresholds = graph.sampling_thresholds();
-                HeadOutputs {
-                    logits: rows.to_owned(),
-                    probabilities: graph.probabilities(rows, "head"),
-                    next_frame: graph.decide_keys(rows, &thresholds, "head"),
-                }
-            }
-            Head::Nade(nade) => nade.onnx_sample(graph, rows),
         }
     }
 }

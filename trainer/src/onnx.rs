@@ -1,6 +1,6 @@
 //! Writing ONNX graphs by hand: tch has no exporter, so each body describes its recurrent step
 //! with this small builder (`Lstm::onnx_step`, `Rwkv::onnx_step`), each head its sampling
-//! (`Head::onnx_sample`), and [`StepGraph::finish`] wraps it into a model file. Values are named after what they are (`block0.att.wkv`), so the
+//! (`Head::onnx_sample` in `head/`), and [`StepGraph::finish`] wraps it into a model file. Values are named after what they are (`block0.att.wkv`), so the
 //! graph reads well in a viewer such as Netron.
 
 use proto::card::{
@@ -211,7 +211,7 @@ impl StepGraph {
     /// `sigmoid(logit / temperature)`, which is compared in logit space: on when `logit >
     /// temperature · ln(u / (1 − u))`. This returns those thresholds for all keys at once,
     /// [batch, 88], `temperature · (ln u − ln(1 − u))`, so each key's decision is then a single
-    /// comparison ([`StepGraph::decide_keys`]). `Model::sample` is the same arithmetic in tch.
+    /// comparison ([`StepGraph::decide_keys`]). `Head::sample` is the same arithmetic in tch.
     pub fn sampling_thresholds(&mut self) -> String {
         let one = self.constant("sampling.one", &Tensor::from_slice(&[1f32]));
         let complement = self.node("Sub", &[&one, UNIFORM_INPUT], "sampling.complement", &[]);

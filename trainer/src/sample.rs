@@ -69,7 +69,7 @@ pub fn generate(
             let uniform = Tensor::from_slice(&uniform)
                 .reshape([1, KEY_COUNT as i64])
                 .to_device(device);
-            let frame_tensor = model.sample(&rows, &temperature, &uniform).frame;
+            let frame_tensor = model.head.sample(&rows, &temperature, &uniform).frame;
             let on: Vec<f32> =
                 Vec::try_from(frame_tensor.reshape([-1]).to_kind(Kind::Float)).expect("88 floats");
             let frame = Frame::from_pitches(

@@ -240,7 +240,7 @@ fn run_epochs(
                 lr = config.lr_at(step, planned_steps);
                 let inputs = drop_notes(&part.inputs, config.note_dropout);
                 let (rows, next) = model.forward(&inputs, Some(&part.mask), &state, true);
-                let logits = model.logits(&rows, &part.targets);
+                let logits = model.head.logits(&rows, &part.targets);
                 let (sum, frames) = nll_sum(&logits, &part.targets, &part.mask);
                 if frames == 0 {
                     continue;

@@ -13,9 +13,9 @@ use ort::value::Tensor as OrtTensor;
 use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
 use proto::sampling::Uniforms;
 use tch::{Device, Kind, Tensor};
+use trainer::head::{HeadConfig, HeadKind};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
-use trainer::nade::HeadConfig;
 use trainer::run::load;
 use trainer::rwkv::{RwkvConfig, WkvMode};
 use trainer::state::State;
@@ -215,7 +215,7 @@ fn tch_steps(run: &Path, batch: usize, input: Input, uniforms: &[Vec<f32>]) -> S
             let x = Tensor::from_slice(&input.frame(step, &steps, batch)).reshape([b, 88]);
             let (rows, next): (Tensor, State) = loaded.model.step(&x, &state);
             let uniform = Tensor::from_slice(uniform).reshape([b, 88]);
-            let sampled = loaded.model.sample(&rows, &temperature, &uniform);
+            let sampled = loaded.model.head.sample(&rows, &temperature, &uniform);
             steps.logits.push(to_vec(&sampled.logits));
             steps.probabilities.push(to_vec(&sampled.probabilities));
             steps.next_frames.push(to_vec(&sampled.frame));
@@ -427,9 +427,9 @@ fn free_running_generation_samples_the_same_frames_in_tch_and_onnx_runtime() {
 fn card_describes_the_graph_and_the_run() {
     let runs = trained_runs();
     for (run, name, kind, head, per_layer) in [
-        (&runs.lstm, "lstm", "lstm", "bernoulli", 2),
-        (&runs.rwkv, "rwkv", "rwkv", "bernoulli", 5),
-        (&runs.rwkv_nade, "rwkv-nade", "rwkv", "nade", 5),
+        (&runs.lstm, "lstm", "lstm", HeadKind::Bernoulli, 2),
+        (&runs.rwkv, "rwkv", "rwkv", HeadKind::Bernoulli, 5),
+        (&runs.rwkv_nade, "rwkv-nade", "rwkv", HeadKind::Nade, 5),
     ] {
         let model = exported(run, &format!("{name}-card"));
         let card = ModelCard::read(&model).unwrap();

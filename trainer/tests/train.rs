@@ -12,10 +12,10 @@ use tch::nn::VarStore;
 use trainer::config::{Schedule, TrainConfig};
 use trainer::data::SplitData;
 use trainer::evaluate::evaluate;
+use trainer::head::{HeadConfig, HeadKind};
 use trainer::lstm::LstmConfig;
 use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::model::{Model, ModelConfig};
-use trainer::nade::HeadConfig;
 use trainer::optim::AdamW;
 use trainer::run::Results;
 use trainer::rwkv::RwkvConfig;
@@ -162,7 +162,7 @@ fn tiny_models_with_a_nade_head_learn_and_sample() {
     assert_eq!(a, b, "same seed, same music");
     assert_ne!(a, generate(4), "another seed, other music");
     let card = trainer::export::export(&run, &dir.path().join("model"), false).unwrap();
-    assert_eq!(card.head, "nade");
+    assert_eq!(card.head, HeadKind::Nade);
 }
 
 /// A model that memorises four pieces soon gets worse on valid; with `patience` the run stops

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
-use crate::nade::HeadConfig;
+use crate::head::HeadConfig;
 use crate::state::State;
 use pipeline::KEY_COUNT;
 use wkv::{EMPTY_P, WkvState};
@@ -53,7 +53,7 @@ pub struct RwkvConfig {
     /// `dropout_in` at the same place, so that both families can be regularised alike.
     #[serde(default)]
     pub dropout_in: f64,
-    /// The output head ([`crate::nade`]); configs without one have the Bernoulli head.
+    /// The output head ([`crate::head`]); configs without one have the Bernoulli head.
     #[serde(default)]
     pub head: HeadConfig,
 }

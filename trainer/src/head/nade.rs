@@ -1,59 +1,22 @@
-//! The output heads: what distribution a model puts over the 88 keys of the next frame.
+//! The NADE head: the keys of a frame are decided one after another, lowest key (MIDI 21)
+//! first, each conditioned on the keys below it, as in RNN-NADE (Boulanger-Lewandowski et al.
+//! 2012; NADE: Larochelle & Murray 2011). The model's output row holds, per frame, a bias for
+//! each key (`b`, 88) and for each NADE hidden unit (`c`, H); shared weights `W` [H, 88] carry
+//! the keys already decided to the hidden units and `V` [88, H] the hidden units to each key:
 //!
-//! - `bernoulli`: 88 independent keys; the model's output row is the 88 logits.
-//! - `nade`: the keys of a frame are decided one after another, lowest key (MIDI 21) first, each
-//!   conditioned on the keys below it, as in RNN-NADE (Boulanger-Lewandowski et al. 2012; NADE:
-//!   Larochelle & Murray 2011). The model's output row holds, per frame, a bias for each key
-//!   (`b`, 88) and for each NADE hidden unit (`c`, H); shared weights `W` [H, 88] carry the keys
-//!   already decided to the hidden units and `V` [88, H] the hidden units to each key:
-//!
-//!   ```text
-//!   h_i = sigmoid(c + Σ_{k<i} W[:, k]·x_k)        logit_i = b_i + V[i, :]·h_i
-//!   ```
-//!   Given the frame (teacher forcing) every `h_i` comes from one exclusive cumulative sum over
-//!   the keys, so a frame's exact log-likelihood is one pass of whole-tensor operations
-//!   ([`Nade::conditional_logits`]); deciding or sampling a frame runs the 88 keys in order
-//!   ([`Nade::unroll`]).
+//! ```text
+//! h_i = sigmoid(c + Σ_{k<i} W[:, k]·x_k)        logit_i = b_i + V[i, :]·h_i
+//! ```
+//! Given the frame (teacher forcing) every `h_i` comes from one exclusive cumulative sum over
+//! the keys, so a frame's exact log-likelihood is one pass of whole-tensor operations
+//! ([`Nade::conditional_logits`]); deciding or sampling a frame runs the 88 keys in order
+//! ([`Nade::unroll`]).
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use pipeline::KEY_COUNT;
 
 use crate::onnx::{Attr, HeadOutputs, StepGraph};
-
-/// Which head a model has (part of its saved configuration; `bernoulli` when absent).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HeadConfig {
-    #[default]
-    Bernoulli,
-    Nade {
-        /// NADE hidden units.
-        hidden: i64,
-    },
-}
-
-/// The heads by name, as recipes and flags give them (`--head nade --nade-hidden H`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum HeadKind {
-    Bernoulli,
-    Nade,
-}
-
-/// NADE hidden units when a recipe or the flags name none.
-pub const DEFAULT_NADE_HIDDEN: i64 = 128;
-
-impl HeadConfig {
-    /// Width of the model's output row that the head reads.
-    pub fn input_width(&self) -> i64 {
-        match self {
-            HeadConfig::Bernoulli => KEY_COUNT as i64,
-            HeadConfig::Nade { hidden } => KEY_COUNT as i64 + hidden,
-        }
-    }
-}
 
 /// NADE's shared weights.
 #[derive(Debug)]

@@ -1,0 +1,140 @@
+//! The output heads: what distribution a model puts over the 88 keys of the next frame, given
+//! the rows its body computes. Everything that depends on the head is here: its configuration,
+//! its likelihood, its decisions and sampling in tch, and its sampling as ONNX.
+//!
+//! - `bernoulli`: 88 independent keys; the body's output row is the 88 logits.
+//! - `nade`: keys decided lowest first, each given those below it in the frame ([`nade`]).
+//!
+//! Both sample by one rule: key k is on when its uniform is below `sigmoid(logit / T)`,
+//! compared in logit space as `logit > T · ln(u / (1 − u))`, with the arithmetic of the exported
+//! step graph ([`StepGraph::sampling_thresholds`]), so the same uniforms give the same music in
+//! tch and ONNX Runtime.
+
+pub mod nade;
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor, nn};
+
+use pipeline::KEY_COUNT;
+
+use crate::onnx::{HeadOutputs, StepGraph};
+pub use nade::Nade;
+/// The heads by name: one type for recipes, flags, model cards and [`HeadConfig::kind`].
+pub use proto::card::HeadKind;
+
+/// Which head a model has and its size (part of the body's saved configuration; `bernoulli`
+/// when absent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HeadConfig {
+    #[default]
+    Bernoulli,
+    Nade {
+        /// NADE hidden units.
+        hidden: i64,
+    },
+}
+
+/// NADE hidden units when a recipe or the flags name none.
+pub const DEFAULT_NADE_HIDDEN: i64 = 128;
+
+impl HeadConfig {
+    pub fn kind(&self) -> HeadKind {
+        match self {
+            HeadConfig::Bernoulli => HeadKind::Bernoulli,
+            HeadConfig::Nade { .. } => HeadKind::Nade,
+        }
+    }
+
+    /// Width of the body's output row that the head reads.
+    pub fn input_width(&self) -> i64 {
+        match self {
+            HeadConfig::Bernoulli => KEY_COUNT as i64,
+            HeadConfig::Nade { hidden } => KEY_COUNT as i64 + hidden,
+        }
+    }
+}
+
+/// A model's head and its weights, if any.
+#[derive(Debug)]
+pub enum Head {
+    /// 88 independent keys: the rows are the logits.
+    Bernoulli,
+    /// Keys decided lowest first, each given those below ([`nade`]).
+    Nade(Nade),
+}
+
+/// A sampled frame and what it was drawn with (rows of [N, 88]).
+#[derive(Debug)]
+pub struct Sampled {
+    pub frame: Tensor,
+    pub probabilities: Tensor,
+    pub logits: Tensor,
+}
+
+impl Head {
+    /// Build the head's variables under `vs` (NADE's under `vs / "nade"`, where checkpoints
+    /// hold them).
+    pub fn new(vs: &nn::Path, config: HeadConfig) -> Head {
+        match config {
+            HeadConfig::Bernoulli => Head::Bernoulli,
+            HeadConfig::Nade { hidden } => Head::Nade(Nade::new(&(vs / "nade"), hidden)),
+        }
+    }
+
+    /// The logit of each key of `frames` [.., 88] under the head, given the body's output rows
+    /// `rows` [.., width]: for NADE each key's logit given the keys below it in the frame
+    /// (teacher forcing). The Bernoulli log-likelihood of `frames` under them is the model's.
+    pub fn logits(&self, rows: &Tensor, frames: &Tensor) -> Tensor {
+        match self {
+            Head::Bernoulli => rows.shallow_clone(),
+            Head::Nade(nade) => nade.conditional_logits(rows, frames),
+        }
+    }
+
+    /// The frame the model predicts from rows [N, width]: each key on when its probability is
+    /// above ½, for NADE given the keys decided below it.
+    pub fn predict(&self, rows: &Tensor) -> Tensor {
+        match self {
+            Head::Bernoulli => rows.gt(0.0).to_kind(Kind::Float),
+            Head::Nade(nade) => nade.unroll(rows, |_, logit| logit.gt(0.0)).0,
+        }
+    }
+
+    /// The next frame sampled from rows [N, width] with `uniform` [N, 88] and `temperature`
+    /// [N, 1], by the rule in the module documentation; for NADE each key given the keys
+    /// decided below it.
+    pub fn sample(&self, rows: &Tensor, temperature: &Tensor, uniform: &Tensor) -> Sampled {
+        let thresholds = (uniform.log() - (uniform.ones_like() - uniform).log()) * temperature;
+        let (frame, logits) = match self {
+            Head::Bernoulli => {
+                let on = rows.gt_tensor(&thresholds);
+                (on.to_kind(Kind::Float), rows.shallow_clone())
+            }
+            Head::Nade(nade) => nade.unroll(rows, |i, logit| {
+                logit.gt_tensor(&thresholds.select(1, i as i64))
+            }),
+        };
+        Sampled {
+            probabilities: (&logits / temperature).sigmoid(),
+            frame,
+            logits,
+        }
+    }
+
+    /// [`Head::sample`] as ONNX, from the body's output rows `rows` [batch, width] and the
+    /// graph's `uniform` and `temperature` inputs.
+    pub fn onnx_sample(&self, graph: &mut StepGraph, rows: &str) -> HeadOutputs {
+        match self {
+            Head::Bernoulli => {
+                let thresholds = graph.sampling_thresholds();
+                HeadOutputs {
+                    logits: rows.to_owned(),
+                    probabilities: graph.probabilities(rows, "head"),
+                    next_frame: graph.decide_keys(rows, &thresholds, "head"),
+                }
+            }
+            Head::Nade(nade) => nade.onnx_sample(graph, rows),
+        }
+    }
+}
