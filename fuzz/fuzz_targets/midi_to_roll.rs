@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pipeline::midi::MidiWriteOptions;
-use pipeline::{RollSettings, Transpose, read_midi, write_midi};
+use pianoroll::midi::MidiWriteOptions;
+use pianoroll::{RollSettings, Transpose, read_midi, write_midi};
 
 fuzz_target!(|bytes: &[u8]| {
     for settings in [RollSettings::benchmark(), RollSettings::seed()] {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use pipeline::audio::{SAMPLE_RATE, Synth, render_wav};
+use pianoroll::audio::{SAMPLE_RATE, Synth, render_wav};
 use pipeline::dataset::{BuildOptions, Split, build};
 use pipeline::schema::read_split;
 

@@ -2,7 +2,7 @@
 //! NLL per frame of such a model is the bar any next-frame model must clear; `pipeline stats`
 //! reports it per split and the trainer next to its test scores.
 
-use crate::roll::{KEY_COUNT, PianoRoll};
+use pianoroll::roll::{KEY_COUNT, PianoRoll};
 
 /// Frames in which each key is on, and the number of frames, over `rolls`; with
 /// `skip_first`, each roll's first frame is left out (it is never predicted).

@@ -26,11 +26,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{self, Refusal};
-use crate::grid::RollSettings;
-use crate::midi::{NoteCounts, read_midi};
-use crate::roll::{KEY_COUNT, LOWEST_PITCH};
 use crate::schema::{PieceRecord, SCHEMA_VERSION, SchemaError, SplitWriter, read_split};
+use pianoroll::atomic::{self, Refusal};
+use pianoroll::grid::RollSettings;
+use pianoroll::midi::{NoteCounts, read_midi};
+use pianoroll::roll::{KEY_COUNT, LOWEST_PITCH};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 

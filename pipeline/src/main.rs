@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pipeline::atomic::write_file;
+use pianoroll::atomic::write_file;
+use pianoroll::midi::MidiWriteOptions;
+use pianoroll::render::{PngOptions, render_png};
+use pianoroll::{Grid, RollSettings, Transpose};
 use pipeline::dataset::{self, BuildOptions, SplitFractions};
-use pipeline::midi::MidiWriteOptions;
-use pipeline::render::{PngOptions, render_png};
-use pipeline::{Grid, RollSettings, Transpose};
 
 #[derive(Parser)]
 #[command(version, about = "MIDI collections to piano-roll datasets (Arrow IPC)")]
@@ -170,9 +170,9 @@ struct RenderArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    pipeline::binary::end_quietly_on_closed_stdout();
-    pipeline::binary::init_logging("info");
-    pipeline::binary::exit_code(run(Cli::parse()))
+    pianoroll::binary::end_quietly_on_closed_stdout();
+    pianoroll::binary::init_logging("info");
+    pianoroll::binary::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -244,7 +244,7 @@ fn render(args: RenderArgs) -> Result<()> {
     }
     // The SoundFont first: a bad --soundfont fails before anything is written.
     let synth = match &args.wav {
-        Some(_) => Some(pipeline::audio::Synth::load(args.soundfont.as_deref())?),
+        Some(_) => Some(pianoroll::audio::Synth::load(args.soundfont.as_deref())?),
         None => None,
     };
     let (roll, grid, title) = if args.input.is_dir() {
@@ -259,7 +259,7 @@ fn render(args: RenderArgs) -> Result<()> {
         let settings = args.grid.settings()?;
         let bytes = std::fs::read(&args.input)
             .with_context(|| format!("reading {}", args.input.display()))?;
-        let piece = pipeline::read_midi(&bytes, &settings)
+        let piece = pianoroll::read_midi(&bytes, &settings)
             .with_context(|| format!("{}", args.input.display()))?;
         (piece.roll, settings.grid, piece.title)
     };
@@ -269,7 +269,7 @@ fn render(args: RenderArgs) -> Result<()> {
             title: title.as_deref(),
             key: None,
         };
-        write_file(path, &pipeline::write_midi(&roll, grid, &options))
+        write_file(path, &pianoroll::write_midi(&roll, grid, &options))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
@@ -279,7 +279,7 @@ fn render(args: RenderArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     if let (Some(path), Some(synth)) = (&args.wav, &synth) {
-        let wav = pipeline::audio::render_wav(&roll, grid, args.tempo, synth);
+        let wav = pianoroll::audio::render_wav(&roll, grid, args.tempo, synth);
         write_file(path, &wav).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {} ({})", path.display(), synth.describe());
     }

@@ -14,7 +14,7 @@
 
 use std::io::Read;
 
-use crate::roll::{Frame, KEY_COUNT, PianoRoll};
+use pianoroll::roll::{Frame, KEY_COUNT, PianoRoll};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MatError {

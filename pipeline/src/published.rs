@@ -14,14 +14,14 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::atomic;
 use crate::dataset::{
     BuildError, InputRecord, MANIFEST_FILE, Manifest, Split, SplitSource, SplitSummary, hex,
 };
-use crate::grid::RollSettings;
 use crate::matfile::{self, MatError};
-use crate::roll::{KEY_COUNT, LOWEST_PITCH};
 use crate::schema::{PieceRecord, SCHEMA_VERSION, SplitWriter};
+use pianoroll::atomic;
+use pianoroll::grid::RollSettings;
+use pianoroll::roll::{KEY_COUNT, LOWEST_PITCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {

@@ -34,8 +34,8 @@ use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef, UInt8Type, 
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 
-use crate::grid::RollSettings;
-use crate::roll::{Frame, KEY_COUNT, LOWEST_PITCH, PianoRoll};
+use pianoroll::grid::RollSettings;
+use pianoroll::roll::{Frame, KEY_COUNT, LOWEST_PITCH, PianoRoll};
 
 pub const SCHEMA_VERSION: &str = "1";
 const META_VERSION: &str = "pianoroll.schema_version";

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::baseline::{constant_rate_nll, smoothed_rates};
 use crate::dataset::{Manifest, Split};
-use crate::roll::{KEY_COUNT, LOWEST_PITCH};
+use pianoroll::roll::{KEY_COUNT, LOWEST_PITCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {

@@ -1,12 +1,11 @@
 //! A dataset appears whole or not at all, and a failed or interrupted run keeps what was there.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use common::*;
+use pianoroll_tests::nottingham;
+use pianoroll_tests::smf::*;
 use pipeline::dataset::{BuildError, BuildOptions, Manifest, build};
 
 fn entries(folder: &Path) -> Vec<String> {

@@ -1,11 +1,10 @@
 //! The `pipeline` binary, run as a user would: on the bundled data and on crafted folders.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use pianoroll_tests::nottingham;
+use pianoroll_tests::smf::*;
 use pianoroll_tests::{assert_ended_quietly, run_with_closed_stdout};
 use pipeline::dataset::{Manifest, Split};
 use pipeline::schema::read_split;
@@ -130,7 +129,7 @@ fn an_existing_dataset_is_kept_without_force_and_replaced_with_it() {
     let manifest = Manifest::read(&output).unwrap();
     assert_eq!(
         manifest.settings.grid,
-        pipeline::Grid::Seconds { micros: 300_000 }
+        pianoroll::Grid::Seconds { micros: 300_000 }
     );
     assert_no_leftovers(dir.path());
 }
@@ -242,11 +241,11 @@ fn stats_and_render_on_the_bundled_data() {
         os("--png"),
         png.as_os_str(),
     ]);
-    let again = pipeline::read_midi(
+    let again = pianoroll::read_midi(
         &std::fs::read(&midi).unwrap(),
-        &pipeline::RollSettings {
-            transpose: pipeline::Transpose::None,
-            ..pipeline::RollSettings::benchmark()
+        &pianoroll::RollSettings {
+            transpose: pianoroll::Transpose::None,
+            ..pianoroll::RollSettings::benchmark()
         },
     )
     .unwrap();

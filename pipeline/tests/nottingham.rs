@@ -1,14 +1,12 @@
 //! The bundled Nottingham set (Boulanger-Lewandowski 2012 split) through the library.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::nottingham;
+use pianoroll::midi::MidiWriteOptions;
+use pianoroll::{RollSettings, Transpose, read_midi, write_midi};
+use pianoroll_tests::nottingham;
 use pipeline::dataset::{BuildOptions, Split, build};
-use pipeline::midi::MidiWriteOptions;
 use pipeline::schema::read_split;
-use pipeline::{RollSettings, Transpose, read_midi, write_midi};
 
 #[test]
 fn benchmark_dataset_matches_the_published_split() {

@@ -49,7 +49,7 @@ pub struct ModelCard {
     #[serde(default)]
     pub head: HeadKind,
     /// The grid and transposition the model was trained on; generated frames are on this grid.
-    pub roll_settings: pipeline::RollSettings,
+    pub roll_settings: pianoroll::RollSettings,
     /// MIDI pitch of the first of the `pitch_count` columns of `frame` and `logits`.
     pub lowest_pitch: u8,
     pub pitch_count: usize,
@@ -280,13 +280,14 @@ impl ModelCard {
                 "format_version {FORMAT_VERSION} needs \"sampling\" (its tensor names)"
             ));
         }
-        if self.lowest_pitch != pipeline::LOWEST_PITCH || self.pitch_count != pipeline::KEY_COUNT {
+        if self.lowest_pitch != pianoroll::LOWEST_PITCH || self.pitch_count != pianoroll::KEY_COUNT
+        {
             return Err(format!(
                 "lowest_pitch {} and pitch_count {}: this build plays {} keys from MIDI {}",
                 self.lowest_pitch,
                 self.pitch_count,
-                pipeline::KEY_COUNT,
-                pipeline::LOWEST_PITCH
+                pianoroll::KEY_COUNT,
+                pianoroll::LOWEST_PITCH
             ));
         }
         for state in &self.states {

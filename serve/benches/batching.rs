@@ -83,7 +83,7 @@ async fn served(
     addr: std::net::SocketAddr,
     model: &str,
     streams: usize,
-    stats: &serve::batcher::BatchStats,
+    stats: &serve::metrics::BatchStats,
 ) -> Figures {
     stats.take_steps();
     let started = Instant::now();

@@ -10,18 +10,18 @@
 //! batcher knows nothing of output heads: it feeds uniforms and reads `next_frame`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
-use pipeline::{Frame, KEY_COUNT, LOWEST_PITCH};
+use pianoroll::{Frame, KEY_COUNT, LOWEST_PITCH};
 use proto::card::{ModelCard, SamplingTensors};
 use proto::sampling::Uniforms;
 
-use crate::metrics::{BATCH_SIZE_BOUNDS, Histogram, STEP_SECONDS_BOUNDS};
+use crate::metrics::BatchStats;
 
 /// What a generation sends back to the request handler.
 #[derive(Debug)]
@@ -146,59 +146,6 @@ impl Active {
 
     fn finished(&self) -> bool {
         self.generated == self.job.frames
-    }
-}
-
-/// What a batcher has done, live: the largest batch, and the duration of its recent steps (one
-/// step = one frame for every generation in the batch, so a step's duration is the per-frame
-/// latency its generations see, before the network).
-#[derive(Debug)]
-pub struct BatchStats {
-    pub peak_batch: AtomicUsize,
-    /// (batch size, seconds) of up to [`BatchStats::KEPT_STEPS`] most recent steps.
-    steps: std::sync::Mutex<std::collections::VecDeque<(usize, f64)>>,
-    /// For the operators' metrics ([`crate::metrics`]): every step's batch size and duration,
-    /// and the frames sampled.
-    pub batch_sizes: Histogram,
-    pub step_seconds: Histogram,
-    generated_frames: AtomicU64,
-}
-
-impl Default for BatchStats {
-    fn default() -> BatchStats {
-        BatchStats {
-            peak_batch: AtomicUsize::new(0),
-            steps: Default::default(),
-            batch_sizes: Histogram::new(BATCH_SIZE_BOUNDS),
-            step_seconds: Histogram::new(STEP_SECONDS_BOUNDS),
-            generated_frames: AtomicU64::new(0),
-        }
-    }
-}
-
-impl BatchStats {
-    pub const KEPT_STEPS: usize = 100_000;
-
-    /// Frames sampled so far.
-    pub fn generated_frames(&self) -> u64 {
-        self.generated_frames.load(Ordering::Relaxed)
-    }
-
-    fn record(&self, batch: usize, seconds: f64) {
-        self.batch_sizes.observe(batch as f64);
-        self.step_seconds.observe(seconds);
-        self.peak_batch.fetch_max(batch, Ordering::Relaxed);
-        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        if steps.len() == Self::KEPT_STEPS {
-            steps.pop_front();
-        }
-        steps.push_back((batch, seconds));
-    }
-
-    /// The recorded steps, oldest first, and forget them.
-    pub fn take_steps(&self) -> Vec<(usize, f64)> {
-        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        steps.drain(..).collect()
     }
 }
 
@@ -383,7 +330,7 @@ fn step(
         active.last = frame;
         active.pending.push(frame);
         active.generated += 1;
-        stats.generated_frames.fetch_add(1, Ordering::Relaxed);
+        stats.add_generated_frame();
         if active.pending.len() >= active.job.chunk_frames && !active.finished() {
             // A failed send means the client went away; the next round drops the job.
             active.flush();

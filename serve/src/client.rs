@@ -147,7 +147,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if bytes.is_empty() {
         bail!("the server sent nothing to write to {}", path.display());
     }
-    pipeline::atomic::write_file(path, bytes).with_context(|| format!("writing {}", path.display()))
+    pianoroll::atomic::write_file(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Print the server's models.

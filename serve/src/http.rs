@@ -1,6 +1,6 @@
 //! `serve --http ADDR`: a web page to generate, see and hear music, and the small HTTP API it
-//! uses. The API is a thin translation of the gRPC service, called in process, so a page request
-//! runs on the same batchers, validation and limits as a gRPC one:
+//! uses. The API is a thin translation onto the generation core ([`crate::engine`]), so a page
+//! request runs on the same batchers, validation and limits as a gRPC one:
 //!
 //! | request | answer |
 //! |---|---|
@@ -14,9 +14,6 @@
 //! without the server's token, 413 for a body or roll over the limits, 400 for a query string
 //! that cannot be read.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -24,35 +21,20 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use proto::pianoroll_v1::composer_server::Composer;
-use proto::pianoroll_v1::{
-    Frame as WireFrame, Frames, GenerateRequest, generate_request, generate_response,
-};
 use serde::Deserialize;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Code, Status};
 
 use crate::auth::RequireToken;
-use crate::batcher::frame_of;
-use crate::registry::LoadedModel;
-use crate::service::ComposerService;
+use crate::batcher::{Event, frame_of};
+use crate::engine::{Engine, Generation, Primer, read_primer};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 
-#[derive(Clone)]
-struct Shared {
-    service: ComposerService,
-    models: Arc<BTreeMap<String, LoadedModel>>,
-}
-
-/// The page and its API over `service`. With a token, every API call needs it (the page
-/// itself is static HTML, open, and asks for the token).
-pub fn router(
-    service: ComposerService,
-    models: Arc<BTreeMap<String, LoadedModel>>,
-    token: RequireToken,
-    max_body_bytes: usize,
-) -> Router {
+/// The page and its API over the generation core. With a token, every API call needs it (the
+/// page itself is static HTML, open, and asks for the token).
+pub fn router(engine: Engine, token: RequireToken, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/api/models", get(list_models))
         .route("/api/generate", post(generate))
@@ -66,17 +48,17 @@ pub fn router(
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .with_state(Shared { service, models })
+        .with_state(engine)
 }
 
 /// `GET /metrics`: the operators' metrics ([`crate::metrics`]), behind the token when there is
 /// one (Prometheus sends it with `authorization: credentials_file`).
-pub fn metrics_router(service: ComposerService, token: RequireToken) -> Router {
+pub fn metrics_router(engine: Engine, token: RequireToken) -> Router {
     Router::new()
         .route(
             "/metrics",
             get(move || {
-                let text = service.metrics();
+                let text = engine.metrics();
                 async move {
                     (
                         [(
@@ -136,14 +118,14 @@ fn rejected(rejection: impl IntoResponse + std::fmt::Display) -> Response {
     json_error(status, message)
 }
 
-async fn list_models(State(shared): State<Shared>) -> Response {
-    let models: Vec<serde_json::Value> = shared
-        .models
+async fn list_models(State(engine): State<Engine>) -> Response {
+    let models: Vec<serde_json::Value> = engine
+        .models()
         .values()
         .map(|m| {
             let frames_per_beat = match m.card.roll_settings.grid {
-                pipeline::Grid::Beats { frames_per_beat } => Some(frames_per_beat),
-                pipeline::Grid::Seconds { .. } => None,
+                pianoroll::Grid::Beats { frames_per_beat } => Some(frames_per_beat),
+                pianoroll::Grid::Seconds { .. } => None,
             };
             serde_json::json!({
                 "name": m.name,
@@ -166,7 +148,7 @@ struct GenerateParams {
     seed: u64,
 }
 
-fn pitches(frames: &[pipeline::Frame]) -> Vec<Vec<u8>> {
+fn pitches(frames: &[pianoroll::Frame]) -> Vec<Vec<u8>> {
     frames.iter().map(|f| f.pitches().collect()).collect()
 }
 
@@ -177,7 +159,7 @@ fn line(value: serde_json::Value) -> Bytes {
 }
 
 async fn generate(
-    State(shared): State<Shared>,
+    State(engine): State<Engine>,
     params: Result<Query<GenerateParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -186,59 +168,45 @@ async fn generate(
         (Err(rejection), _) => return rejected(rejection),
         (_, Err(rejection)) => return rejected(rejection),
     };
-    // The primer is read here, onto the model's grid, so the page can draw it; the generation
-    // gets its frames.
+    // The primer is read here, onto the model's grid, so the page can draw it.
     let primer = if body.is_empty() {
-        Vec::new()
+        Primer::None
     } else {
-        let Some(model) = shared.models.get(&params.model) else {
-            return error_response(&Status::not_found(format!(
-                "model: no model named {:?}",
-                params.model
-            )));
-        };
-        match pipeline::read_midi(&body, &model.card.roll_settings) {
-            Ok(piece) => piece.roll.frames().to_vec(),
-            Err(e) => {
-                return error_response(&Status::invalid_argument(format!(
-                    "primer: not a MIDI file this server can read ({e})"
-                )));
-            }
+        let frames = engine
+            .model(&params.model)
+            .and_then(|model| read_primer(&body, model));
+        match frames {
+            Ok(frames) => Primer::Frames(frames),
+            Err(status) => return error_response(&status),
         }
     };
-    let request = GenerateRequest {
+    let generation = Generation {
         model: params.model,
         frames: params.frames,
         temperature: params.temperature,
         seed: params.seed,
-        primer: (!primer.is_empty()).then(|| {
-            generate_request::Primer::PrimerFrames(Frames {
-                frames: primer
-                    .iter()
-                    .map(|f| WireFrame {
-                        pitches: f.pitches().map(u32::from).collect(),
-                    })
-                    .collect(),
-            })
-        }),
+        primer,
         tempo_bpm: None,
         chunk_frames: 8,
     };
-    let stream = match shared.service.generate(tonic::Request::new(request)).await {
-        Ok(response) => response.into_inner(),
+    // Counted as what it is: a streamed generation, like gRPC's `Generate`.
+    let model = generation.model.clone();
+    let started = match engine.counted("Generate", &model, engine.start(&generation)) {
+        Ok(started) => started,
         Err(status) => return error_response(&status),
     };
-    let first = tokio_stream::once(line(serde_json::json!({ "primer": pitches(&primer) })));
-    let rest = stream.map(|message| match message.map(|m| m.event) {
-        Ok(Some(generate_response::Event::Chunk(chunk))) => line(serde_json::json!({
-            "first": chunk.first_frame,
-            "frames": chunk.frames.iter().map(|f| &f.pitches).collect::<Vec<_>>(),
+    let first = tokio_stream::once(line(
+        serde_json::json!({ "primer": pitches(&started.primer) }),
+    ));
+    let rest = UnboundedReceiverStream::new(started.events).map(|event| match event {
+        Event::Frames { first, frames } => line(serde_json::json!({
+            "first": first,
+            "frames": pitches(&frames),
         })),
-        Ok(Some(generate_response::Event::Summary(summary))) => {
-            line(serde_json::json!({ "done": { "seconds": summary.seconds } }))
+        Event::Done { seconds } => line(serde_json::json!({ "done": { "seconds": seconds } })),
+        Event::Failed(message) => {
+            line(serde_json::json!({ "error": format!("the model failed: {message}") }))
         }
-        Ok(None) => line(serde_json::json!({ "error": "an empty message" })),
-        Err(status) => line(serde_json::json!({ "error": status.message() })),
     });
     let body = Body::from_stream(first.chain(rest).map(Ok::<_, std::convert::Infallible>));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
@@ -251,7 +219,7 @@ struct RenderParams {
 }
 
 async fn render(
-    State(shared): State<Shared>,
+    State(engine): State<Engine>,
     params: Result<Query<RenderParams>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -260,11 +228,9 @@ async fn render(
         (Err(rejection), _) => return rejected(rejection),
         (_, Err(rejection)) => return rejected(rejection),
     };
-    let Some(model) = shared.models.get(&params.model) else {
-        return error_response(&Status::not_found(format!(
-            "model: no model named {:?}",
-            params.model
-        )));
+    let model = match engine.model(&params.model) {
+        Ok(model) => model,
+        Err(status) => return error_response(&status),
     };
     let frames: Vec<Vec<u32>> = match serde_json::from_slice(&body) {
         Ok(frames) => frames,
@@ -276,7 +242,7 @@ async fn render(
     };
     // The page renders what this server generated: at most a primer and a generation of the
     // longest length each. Anything longer is refused before a sample is allocated for it.
-    let longest = 2 * shared.service.limits().max_frames;
+    let longest = 2 * engine.limits().max_frames;
     if frames.len() > longest {
         return too_large(format!(
             "frames: {} frames; this server renders at most {longest} (a primer and a \
@@ -284,18 +250,18 @@ async fn render(
             frames.len()
         ));
     }
-    let frames: Option<Vec<pipeline::Frame>> = frames.iter().map(|p| frame_of(p)).collect();
+    let frames: Option<Vec<pianoroll::Frame>> = frames.iter().map(|p| frame_of(p)).collect();
     let Some(frames) = frames else {
         return error_response(&Status::invalid_argument(format!(
             "frames: pitches must be MIDI {}..={}",
-            pipeline::LOWEST_PITCH,
-            pipeline::HIGHEST_PITCH
+            pianoroll::LOWEST_PITCH,
+            pianoroll::HIGHEST_PITCH
         )));
     };
-    let roll = pipeline::PianoRoll::from_frames(frames);
+    let roll = pianoroll::PianoRoll::from_frames(frames);
     let grid = model.card.roll_settings.grid;
     let (bytes, content_type) = match params.format.as_str() {
-        "wav" => match shared.service.render_audio(model, roll, None).await {
+        "wav" => match engine.render_audio(model, roll, None).await {
             Ok(wav) => (wav, "audio/wav"),
             Err(status) if status.code() == Code::ResourceExhausted => {
                 return too_large(status.message().to_owned());
@@ -304,11 +270,11 @@ async fn render(
         },
         "mid" => {
             let title = proto::card::piece_title(&model.name, &model.card.kind);
-            let options = pipeline::midi::MidiWriteOptions {
+            let options = pianoroll::midi::MidiWriteOptions {
                 title: Some(&title),
                 ..Default::default()
             };
-            (pipeline::write_midi(&roll, grid, &options), "audio/midi")
+            (pianoroll::write_midi(&roll, grid, &options), "audio/midi")
         }
         other => {
             return error_response(&Status::invalid_argument(format!(

@@ -33,11 +33,10 @@ use proto::inference::{
     ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest,
     ServerReadyResponse,
 };
-use proto::pianoroll_v1::{GenerateRequest, generate_request};
 use tonic::{Request, Response, Status};
 
+use crate::engine::{Engine, Generation, Primer};
 use crate::registry::LoadedModel;
-use crate::service::ComposerService;
 
 /// The fully qualified name of the service.
 pub const SERVICE_NAME: &str = "inference.GRPCInferenceService";
@@ -94,17 +93,17 @@ enum Value {
 
 #[derive(Clone)]
 pub struct InferenceService {
-    composer: ComposerService,
+    engine: Engine,
 }
 
 impl InferenceService {
-    pub fn new(composer: ComposerService) -> InferenceService {
-        InferenceService { composer }
+    pub fn new(engine: Engine) -> InferenceService {
+        InferenceService { engine }
     }
 
     /// The model `name` at `version` ("" or "1").
     fn model(&self, name: &str, version: &str) -> Result<&LoadedModel, Status> {
-        let model = self.composer.model(name)?;
+        let model = self.engine.model(name)?;
         if !(version.is_empty() || version == VERSION) {
             return Err(Status::not_found(format!(
                 "model_version: {name:?} has version {VERSION} only, not {version:?}"
@@ -127,7 +126,7 @@ impl InferenceService {
                 ));
             }
         };
-        let generation = GenerateRequest {
+        let generation = Generation {
             model: model.name.clone(),
             frames,
             temperature: match values.remove("temperature") {
@@ -139,8 +138,8 @@ impl InferenceService {
                 _ => 0,
             },
             primer: match values.remove("primer_midi") {
-                Some(Value::Bytes(midi)) => Some(generate_request::Primer::PrimerMidi(midi)),
-                _ => None,
+                Some(Value::Bytes(midi)) => Primer::Midi(midi),
+                _ => Primer::None,
             },
             tempo_bpm: match values.remove("tempo_bpm") {
                 Some(Value::Float(t)) => Some(t),
@@ -148,7 +147,7 @@ impl InferenceService {
             },
             chunk_frames: 0,
         };
-        let piece = self.composer.start(&generation)?.finish().await?;
+        let piece = self.engine.start(&generation)?.finish().await?;
         let keys = model.card.pitch_count;
         let mut outputs = Vec::new();
         let mut raw = Vec::new();
@@ -427,7 +426,7 @@ impl GrpcInferenceService for InferenceService {
         let request = request.into_inner();
         let model = request.model_name.clone();
         let result = self.infer(request).await.map(Response::new);
-        self.composer.counted("ModelInfer", &model, result)
+        self.engine.counted("ModelInfer", &model, result)
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod batcher;
 pub mod client;
+pub mod engine;
 pub mod http;
 pub mod inference;
 pub mod listen;

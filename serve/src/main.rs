@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serve::client::{Endpoint, GenerateArgs};
+use serve::engine::Limits;
 use serve::runtime::Device;
 use serve::server::{Server, ServerConfig, TlsFiles, bind, shutdown_signal};
-use serve::service::Limits;
 
 #[derive(Parser)]
 #[command(
@@ -153,15 +153,15 @@ struct ClientArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    pipeline::binary::init_logging("info,ort=warn");
+    pianoroll::binary::init_logging("info,ort=warn");
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
-    pipeline::binary::exit_code(runtime.block_on(run(Cli::parse())))
+    pianoroll::binary::exit_code(runtime.block_on(run(Cli::parse())))
 }
 
 async fn run(cli: Cli) -> Result<()> {
     if cli.command.is_some() {
         // The client commands print for a reader that may stop early; the server prints nothing.
-        pipeline::binary::end_quietly_on_closed_stdout();
+        pianoroll::binary::end_quietly_on_closed_stdout();
     }
     match cli.command {
         Some(Command::Generate(args)) => {

@@ -13,9 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-
-use crate::batcher::Slots;
-use crate::registry::LoadedModel;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A Prometheus histogram: counts per upper bound (and +Inf), the sum and the count.
 #[derive(Debug)]
@@ -69,6 +67,63 @@ pub const STEP_SECONDS_BOUNDS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
 
+/// What a batcher has done, live: the largest batch, and the duration of its recent steps (one
+/// step = one frame for every generation in the batch, so a step's duration is the per-frame
+/// latency its generations see, before the network).
+#[derive(Debug)]
+pub struct BatchStats {
+    pub peak_batch: AtomicUsize,
+    /// (batch size, seconds) of up to [`BatchStats::KEPT_STEPS`] most recent steps.
+    steps: std::sync::Mutex<std::collections::VecDeque<(usize, f64)>>,
+    /// For the operators' metrics: every step's batch size and duration, and the frames
+    /// sampled.
+    pub batch_sizes: Histogram,
+    pub step_seconds: Histogram,
+    generated_frames: AtomicU64,
+}
+
+impl Default for BatchStats {
+    fn default() -> BatchStats {
+        BatchStats {
+            peak_batch: AtomicUsize::new(0),
+            steps: Default::default(),
+            batch_sizes: Histogram::new(BATCH_SIZE_BOUNDS),
+            step_seconds: Histogram::new(STEP_SECONDS_BOUNDS),
+            generated_frames: AtomicU64::new(0),
+        }
+    }
+}
+
+impl BatchStats {
+    pub const KEPT_STEPS: usize = 100_000;
+
+    /// Frames sampled so far.
+    pub fn generated_frames(&self) -> u64 {
+        self.generated_frames.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_generated_frame(&self) {
+        self.generated_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record(&self, batch: usize, seconds: f64) {
+        self.batch_sizes.observe(batch as f64);
+        self.step_seconds.observe(seconds);
+        self.peak_batch.fetch_max(batch, Ordering::Relaxed);
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        if steps.len() == Self::KEPT_STEPS {
+            steps.pop_front();
+        }
+        steps.push_back((batch, seconds));
+    }
+
+    /// The recorded steps, oldest first, and forget them.
+    pub fn take_steps(&self) -> Vec<(usize, f64)> {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps.drain(..).collect()
+    }
+}
+
 /// The `model` label of requests that name no served model: one series for all such names, so
 /// made-up names cannot grow the metrics without bound. Parentheses keep it apart from model
 /// folder names, which the registry takes as they are.
@@ -95,12 +150,17 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The whole exposition.
-pub fn render(
-    models: &BTreeMap<String, LoadedModel>,
-    slots: &Slots,
-    requests: &Requests,
-) -> String {
+/// One served model, as the exposition labels it.
+pub struct ModelSeries<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub head: &'a str,
+    pub provider: &'a str,
+    pub stats: &'a BatchStats,
+}
+
+/// The whole exposition: the requests, `active` generations running now, and each model.
+pub fn render(models: &[ModelSeries<'_>], active: usize, requests: &Requests) -> String {
     let mut out = String::new();
     out.push_str(
         "# HELP pianoroll_requests_total Requests by method, model and gRPC status code.\n\
@@ -119,22 +179,21 @@ pub fn render(
         "# HELP pianoroll_generated_frames_total Frames sampled, by model.\n\
          # TYPE pianoroll_generated_frames_total counter\n",
     );
-    for model in models.values() {
-        let frames = model.batcher.stats().generated_frames();
+    for model in models {
         let _ = writeln!(
             out,
-            "pianoroll_generated_frames_total{{model=\"{}\"}} {frames}",
-            escape(&model.name)
+            "pianoroll_generated_frames_total{{model=\"{}\"}} {}",
+            escape(model.name),
+            model.stats.generated_frames()
         );
     }
     let _ = write!(
         out,
         "# HELP pianoroll_active_generations Generations running now, over all models.\n\
          # TYPE pianoroll_active_generations gauge\n\
-         pianoroll_active_generations {}\n",
-        slots.in_use()
+         pianoroll_active_generations {active}\n"
     );
-    type Pick = fn(&crate::batcher::BatchStats) -> &Histogram;
+    type Pick = fn(&BatchStats) -> &Histogram;
     let histograms: [(&str, &str, Pick); 2] = [
         (
             "pianoroll_batch_size",
@@ -149,23 +208,23 @@ pub fn render(
     ];
     for (name, help, pick) in histograms {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for model in models.values() {
-            let labels = format!("model=\"{}\"", escape(&model.name));
-            pick(&model.batcher.stats()).render(&mut out, name, &labels);
+        for model in models {
+            let labels = format!("model=\"{}\"", escape(model.name));
+            pick(model.stats).render(&mut out, name, &labels);
         }
     }
     out.push_str(
         "# HELP pianoroll_model_info The models served and the execution provider of each.\n\
          # TYPE pianoroll_model_info gauge\n",
     );
-    for model in models.values() {
+    for model in models {
         let _ = writeln!(
             out,
             "pianoroll_model_info{{model=\"{}\",kind=\"{}\",head=\"{}\",provider=\"{}\"}} 1",
-            escape(&model.name),
-            escape(&model.card.kind),
-            escape(&model.card.head),
-            model.provider.name()
+            escape(model.name),
+            escape(model.kind),
+            escape(model.head),
+            model.provider
         );
     }
     out

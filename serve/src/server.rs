@@ -14,10 +14,11 @@ use proto::pianoroll_v1::composer_server::ComposerServer;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
+use crate::engine::{Engine, Limits};
 use crate::inference::InferenceService;
 use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
 use crate::runtime::{Device, RuntimeError};
-use crate::service::{ComposerService, Limits};
+use crate::service::ComposerService;
 
 /// The fully qualified name of the service, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "pianoroll.v1.Composer";
@@ -34,7 +35,7 @@ pub struct ServerConfig {
     /// The ONNX Runtime library, if not the default (see [`crate::runtime`]).
     pub onnxruntime: Option<PathBuf>,
     /// The SoundFont `Compose` plays audio with (default: a General MIDI one of the system's,
-    /// else the built-in synthesiser; [`pipeline::audio::Synth::load`]).
+    /// else the built-in synthesiser; [`pianoroll::audio::Synth::load`]).
     pub soundfont: Option<PathBuf>,
     /// The bearer token every composer and inference call must carry ([`crate::auth`]);
     /// `None`: open.
@@ -111,7 +112,7 @@ pub enum ServeError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
-    Audio(#[from] pipeline::audio::AudioError),
+    Audio(#[from] pianoroll::audio::AudioError),
     #[error("--models {0}: no usable model folder (each needs model.onnx and model.json)")]
     NoModels(String),
     #[error("serving: {0}")]
@@ -124,7 +125,7 @@ pub enum ServeError {
 pub struct Server {
     models: Arc<BTreeMap<String, LoadedModel>>,
     broken: Vec<Broken>,
-    synth: pipeline::audio::Synth,
+    synth: pianoroll::audio::Synth,
     config: ServerConfig,
     /// The checked TLS settings, when serving over TLS.
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -145,7 +146,7 @@ impl Server {
         if models.is_empty() {
             return Err(ServeError::NoModels(config.models.display().to_string()));
         }
-        let synth = pipeline::audio::Synth::load(config.soundfont.as_deref())?;
+        let synth = pianoroll::audio::Synth::load(config.soundfont.as_deref())?;
         tracing::info!("audio: {}", synth.describe());
         Ok(Server {
             models: Arc::new(models),
@@ -167,7 +168,7 @@ impl Server {
     }
 
     /// Each model's batching statistics, live (for tests and benchmarks).
-    pub fn batch_stats(&self) -> BTreeMap<String, Arc<crate::batcher::BatchStats>> {
+    pub fn batch_stats(&self) -> BTreeMap<String, Arc<crate::metrics::BatchStats>> {
         self.models
             .values()
             .map(|m| (m.name.clone(), m.batcher.stats()))
@@ -198,19 +199,19 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
-        let service = ComposerService::new(self.models.clone(), limits, self.synth.clone());
+        let engine = Engine::new(self.models.clone(), limits, self.synth.clone());
         // Both APIs: the same message limits; they and reflection need the token (if any),
         // health does not, so probes need none.
         let largest_response = limits.max_response_bytes.max(limits.max_message_bytes);
         let token = crate::auth::RequireToken::new(self.config.token.clone());
         let composer = InterceptedService::new(
-            ComposerServer::new(service.clone())
+            ComposerServer::new(ComposerService::new(engine.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(largest_response),
             token.clone(),
         );
         let inference = InterceptedService::new(
-            GrpcInferenceServiceServer::new(InferenceService::new(service.clone()))
+            GrpcInferenceServiceServer::new(InferenceService::new(engine.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(largest_response),
             token.clone(),
@@ -263,7 +264,7 @@ impl Server {
         // the handshake timeout.
         let handshake = limits.handshake_timeout;
         if let Some(listener) = self.metrics {
-            let router = crate::http::metrics_router(service.clone(), token.clone());
+            let router = crate::http::metrics_router(engine.clone(), token.clone());
             tokio::spawn(crate::listen::serve_http(
                 listener,
                 router,
@@ -274,12 +275,7 @@ impl Server {
             ));
         }
         if let Some(listener) = self.http {
-            let router = crate::http::router(
-                service,
-                self.models.clone(),
-                token.clone(),
-                limits.max_message_bytes,
-            );
+            let router = crate::http::router(engine, token.clone(), limits.max_message_bytes);
             tokio::spawn(crate::listen::serve_http(
                 listener,
                 router,

@@ -196,7 +196,7 @@ fn connections_that_ask_nothing_are_closed_on_every_listener() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let config = ServerConfig {
-            limits: serve::service::Limits {
+            limits: serve::engine::Limits {
                 handshake_timeout: Duration::from_secs(1),
                 ..Default::default()
             },
@@ -258,7 +258,7 @@ fn unreadable_requests_get_json_errors() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let config = ServerConfig {
-            limits: serve::service::Limits {
+            limits: serve::engine::Limits {
                 max_message_bytes: 65_536,
                 ..Default::default()
             },

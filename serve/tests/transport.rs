@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use proto::pianoroll_v1::composer_client::ComposerClient;
 use proto::pianoroll_v1::{GenerateRequest, generate_response};
 use serve::client::{Endpoint, GenerateArgs};
+use serve::engine::Limits;
 use serve::server::{Server, ServerConfig, TlsFiles};
-use serve::service::Limits;
 use tokio_stream::StreamExt;
 
 mod common;

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+pub mod smf;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -62,7 +64,7 @@ pub fn python_json(
 /// `scripts/test.sh` installs where it can), or `None` (those tests are then skipped with a
 /// message; the built-in synthesiser is tested everywhere).
 pub fn soundfont() -> Option<PathBuf> {
-    pipeline::audio::DEFAULT_SOUNDFONTS
+    pianoroll::audio::DEFAULT_SOUNDFONTS
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())

@@ -74,13 +74,13 @@ print(json.dumps({
 #[test]
 fn mido_reads_the_midi_we_write() {
     let Some(python) = python() else { return };
-    let settings = pipeline::RollSettings::benchmark();
+    let settings = pianoroll::RollSettings::benchmark();
     let source = nottingham().join("test/ashover_simple_chords_11.mid");
-    let piece = pipeline::read_midi(&std::fs::read(source).unwrap(), &settings).unwrap();
-    let bytes = pipeline::write_midi(
+    let piece = pianoroll::read_midi(&std::fs::read(source).unwrap(), &settings).unwrap();
+    let bytes = pianoroll::write_midi(
         &piece.roll,
         settings.grid,
-        &pipeline::midi::MidiWriteOptions {
+        &pianoroll::midi::MidiWriteOptions {
             tempo_bpm: Some(120.0),
             title: piece.title.as_deref(),
             key: None,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pianoroll::{Frame, RollSettings};
 use pipeline::dataset::{BuildOptions, Split, build};
-use pipeline::{Frame, RollSettings};
 use proto::inference::ServerLiveRequest;
 use proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::pianoroll_v1::composer_client::ComposerClient;
@@ -15,16 +15,16 @@ use proto::pianoroll_v1::{
     ComposeRequest, Frame as WireFrame, Frames, GenerateRequest, ListModelsRequest,
     generate_request, generate_response,
 };
+use serve::engine::Limits;
 use serve::runtime::Device;
 use serve::server::{SERVICE_NAME, Server, ServerConfig};
-use serve::service::Limits;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
 use trainer::config::{Schedule, TrainConfig};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
-use trainer::nade::HeadConfig;
+use trainer::head::HeadConfig;
 use trainer::rwkv::RwkvConfig;
 use trainer::rwkv::WkvMode;
 use trainer::train::{RunOptions, train};
@@ -129,7 +129,7 @@ fn models() -> &'static Path {
 struct Running {
     addr: SocketAddr,
     /// Each model's batching statistics.
-    batch_stats: std::collections::BTreeMap<String, std::sync::Arc<serve::batcher::BatchStats>>,
+    batch_stats: std::collections::BTreeMap<String, std::sync::Arc<serve::metrics::BatchStats>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -676,10 +676,10 @@ fn compose_writes_midi_and_png_of_the_streamed_music() {
         assert!(composed.png.starts_with(b"\x89PNG\r\n\x1a\n"));
         // The MIDI file holds the primer and then exactly the streamed frames.
         let as_written = RollSettings {
-            transpose: pipeline::Transpose::None,
+            transpose: pianoroll::Transpose::None,
             ..RollSettings::benchmark()
         };
-        let piece = pipeline::read_midi(&composed.midi, &as_written).unwrap();
+        let piece = pianoroll::read_midi(&composed.midi, &as_written).unwrap();
         let frames: Vec<Vec<u32>> = piece
             .roll
             .frames()
@@ -710,7 +710,7 @@ fn compose_writes_midi_and_png_of_the_streamed_music() {
                 .unwrap();
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
             let notes: usize = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
-            let runs = pipeline::PianoRoll::from_frames(
+            let runs = pianoroll::PianoRoll::from_frames(
                 frames
                     .iter()
                     .map(|p| Frame::from_pitches(p.iter().map(|&x| x as u8)).unwrap())

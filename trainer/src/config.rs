@@ -35,7 +35,7 @@ pub enum Schedule {
 pub struct TrainConfig {
     pub model: ModelConfig,
     pub dataset: PathBuf,
-    pub roll_settings: pipeline::RollSettings,
+    pub roll_settings: pianoroll::RollSettings,
     pub epochs: usize,
     pub max_steps: Option<u64>,
     pub batch_size: usize,
@@ -369,7 +369,7 @@ impl Recipe {
     pub fn resolve(
         &self,
         dataset: &Path,
-        roll_settings: pipeline::RollSettings,
+        roll_settings: pianoroll::RollSettings,
         recipe: Option<RecipeRecord>,
     ) -> Result<TrainConfig, ConfigError> {
         let kind = self.model.ok_or_else(|| {
@@ -496,7 +496,7 @@ pub fn from_recipe_and_flags(
     preset: Option<Preset>,
     flags: &Recipe,
     dataset: &Path,
-    roll_settings: pipeline::RollSettings,
+    roll_settings: pianoroll::RollSettings,
 ) -> Result<TrainConfig, ConfigError> {
     let (recipe, record) = match recipe_file {
         Some(path) => {
@@ -556,7 +556,7 @@ mod tests {
 
     #[test]
     fn every_preset_parses_and_resolves_to_its_documented_sizes() {
-        let settings = pipeline::RollSettings::benchmark();
+        let settings = pianoroll::RollSettings::benchmark();
         for preset in [Preset::Seed, Preset::Fair] {
             for kind in [ModelKind::Lstm, ModelKind::Rwkv] {
                 let (name, text) = preset.recipe(kind);
@@ -587,7 +587,7 @@ mod tests {
                 let kind = recipe.model.unwrap();
                 let checked = recipe.check_family(kind, recipe.head, "r");
                 assert!(checked.is_ok(), "{}: {checked:?}", path.display());
-                let settings = pipeline::RollSettings::benchmark();
+                let settings = pianoroll::RollSettings::benchmark();
                 let config = recipe.resolve(Path::new("d"), settings, Some(record));
                 assert!(config.is_ok(), "{}: {config:?}", path.display());
                 seen += 1;
@@ -602,7 +602,7 @@ mod tests {
         assert!(error.to_string().contains("hiden"), "{error}");
         let recipe = Recipe::parse("model = \"rwkv\"\nembd = 0\n", "r.toml").unwrap();
         let error = recipe
-            .resolve(Path::new("d"), pipeline::RollSettings::benchmark(), None)
+            .resolve(Path::new("d"), pianoroll::RollSettings::benchmark(), None)
             .unwrap_err();
         assert!(error.to_string().contains("--embd"), "{error}");
         assert!(error.to_string().contains("`embd`"), "{error}");
@@ -612,7 +612,7 @@ mod tests {
     /// and `embd` in an LSTM recipe was dropped without a word.
     #[test]
     fn non_positive_lengths_and_settings_of_the_other_family_are_refused_by_field() {
-        let settings = pipeline::RollSettings::benchmark();
+        let settings = pianoroll::RollSettings::benchmark();
         for (text, field) in [
             ("model = \"lstm\"\nseq_len = -5\n", "`seq_len`"),
             ("model = \"rwkv\"\nseq_len = 0\n", "`seq_len`"),
@@ -680,7 +680,7 @@ mod tests {
 
     #[test]
     fn the_head_is_bernoulli_unless_a_recipe_or_flag_asks_for_nade() {
-        let settings = pipeline::RollSettings::benchmark();
+        let settings = pianoroll::RollSettings::benchmark();
         let resolve = |text: &str| {
             Recipe::parse(text, "r")
                 .unwrap()
@@ -805,7 +805,7 @@ mod tests {
         };
         let config = flags
             .over(&file)
-            .resolve(Path::new("d"), pipeline::RollSettings::benchmark(), None)
+            .resolve(Path::new("d"), pianoroll::RollSettings::benchmark(), None)
             .unwrap();
         assert_eq!(config.lr, 0.003);
         let ModelConfig::Rwkv(rwkv) = config.model else {

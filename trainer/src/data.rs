@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
+use pianoroll::{KEY_COUNT, PianoRoll, RollSettings};
 use pipeline::dataset::Split;
 use pipeline::schema::read_split;
-use pipeline::{KEY_COUNT, PianoRoll, RollSettings};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,9 @@ pub enum DataError {
     WrongGrid {
         path: String,
         found: String,
-        found_transpose: pipeline::Transpose,
+        found_transpose: pianoroll::Transpose,
         expected: String,
-        expected_transpose: pipeline::Transpose,
+        expected_transpose: pianoroll::Transpose,
     },
     #[error("{0}: no piece has two or more frames, so there is nothing to predict")]
     Empty(String),

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use pipeline::atomic::{self, Refusal};
+use pianoroll::atomic::{self, Refusal};
 use prost::Message;
 use proto::card::{
     CARD_FILE, FORMAT_VERSION, FRAME_INPUT, GRAPH_FILE, LOGITS_OUTPUT, Metrics, ModelCard,
@@ -25,7 +25,7 @@ use crate::run::{BEST_WEIGHTS_FILE, LAST_WEIGHTS_FILE, Loaded, RunFolder, load};
 /// A model's recurrent step with its head's sampling as an ONNX model, and the card that
 /// describes its tensors.
 pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
-    let keys = pipeline::KEY_COUNT as i64;
+    let keys = pianoroll::KEY_COUNT as i64;
     let mut graph = StepGraph::new(keys);
     let kind = loaded.config.model.kind();
     let rows = match &loaded.model.body {
@@ -52,8 +52,8 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
         kind: kind.to_owned(),
         head,
         roll_settings: loaded.config.roll_settings,
-        lowest_pitch: pipeline::LOWEST_PITCH,
-        pitch_count: pipeline::KEY_COUNT,
+        lowest_pitch: pianoroll::LOWEST_PITCH,
+        pitch_count: pianoroll::KEY_COUNT,
         frame_input: FRAME_INPUT.to_owned(),
         logits_output: LOGITS_OUTPUT.to_owned(),
         sampling: Some(SamplingTensors::default()),

@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use crate::head::HeadConfig;
 use crate::state::State;
-use pipeline::KEY_COUNT;
+use pianoroll::KEY_COUNT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LstmConfig {

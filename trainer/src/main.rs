@@ -187,9 +187,9 @@ impl TrainArgs {
 fn main() -> std::process::ExitCode {
     // `trainer::device::parse` loads the CUDA backend when a command needs a device, so
     // `export` and `compare` start without it.
-    pipeline::binary::end_quietly_on_closed_stdout();
-    pipeline::binary::init_logging("info");
-    pipeline::binary::exit_code(run(Cli::parse()))
+    pianoroll::binary::end_quietly_on_closed_stdout();
+    pianoroll::binary::init_logging("info");
+    pianoroll::binary::exit_code(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -308,7 +308,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     }
     let device = trainer::device::parse(&args.device)?;
     let synth = match &args.wav {
-        Some(_) => Some(pipeline::audio::Synth::load(args.soundfont.as_deref())?),
+        Some(_) => Some(pianoroll::audio::Synth::load(args.soundfont.as_deref())?),
         None => None,
     };
     let loaded = trainer::run::load(&args.checkpoint, device)?;
@@ -335,9 +335,9 @@ fn sample(args: SampleArgs) -> Result<()> {
     if let Some(png) = &args.png {
         write_file(
             png,
-            &pipeline::render::render_png(
+            &pianoroll::render::render_png(
                 &roll,
-                &pipeline::render::PngOptions {
+                &pianoroll::render::PngOptions {
                     primer_frames: primer.len(),
                     ..Default::default()
                 },
@@ -346,7 +346,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         println!("wrote {}", png.display());
     }
     if let (Some(path), Some(synth)) = (&args.wav, &synth) {
-        let wav = pipeline::audio::render_wav(&roll, settings.grid, None, synth);
+        let wav = pianoroll::audio::render_wav(&roll, settings.grid, None, synth);
         write_file(path, &wav)?;
         println!("wrote {} ({})", path.display(), synth.describe());
     }
@@ -354,5 +354,6 @@ fn sample(args: SampleArgs) -> Result<()> {
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    pipeline::atomic::write_file(path, bytes).with_context(|| format!("writing {}", path.display()))
+    pianoroll::atomic::write_file(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }

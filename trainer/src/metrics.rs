@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
-use pipeline::KEY_COUNT;
+use pianoroll::KEY_COUNT;
 
 /// Row indices of the real positions of `mask` [B, T], into tensors flattened to [B·T, 88].
 fn real_rows(mask: &Tensor) -> Tensor {
@@ -96,14 +96,14 @@ pub struct Scores {
 
 /// NLL per frame of the constant-rate baseline on the predicted frames of `rolls`: each key on
 /// at its own rate in `train` (add-½ smoothed), whatever came before.
-pub fn key_rate_baseline(train: &[pipeline::PianoRoll], rolls: &[pipeline::PianoRoll]) -> f64 {
+pub fn key_rate_baseline(train: &[pianoroll::PianoRoll], rolls: &[pianoroll::PianoRoll]) -> f64 {
     use pipeline::baseline::{constant_rate_nll, key_counts};
     let (on, frames) = key_counts(rolls, true);
     constant_rate_nll(&key_rates(train), &on, frames)
 }
 
 /// How often each key is on in the predicted frames of `train` (smoothed, so never 0 or 1).
-pub fn key_rates(train: &[pipeline::PianoRoll]) -> Vec<f64> {
+pub fn key_rates(train: &[pianoroll::PianoRoll]) -> Vec<f64> {
     use pipeline::baseline::{key_counts, smoothed_rates};
     let (on, frames) = key_counts(train, true);
     smoothed_rates(&on, frames)

@@ -1,7 +1,7 @@
 //! Learning curves as PNG line charts: NLL per frame against epoch, one colour per run, valid
 //! solid and train dashed. Text comes from an 8×8 bitmap font, so no font files are needed.
 
-use pipeline::render::Canvas;
+use pianoroll::render::Canvas;
 
 /// One curve.
 pub struct Series {

@@ -11,7 +11,7 @@
 //!     curves.png               train and valid NLL per epoch, redrawn every epoch
 //!     results.json             Results: valid and test scores of the best weights, at the end
 //! ```
-//! Every file is written to a temporary name and renamed ([`pipeline::atomic`]), so a crash
+//! Every file is written to a temporary name and renamed ([`pianoroll::atomic`]), so a crash
 //! never leaves a torn file. A run folder appears whole, with its `config.json` (assembled
 //! beside it and renamed).
 //!
@@ -263,7 +263,7 @@ impl RunFolder {
     /// and `--resume` can take any run folder there is.
     pub fn create(path: &Path, config: &TrainConfig) -> Result<RunFolder> {
         RunFolder::check_new(path)?;
-        let staging = pipeline::atomic::staging_beside(path)
+        let staging = pianoroll::atomic::staging_beside(path)
             .with_context(|| format!("creating a staging folder beside {}", path.display()))?;
         let bytes = serde_json::to_vec_pretty(config)?;
         let config_file = staging.path().join(CONFIG_FILE);
@@ -312,7 +312,7 @@ impl RunFolder {
     /// through here.
     pub fn write_with(&self, name: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let path = self.file(name);
-        pipeline::atomic::write_file_with(&path, |temp| -> Result<()> {
+        pianoroll::atomic::write_file_with(&path, |temp| -> Result<()> {
             write(temp)?;
             change_point(&path);
             Ok(())

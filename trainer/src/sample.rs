@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use pipeline::{Frame, KEY_COUNT, PianoRoll};
+use pianoroll::{Frame, KEY_COUNT, PianoRoll};
 use tch::{Device, Kind, Tensor};
 
 use proto::sampling::Uniforms;
@@ -17,9 +17,9 @@ use crate::model::Model;
 use crate::run::Loaded;
 
 /// The frames of the MIDI file `path` on the grid of `settings`, to start a generation with.
-pub fn primer_frames(path: &Path, settings: &pipeline::RollSettings) -> Result<Vec<Frame>> {
+pub fn primer_frames(path: &Path, settings: &pianoroll::RollSettings) -> Result<Vec<Frame>> {
     let bytes = std::fs::read(path).with_context(|| format!("--primer {}", path.display()))?;
-    let piece = pipeline::read_midi(&bytes, settings)
+    let piece = pianoroll::read_midi(&bytes, settings)
         .with_context(|| format!("--primer {}", path.display()))?;
     Ok(piece.roll.frames().to_vec())
 }
@@ -76,7 +76,7 @@ pub fn generate(
                 on.iter()
                     .enumerate()
                     .filter(|(_, v)| **v > 0.5)
-                    .map(|(k, _)| pipeline::LOWEST_PITCH + k as u8),
+                    .map(|(k, _)| pianoroll::LOWEST_PITCH + k as u8),
             )
             .expect("keys in range");
             frames.push(frame);
@@ -91,10 +91,10 @@ pub fn generate(
 pub fn sample_midi(loaded: &Loaded, roll: &PianoRoll) -> Vec<u8> {
     let run_name = crate::run::run_name(&loaded.weights).unwrap_or_default();
     let title = proto::card::piece_title(&run_name, loaded.config.model.kind());
-    pipeline::write_midi(
+    pianoroll::write_midi(
         roll,
         loaded.config.roll_settings.grid,
-        &pipeline::midi::MidiWriteOptions {
+        &pianoroll::midi::MidiWriteOptions {
             title: Some(&title),
             ..Default::default()
         },

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline::PianoRoll;
+use pianoroll::PianoRoll;
 use pipeline::dataset::Split;
 use tch::Device;
 use tch::nn::VarStore;

@@ -99,7 +99,7 @@ fn eval_scores_a_run_as_its_results_say_and_refuses_another_grid() {
 
     let seed_grid = dir.path().join("seed-grid");
     let options = pipeline::dataset::BuildOptions {
-        settings: pipeline::RollSettings::seed(),
+        settings: pianoroll::RollSettings::seed(),
         ..Default::default()
     };
     pipeline::dataset::build(&dir.path().join("input"), &seed_grid, &options).unwrap();

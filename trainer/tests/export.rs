@@ -443,7 +443,7 @@ fn card_describes_the_graph_and_the_run() {
         assert!(card.metrics.test_nll_per_frame.is_some());
         assert!(card.metrics.epoch.is_some());
         assert_eq!(card.source.sha256.len(), 64);
-        assert_eq!(card.roll_settings, pipeline::RollSettings::benchmark());
+        assert_eq!(card.roll_settings, pianoroll::RollSettings::benchmark());
         // The graph's inputs and outputs are exactly the card's names.
         let session = session(&model);
         let mut inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use pipeline::RollSettings;
+use pianoroll::RollSettings;
 use pipeline::dataset::Split;
 use tch::Device;
 use tch::nn::VarStore;

@@ -15,7 +15,7 @@ pub mod nade;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
-use pipeline::KEY_COUNT;
+use pianoroll::KEY_COUNT;
 
 use crate::onnx::{HeadOutputs, StepGraph};
 pub use nade::Nade;

@@ -14,7 +14,7 @@
 
 use tch::{Kind, Tensor, nn};
 
-use pipeline::KEY_COUNT;
+use pianoroll::KEY_COUNT;
 
 use crate::onnx::{Attr, HeadOutputs, StepGraph};
 

@@ -36,7 +36,7 @@ use tch::{Kind, Tensor};
 
 use crate::head::HeadConfig;
 use crate::state::State;
-use pipeline::KEY_COUNT;
+use pianoroll::KEY_COUNT;
 use wkv::{EMPTY_P, WkvState};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

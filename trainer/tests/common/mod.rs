@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pipeline::RollSettings;
+use pianoroll::RollSettings;
 use pipeline::dataset::{BuildOptions, Split, build};
 use tch::Tensor;
 use tch::nn::VarStore;

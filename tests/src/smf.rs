@@ -1,14 +1,5 @@
-//! Helpers shared by the integration tests: crafting Standard MIDI Files byte by byte, and
-//! finding the bundled data.
-
-#![allow(dead_code)]
-
-use std::path::PathBuf;
-
-/// The bundled Nottingham set.
-pub fn nottingham() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/nottingham")
-}
+//! Standard MIDI Files crafted byte by byte, for tests of the MIDI reader and of the tools that
+//! read MIDI folders.
 
 /// A MIDI variable-length quantity.
 pub fn vlq(mut value: u32) -> Vec<u8> {

@@ -1,13 +1,11 @@
 //! Every kind of bad input the issue lists, as crafted bytes: each one either fails with a clear
 //! one-line error or is handled by a documented rule and counted.
 
-mod common;
+use pianoroll::midi::MidiError;
+use pianoroll::{Grid, RollSettings, Transpose, read_midi};
+use pianoroll_tests::smf::*;
 
-use common::*;
-use pipeline::midi::MidiError;
-use pipeline::{Grid, RollSettings, Transpose, read_midi};
-
-fn benchmark(bytes: &[u8]) -> Result<pipeline::Piece, MidiError> {
+fn benchmark(bytes: &[u8]) -> Result<pianoroll::Piece, MidiError> {
     read_midi(bytes, &RollSettings::benchmark())
 }
 

@@ -1,11 +1,9 @@
 //! Properties: MIDI → roll → MIDI → roll is the identity on rolls, and no input panics.
 
-mod common;
-
-use common::*;
-use pipeline::key::{Key, Mode};
-use pipeline::midi::MidiWriteOptions;
-use pipeline::{Frame, Grid, PianoRoll, RollSettings, Transpose, read_midi, write_midi};
+use pianoroll::key::{Key, Mode};
+use pianoroll::midi::MidiWriteOptions;
+use pianoroll::{Frame, Grid, PianoRoll, RollSettings, Transpose, read_midi, write_midi};
+use pianoroll_tests::smf::*;
 use proptest::prelude::*;
 
 fn grids() -> impl Strategy<Value = Grid> {
@@ -103,7 +101,7 @@ proptest! {
             Ok(piece) => piece,
             // Every note may vanish on a coarse grid, or a fine grid over a slow file may pass
             // the frame limit: both are answers, not failures.
-            Err(pipeline::MidiError::NoNotes { .. } | pipeline::MidiError::TooLong { .. }) => {
+            Err(pianoroll::MidiError::NoNotes { .. } | pianoroll::MidiError::TooLong { .. }) => {
                 return Ok(());
             }
             Err(e) => return Err(TestCaseError::fail(e.to_string())),

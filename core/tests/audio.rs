@@ -2,8 +2,8 @@
 //! are, with the built-in synthesiser and with a General MIDI SoundFont, and the same roll gives
 //! the same bytes.
 
-use pipeline::audio::{SAMPLE_RATE, Synth, render_wav, wav_len};
-use pipeline::{Frame, Grid, PianoRoll};
+use pianoroll::audio::{SAMPLE_RATE, Synth, render_wav, wav_len};
+use pianoroll::{Frame, Grid, PianoRoll};
 
 /// 16 eighth-note frames (4 s at 120 bpm): a C major chord, silence, A4, silence; 4 frames each.
 fn known_roll() -> PianoRoll {

@@ -1,0 +1,388 @@
+//! The generation core that every API calls: `pianoroll.v1` over gRPC ([`crate::service`]),
+//! the Open Inference Protocol ([`crate::inference`]) and the page ([`crate::http`]). Requests
+//! arrive here as plain Rust values ([`Generation`]), are checked against the server's
+//! [`Limits`] with the status codes clients can act on, take a generation slot and join their
+//! model's batcher; a finished [`Piece`] is written as MIDI, PNG or WAV here too. The API
+//! modules only translate their messages to and from these types, so a rule (a limit, a
+//! default, how a primer is read) has one home.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pianoroll::midi::MidiWriteOptions;
+use pianoroll::render::{PngOptions, render_png};
+use pianoroll::{Frame, PianoRoll, write_midi};
+use tonic::Status;
+
+use crate::batcher::{Event, Job, Slots};
+use crate::metrics::Requests;
+use crate::registry::LoadedModel;
+
+/// What one server accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most frames one request may generate, and the longest primer.
+    pub max_frames: usize,
+    /// Most generations running at once, over all models.
+    pub max_concurrent: usize,
+    /// Largest request message, bytes (and largest response, except for `Compose`).
+    pub max_message_bytes: usize,
+    /// Largest `Compose` response, bytes: audio makes them large (a WAV holds 176,400 bytes a
+    /// second), so a piece whose audio would not fit is refused before it is generated.
+    pub max_response_bytes: usize,
+    /// How long a connection may stay silent, keep-alive pings unanswered, before it is closed
+    /// (zero: forever). A client that stops reading cannot hold a generation slot longer.
+    pub idle_timeout: std::time::Duration,
+    /// How long a new connection may take to send its first request: the TLS handshake and the
+    /// HTTP/2 preface on gRPC, each request header on the page and the metrics (zero: forever).
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frames: 10_000,
+            max_concurrent: 256,
+            max_message_bytes: 4 << 20,
+            max_response_bytes: 64 << 20,
+            idle_timeout: std::time::Duration::from_secs(60),
+            handshake_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+const DEFAULT_CHUNK_FRAMES: usize = 16;
+const MAX_TEMPO_BPM: f64 = 1_000.0;
+
+/// One generation, as every API asks for it.
+#[derive(Clone, Debug, Default)]
+pub struct Generation {
+    pub model: String,
+    /// Frames to generate after the primer.
+    pub frames: u32,
+    /// Sampling temperature (default 1).
+    pub temperature: Option<f32>,
+    pub seed: u64,
+    pub primer: Primer,
+    /// Tempo of the written MIDI and audio on a beat grid (default 120 bpm).
+    pub tempo_bpm: Option<f64>,
+    /// Frames per batcher event (0: the default, 16).
+    pub chunk_frames: u32,
+}
+
+/// What a generation continues.
+#[derive(Clone, Debug, Default)]
+pub enum Primer {
+    /// Nothing: the generation starts from a silent frame.
+    #[default]
+    None,
+    /// A MIDI file, read onto the model's grid.
+    Midi(Vec<u8>),
+    /// Frames already on the model's grid.
+    Frames(Vec<Frame>),
+}
+
+/// A MIDI primer on `model`'s grid.
+pub fn read_primer(bytes: &[u8], model: &LoadedModel) -> Result<Vec<Frame>, Status> {
+    pianoroll::read_midi(bytes, &model.card.roll_settings)
+        .map(|piece| piece.roll.frames().to_vec())
+        .map_err(|e| Status::invalid_argument(format!("primer_midi: {e}")))
+}
+
+/// The core: the models, their slots and limits, audio, request counts. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    models: Arc<BTreeMap<String, LoadedModel>>,
+    slots: Slots,
+    limits: Limits,
+    /// What pieces are played with.
+    synth: pianoroll::audio::Synth,
+    /// Audio renders allowed at once ([`Engine::render_audio`]).
+    audio_renders: Arc<tokio::sync::Semaphore>,
+    /// Requests by method, model and status, for the metrics.
+    requests: Arc<Requests>,
+}
+
+/// A validated request, queued on its model's batcher.
+pub struct Started<'a> {
+    pub model: &'a LoadedModel,
+    /// The primer's frames, on the model's grid.
+    pub primer: Vec<Frame>,
+    /// The generated frames as the batcher sends them; dropping this cancels the generation.
+    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+}
+
+impl<'a> Started<'a> {
+    /// Wait for the whole piece.
+    pub async fn finish(mut self) -> Result<Piece<'a>, Status> {
+        let primer_frames = self.primer.len();
+        let mut frames = self.primer;
+        let seconds = loop {
+            match self.events.recv().await {
+                Some(Event::Frames { frames: chunk, .. }) => frames.extend(chunk),
+                Some(Event::Done { seconds }) => break seconds,
+                Some(Event::Failed(message)) => {
+                    return Err(Status::internal(format!("the model failed: {message}")));
+                }
+                None => return Err(Status::internal("the generation stopped unexpectedly")),
+            }
+        };
+        Ok(Piece {
+            model: self.model,
+            primer_frames,
+            frames,
+            seconds,
+        })
+    }
+}
+
+/// A finished generation.
+pub struct Piece<'a> {
+    pub model: &'a LoadedModel,
+    pub primer_frames: usize,
+    /// The primer's frames, then the generated ones.
+    pub frames: Vec<Frame>,
+    /// From accepting the request to the last frame.
+    pub seconds: f64,
+}
+
+impl Piece<'_> {
+    pub fn generated(&self) -> &[Frame] {
+        &self.frames[self.primer_frames..]
+    }
+
+    /// The whole piece as a roll.
+    pub fn roll(&self) -> PianoRoll {
+        PianoRoll::from_frames(self.frames.clone())
+    }
+
+    /// The piece as a PNG picture, the primer's end marked.
+    pub fn png(&self) -> Vec<u8> {
+        render_png(
+            &self.roll(),
+            &PngOptions {
+                primer_frames: self.primer_frames,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The piece as a Standard MIDI File, titled with the model that wrote it.
+    pub fn midi(&self, tempo_bpm: Option<f64>) -> Vec<u8> {
+        let title = proto::card::piece_title(&self.model.name, &self.model.card.kind);
+        write_midi(
+            &self.roll(),
+            self.model.card.roll_settings.grid,
+            &MidiWriteOptions {
+                tempo_bpm,
+                title: Some(&title),
+                key: None,
+            },
+        )
+    }
+}
+
+impl Engine {
+    pub fn new(
+        models: Arc<BTreeMap<String, LoadedModel>>,
+        limits: Limits,
+        synth: pianoroll::audio::Synth,
+    ) -> Engine {
+        Engine {
+            models,
+            slots: Slots::new(limits.max_concurrent),
+            limits,
+            synth,
+            audio_renders: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
+            requests: Arc::new(Requests::default()),
+        }
+    }
+
+    /// The operators' metrics as Prometheus text ([`crate::metrics`]).
+    pub fn metrics(&self) -> String {
+        let stats: Vec<_> = self.models.values().map(|m| m.batcher.stats()).collect();
+        let series: Vec<_> = self
+            .models
+            .values()
+            .zip(&stats)
+            .map(|(m, stats)| crate::metrics::ModelSeries {
+                name: &m.name,
+                kind: &m.card.kind,
+                head: m.card.head.as_str(),
+                provider: m.provider.name(),
+                stats,
+            })
+            .collect();
+        crate::metrics::render(&series, self.slots.in_use(), &self.requests)
+    }
+
+    /// The served models, by name.
+    pub fn models(&self) -> &BTreeMap<String, LoadedModel> {
+        &self.models
+    }
+
+    /// Count a request's outcome.
+    pub fn counted<T>(
+        &self,
+        method: &'static str,
+        model: &str,
+        result: Result<T, Status>,
+    ) -> Result<T, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        // A name no model has is counted as one series, whatever it is: the labels stay a
+        // bounded set however many names clients make up.
+        let label = if model.is_empty() || self.models.contains_key(model) {
+            model
+        } else {
+            crate::metrics::UNKNOWN_MODEL
+        };
+        self.requests.record(method, label, code);
+        result
+    }
+
+    pub fn model(&self, name: &str) -> Result<&LoadedModel, Status> {
+        self.models.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            Status::not_found(format!(
+                "model: no model named {name:?} (this server has: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The primer's frames on `model`'s grid, within the frame limit.
+    fn primer(&self, primer: &Primer, model: &LoadedModel) -> Result<Vec<Frame>, Status> {
+        let frames = match primer {
+            Primer::None => Vec::new(),
+            Primer::Midi(bytes) => read_primer(bytes, model)?,
+            Primer::Frames(frames) => frames.clone(),
+        };
+        if frames.len() > self.limits.max_frames {
+            return Err(Status::resource_exhausted(format!(
+                "primer: {} frames, this server accepts at most {}",
+                frames.len(),
+                self.limits.max_frames
+            )));
+        }
+        Ok(frames)
+    }
+
+    /// Whether the WAV of a piece of `frames` frames (primer and generated) on `model`'s grid
+    /// fits in a response; checked before anything is generated or rendered, since the size
+    /// follows from the frame count alone.
+    pub fn check_audio_fits(
+        &self,
+        model: &LoadedModel,
+        frames: usize,
+        tempo_bpm: Option<f64>,
+    ) -> Result<(), Status> {
+        let bytes =
+            pianoroll::audio::wav_len(frames, model.card.roll_settings.grid, tempo_bpm) as f64;
+        // Room for the MIDI file and the PNG beside the audio.
+        let room = self.limits.max_response_bytes.saturating_sub(1 << 20) as f64;
+        if bytes > room {
+            return Err(Status::resource_exhausted(format!(
+                "audio: {frames} frames make a WAV of {:.1} MB; this server answers with at most \
+                 {:.1} MB (--max-response-bytes): ask for fewer frames, or no audio",
+                bytes / 1e6,
+                room / 1e6
+            )));
+        }
+        Ok(())
+    }
+
+    /// `roll` as a WAV file on `model`'s grid, once its size is known to fit a response. At
+    /// most one render per core runs at once (the others wait): rendering is CPU work, and each
+    /// holds its samples in memory until it is done.
+    pub async fn render_audio(
+        &self,
+        model: &LoadedModel,
+        roll: PianoRoll,
+        tempo_bpm: Option<f64>,
+    ) -> Result<Vec<u8>, Status> {
+        self.check_audio_fits(model, roll.len(), tempo_bpm)?;
+        let _permit = self
+            .audio_renders
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let synth = self.synth.clone();
+        let grid = model.card.roll_settings.grid;
+        tokio::task::spawn_blocking(move || {
+            pianoroll::audio::render_wav(&roll, grid, tempo_bpm, &synth)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("rendering audio: {e}")))
+    }
+
+    /// The limits this server enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validate `request`, take a slot and queue the generation.
+    pub fn start(&self, request: &Generation) -> Result<Started<'_>, Status> {
+        let model = self.model(&request.model)?;
+        let frames = request.frames as usize;
+        if frames == 0 {
+            return Err(Status::invalid_argument("frames: must be at least 1"));
+        }
+        if frames > self.limits.max_frames {
+            return Err(Status::resource_exhausted(format!(
+                "frames: {frames} requested, this server generates at most {} per request",
+                self.limits.max_frames
+            )));
+        }
+        let temperature = request.temperature.unwrap_or(1.0);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Status::invalid_argument(format!(
+                "temperature: must be a positive number, got {temperature}"
+            )));
+        }
+        if let Some(bpm) = request.tempo_bpm
+            && !(bpm.is_finite() && bpm > 0.0 && bpm <= MAX_TEMPO_BPM)
+        {
+            return Err(Status::invalid_argument(format!(
+                "tempo_bpm: must be in (0, {MAX_TEMPO_BPM}], got {bpm}"
+            )));
+        }
+        let primer = self.primer(&request.primer, model)?;
+        let slot = self.slots.try_acquire().ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "the server is running its limit of {} generations; try again shortly",
+                self.limits.max_concurrent
+            ))
+        })?;
+        let chunk_frames = match request.chunk_frames as usize {
+            0 => DEFAULT_CHUNK_FRAMES,
+            n => n.min(frames),
+        };
+        let (sender, events) = tokio::sync::mpsc::unbounded_channel();
+        let job = Job {
+            start: if primer.is_empty() {
+                vec![Frame::SILENT]
+            } else {
+                primer.clone()
+            },
+            frames,
+            temperature,
+            seed: request.seed,
+            chunk_frames,
+            events: sender,
+            slot,
+        };
+        model
+            .batcher
+            .submit(job)
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        Ok(Started {
+            model,
+            primer,
+            events,
+        })
+    }
+}
