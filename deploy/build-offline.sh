@@ -4,7 +4,7 @@
 #
 # The Dockerfile's three base images are replaced by local stand-ins, built here:
 #   debian:bookworm-slim       -> Debian bookworm (minbase) from debootstrap
-#   rust:1.88-bookworm         -> that Debian, gcc, and this machine's Rust toolchain
+#   rust:1.95-bookworm         -> that Debian, gcc, and this machine's Rust toolchain
 #   python:3.12-slim-bookworm  -> that Debian with Debian's python3 and pip
 # Everything else in the Dockerfile runs as written. Needs root, podman, runc and debootstrap
 # (installed with apt when missing).
