@@ -8,6 +8,12 @@ use common::Running;
 use pianoroll_tests::http_request;
 use serve::server::ServerConfig;
 
+/// The JSON error message of `response`, which must have `status`.
+fn refused(response: &pianoroll_tests::HttpResponse, status: u16) -> String {
+    assert_eq!(response.status, status, "{}", response.head);
+    response.json()["error"].as_str().unwrap().to_owned()
+}
+
 /// A JSON roll of `frames` silent frames.
 fn silent_roll(frames: usize) -> Vec<u8> {
     let mut body = b"[".to_vec();
@@ -36,8 +42,7 @@ fn render_refuses_rolls_longer_than_the_server_renders() {
         )
         .await
         .unwrap();
-        assert_eq!(huge.status, 413, "{}", huge.head);
-        let message = huge.json()["error"].as_str().unwrap().to_owned();
+        let message = refused(&huge, 413);
         assert!(
             message.contains("1300000 frames") && message.contains("at most 20000"),
             "{message}"
@@ -51,8 +56,7 @@ fn render_refuses_rolls_longer_than_the_server_renders() {
         )
         .await
         .unwrap();
-        assert_eq!(long.status, 413, "{}", long.head);
-        let message = long.json()["error"].as_str().unwrap().to_owned();
+        let message = refused(&long, 413);
         assert!(
             message.contains("audio") && message.contains("MB"),
             "{message}"

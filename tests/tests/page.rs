@@ -97,27 +97,23 @@ fn browser_ready() -> bool {
     false
 }
 
-#[test]
-fn the_page_generates_draws_and_plays_music() {
-    let Some(python) = pianoroll_tests::python() else {
-        return;
-    };
-    if !browser_ready() {
-        return;
-    }
+/// Serve the shipped models (with `token`, if any) and the page on free ports of 127.0.0.1, run
+/// `drive` with the page's URL on a blocking thread (the browser), then stop the server.
+fn with_page<T: Send + 'static>(
+    token: Option<&str>,
+    drive: impl FnOnce(String) -> T + Send + 'static,
+) -> T {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let text_file = dir.path().join("notes.mid");
-    std::fs::write(&text_file, "these are notes, not MIDI\n").unwrap();
-    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("page.png");
-    let primer = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
+    let config = ServerConfig {
+        token: token.map(str::to_owned),
+        ..ServerConfig::cpu(pianoroll_tests::repo_root().join("models"))
+    };
     runtime.block_on(async {
-        let models = pianoroll_tests::repo_root().join("models");
-        let server = Server::load(ServerConfig::cpu(models)).unwrap();
+        let server = Server::load(config).unwrap();
         let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -129,64 +125,75 @@ fn the_page_generates_draws_and_plays_music() {
         let task = tokio::spawn(server.with_http(page).run(grpc, async {
             let _ = stopped.await;
         }));
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python)
-                .args(["-c", DRIVE_THE_PAGE, &url])
-                .arg(&primer)
-                .arg(&text_file)
-                .arg(&screenshot)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(
-            output.status.success(),
-            "the browser script failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        eprintln!("{seen:#}");
-        assert_eq!(
-            seen["models"],
-            serde_json::json!(["lstm-nade", "rwkv-nade"])
-        );
-        assert_eq!(seen["error"], "", "{seen}");
-        assert!(
-            seen["status"]
-                .as_str()
-                .unwrap()
-                .starts_with("done: 193 primer frames, 32 generated"),
-            "{seen}"
-        );
-        let painted = &seen["painted"];
-        assert!(painted[0].as_u64().unwrap() > 100, "primer drawn: {seen}");
-        assert!(
-            painted[1].as_u64().unwrap() > 10,
-            "generated notes drawn: {seen}"
-        );
-        // 193 + 32 frames of 0.25 s.
-        let duration = seen["audio_duration"].as_f64().unwrap();
-        assert!((duration - 56.25).abs() < 0.25, "audio lasts {duration} s");
-        assert!(seen["audio_source"].as_str().unwrap().starts_with("blob:"));
-        for href in seen["downloads"].as_array().unwrap() {
-            assert!(href.as_str().unwrap().starts_with("blob:"), "{seen}");
-        }
-        let bad = seen["bad_primer_error"].as_str().unwrap();
-        assert!(bad.contains("primer") && bad.contains("MIDI"), "{bad}");
-        let zero = seen["zero_frames_error"].as_str().unwrap();
-        assert!(zero.contains("frames"), "{zero}");
-        assert!(
-            seen["after_errors_status"]
-                .as_str()
-                .unwrap()
-                .starts_with("done"),
-            "the server goes on: {seen}"
-        );
-        assert_eq!(seen["unknown_model"][0], 404);
+        let result = tokio::task::spawn_blocking(move || drive(url))
+            .await
+            .unwrap();
         let _ = stop.send(());
         task.await.unwrap().unwrap();
+        result
+    })
+}
+
+#[test]
+fn the_page_generates_draws_and_plays_music() {
+    let Some(python) = pianoroll_tests::python() else {
+        return;
+    };
+    if !browser_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().join("notes.mid");
+    std::fs::write(&text_file, "these are notes, not MIDI\n").unwrap();
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("page.png");
+    let primer = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
+    let seen = with_page(None, move |url| {
+        let arguments = [
+            url.as_ref(),
+            primer.as_os_str(),
+            text_file.as_os_str(),
+            screenshot.as_os_str(),
+        ];
+        pianoroll_tests::python_json(&python, DRIVE_THE_PAGE, &arguments)
     });
+    eprintln!("{seen:#}");
+    assert_eq!(
+        seen["models"],
+        serde_json::json!(["lstm-nade", "rwkv-nade"])
+    );
+    assert_eq!(seen["error"], "", "{seen}");
+    assert!(
+        seen["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("done: 193 primer frames, 32 generated"),
+        "{seen}"
+    );
+    let painted = &seen["painted"];
+    assert!(painted[0].as_u64().unwrap() > 100, "primer drawn: {seen}");
+    assert!(
+        painted[1].as_u64().unwrap() > 10,
+        "generated notes drawn: {seen}"
+    );
+    // 193 + 32 frames of 0.25 s.
+    let duration = seen["audio_duration"].as_f64().unwrap();
+    assert!((duration - 56.25).abs() < 0.25, "audio lasts {duration} s");
+    assert!(seen["audio_source"].as_str().unwrap().starts_with("blob:"));
+    for href in seen["downloads"].as_array().unwrap() {
+        assert!(href.as_str().unwrap().starts_with("blob:"), "{seen}");
+    }
+    let bad = seen["bad_primer_error"].as_str().unwrap();
+    assert!(bad.contains("primer") && bad.contains("MIDI"), "{bad}");
+    let zero = seen["zero_frames_error"].as_str().unwrap();
+    assert!(zero.contains("frames"), "{zero}");
+    assert!(
+        seen["after_errors_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("done"),
+        "the server goes on: {seen}"
+    );
+    assert_eq!(seen["unknown_model"][0], 404);
 }
 
 const SIGN_IN: &str = r##"
@@ -256,61 +263,33 @@ fn the_page_signs_in_with_the_servers_token() {
     if !browser_ready() {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let models = pianoroll_tests::repo_root().join("models");
-        let config = ServerConfig {
-            token: Some("page-token-1".to_owned()),
-            ..ServerConfig::cpu(models)
-        };
-        let server = Server::load(config).unwrap();
-        let grpc = serve::server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let page = serve::server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let url = format!("http://{}/", page.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.with_http(page).run(grpc, async {
-            let _ = stopped.await;
-        }));
-        let seen = tokio::task::spawn_blocking(move || {
-            pianoroll_tests::python_json(&python, SIGN_IN, &[url.as_ref(), "page-token-1".as_ref()])
-        })
-        .await
-        .unwrap();
-        eprintln!("{seen:#}");
-        assert_eq!(seen["asked"], "sign in with the server's token");
-        assert_eq!(seen["form_hidden_before"], true);
-        assert!(
-            seen["wrong"].as_str().unwrap().contains("wrong token"),
-            "{seen}"
-        );
-        assert_eq!(seen["signin_hidden_after"], true);
-        assert_eq!(seen["error"], "", "{seen}");
-        assert!(
-            seen["status"]
-                .as_str()
-                .unwrap()
-                .starts_with("done: 0 primer frames, 8 generated"),
-            "{seen}"
-        );
-        assert_eq!(seen["kept"], true);
-        let api = &seen["api"];
-        assert_eq!(api[0][0], 401);
-        assert!(
-            api[0][1].as_str().unwrap().contains("Bearer TOKEN"),
-            "{api}"
-        );
-        assert_eq!(api[0][2], "Bearer");
-        assert_eq!(api[1][0], 401);
-        assert_eq!(api[2], 200, "the scheme is case-insensitive");
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+    let seen = with_page(Some("page-token-1"), move |url| {
+        pianoroll_tests::python_json(&python, SIGN_IN, &[url.as_ref(), "page-token-1".as_ref()])
     });
+    eprintln!("{seen:#}");
+    assert_eq!(seen["asked"], "sign in with the server's token");
+    assert_eq!(seen["form_hidden_before"], true);
+    assert!(
+        seen["wrong"].as_str().unwrap().contains("wrong token"),
+        "{seen}"
+    );
+    assert_eq!(seen["signin_hidden_after"], true);
+    assert_eq!(seen["error"], "", "{seen}");
+    assert!(
+        seen["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("done: 0 primer frames, 8 generated"),
+        "{seen}"
+    );
+    assert_eq!(seen["kept"], true);
+    let api = &seen["api"];
+    assert_eq!(api[0][0], 401);
+    assert!(
+        api[0][1].as_str().unwrap().contains("Bearer TOKEN"),
+        "{api}"
+    );
+    assert_eq!(api[0][2], "Bearer");
+    assert_eq!(api[1][0], 401);
+    assert_eq!(api[2], 200, "the scheme is case-insensitive");
 }
