@@ -89,7 +89,7 @@ async fn index() -> impl IntoResponse {
 }
 
 /// An error as the page reads it: JSON `{"error": message}` with the status of its gRPC code.
-fn error_response(status: &Status) -> Response {
+pub(crate) fn error_response(status: &Status) -> Response {
     let code = match status.code() {
         Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::NotFound => StatusCode::NOT_FOUND,
@@ -101,7 +101,7 @@ fn error_response(status: &Status) -> Response {
 }
 
 /// An error as JSON `{"error": message}`, as every answer of the API that is not a success.
-fn json_error(status: StatusCode, message: String) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
@@ -112,7 +112,7 @@ fn too_large(message: String) -> Response {
 
 /// A query string or body that axum could not read, as the API's JSON error: 413 for a body
 /// over the limit, 400 otherwise, the message naming what was wrong.
-fn rejected(rejection: impl IntoResponse + std::fmt::Display) -> Response {
+pub(crate) fn rejected(rejection: impl IntoResponse + std::fmt::Display) -> Response {
     let message = rejection.to_string();
     let status = rejection.into_response().status();
     json_error(status, message)

@@ -6,8 +6,8 @@
 //! - [`registry`]: the model folders a server runs.
 //! - [`batcher`]: continuous batching, one session call per frame for all generations of a model.
 //! - [`service`]: the gRPC service, validation and status codes.
-//! - [`inference`]: the Open Inference Protocol (KServe v2) service beside it, for Triton and
-//!   KServe clients.
+//! - [`v2`]: the Open Inference Protocol (KServe v2) beside it, for Triton and KServe clients:
+//!   over gRPC on the same port, and over HTTP/JSON (`--rest`).
 //! - [`server`]: health, reflection, limits, graceful shutdown.
 //! - [`client`]: the `serve generate` command's client.
 //! - [`auth`]: optional bearer-token authentication (`--token-file`).
@@ -19,10 +19,10 @@ pub mod batcher;
 pub mod client;
 pub mod engine;
 pub mod http;
-pub mod inference;
 pub mod listen;
 pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod v2;

@@ -37,9 +37,13 @@ struct ServerArgs {
     /// Also serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Also serve the Open Inference Protocol (KServe v2) over HTTP/JSON on this address, at
+    /// http://ADDR/v2/... (the same models, limits, token and metrics as gRPC).
+    #[arg(long)]
+    rest: Option<SocketAddr>,
     /// Require `authorization: Bearer TOKEN` on every call to the composer and inference
-    /// services and reflection, the page's API and the metrics, TOKEN being this file's text
-    /// (health and the page's HTML stay open; the page asks for the token).
+    /// services and reflection, the page's API, v2 REST and the metrics, TOKEN being this
+    /// file's text (health and the page's HTML stay open; the page asks for the token).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. The page and
@@ -234,6 +238,11 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
         let metrics = listen("--metrics", metrics).await?;
         tracing::info!("metrics on http://{}/metrics", metrics.local_addr()?);
         server = server.with_metrics(metrics);
+    }
+    if let Some(rest) = args.rest {
+        let rest = listen("--rest", rest).await?;
+        tracing::info!("KServe v2 REST on http://{}/v2", rest.local_addr()?);
+        server = server.with_rest(rest);
     }
     for (name, kind, provider) in server.models() {
         tracing::info!("serving {name} ({kind}) on {provider}");

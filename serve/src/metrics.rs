@@ -43,6 +43,12 @@ impl Histogram {
         state.2 += 1;
     }
 
+    /// (count, sum) of every value observed.
+    pub fn totals(&self) -> (u64, f64) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (state.2, state.1)
+    }
+
     /// The `_bucket` (cumulative), `_sum` and `_count` lines of `name` with `labels`.
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -15,10 +15,10 @@ use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::engine::{Engine, Limits};
-use crate::inference::InferenceService;
 use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
 use crate::runtime::{Device, RuntimeError};
 use crate::service::ComposerService;
+use crate::v2::grpc::InferenceService;
 
 /// The fully qualified name of the service, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "pianoroll.v1.Composer";
@@ -133,6 +133,8 @@ pub struct Server {
     http: Option<TcpListener>,
     /// Where the metrics are served, when they are ([`Server::with_metrics`]).
     metrics: Option<TcpListener>,
+    /// Where KServe v2 REST is served, when it is ([`Server::with_rest`]).
+    rest: Option<TcpListener>,
 }
 
 impl Server {
@@ -156,6 +158,7 @@ impl Server {
             tls,
             http: None,
             metrics: None,
+            rest: None,
         })
     }
 
@@ -185,6 +188,13 @@ impl Server {
         self
     }
 
+    /// Also serve the Open Inference Protocol over HTTP/JSON ([`crate::v2::rest`]) on
+    /// `listener`.
+    pub fn with_rest(mut self, listener: TcpListener) -> Server {
+        self.rest = Some(listener);
+        self
+    }
+
     /// Also serve the web page and its HTTP API ([`crate::http`]) on `listener`.
     pub fn with_http(mut self, listener: TcpListener) -> Server {
         self.http = Some(listener);
@@ -200,6 +210,18 @@ impl Server {
     ) -> Result<(), ServeError> {
         let limits = self.config.limits;
         let engine = Engine::new(self.models.clone(), limits, self.synth.clone());
+        // One protocol core under v2's two transports, so their statistics are one.
+        let broken = self
+            .broken
+            .iter()
+            .map(|b| {
+                // The folder's own name, as a served model is named.
+                let path = std::path::Path::new(&b.folder);
+                let name = path.file_name().unwrap_or(path.as_os_str());
+                (name.to_string_lossy().into_owned(), b.reason.clone())
+            })
+            .collect();
+        let v2 = crate::v2::V2::new(engine.clone(), broken);
         // Both APIs: the same message limits; they and reflection need the token (if any),
         // health does not, so probes need none.
         let largest_response = limits.max_response_bytes.max(limits.max_message_bytes);
@@ -211,13 +233,13 @@ impl Server {
             token.clone(),
         );
         let inference = InterceptedService::new(
-            GrpcInferenceServiceServer::new(InferenceService::new(engine.clone()))
+            GrpcInferenceServiceServer::new(InferenceService::new(v2.clone()))
                 .max_decoding_message_size(limits.max_message_bytes)
                 .max_encoding_message_size(largest_response),
             token.clone(),
         );
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in [SERVICE_NAME, crate::inference::SERVICE_NAME, ""] {
+        for name in [SERVICE_NAME, crate::v2::grpc::SERVICE_NAME, ""] {
             health
                 .set_service_status(name, tonic_health::ServingStatus::Serving)
                 .await;
@@ -251,6 +273,7 @@ impl Server {
         let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
         let (stop_page, page_stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_rest, rest_stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             shutdown.await;
@@ -259,8 +282,9 @@ impl Server {
             let _ = stop_taking_calls.send(());
             let _ = stop_page.send(());
             let _ = stop_metrics.send(());
+            let _ = stop_rest.send(());
         });
-        // The page and the metrics: the same token as gRPC, each request header due within
+        // The page, the metrics and v2 REST: the same token as gRPC, each request header due within
         // the handshake timeout.
         let handshake = limits.handshake_timeout;
         if let Some(listener) = self.metrics {
@@ -271,6 +295,17 @@ impl Server {
                 handshake,
                 async {
                     let _ = metrics_stopped.await;
+                },
+            ));
+        }
+        if let Some(listener) = self.rest {
+            let router = crate::v2::rest::router(v2, token.clone(), limits.max_message_bytes);
+            tokio::spawn(crate::listen::serve_http(
+                listener,
+                router,
+                handshake,
+                async {
+                    let _ = rest_stopped.await;
                 },
             ));
         }

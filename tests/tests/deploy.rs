@@ -122,7 +122,7 @@ fn the_kserve_example_fits_kserve_and_the_server() {
         "/mnt/models",
         "where KServe puts the model"
     );
-    assert_eq!(facts["probe_service"], serve::inference::SERVICE_NAME);
+    assert_eq!(facts["probe_service"], serve::v2::grpc::SERVICE_NAME);
     assert_eq!(facts["model"], json!(["pianoroll", "pianoroll", "grpc-v2"]));
     assert_eq!(facts["formats"], json!(["pianoroll"]));
 }

@@ -260,7 +260,7 @@ async fn generate(client: &mut ComposerClient<Channel>, request: GenerateRequest
 fn health_and_reflection_answer() {
     runtime().block_on(async {
         let server = Running::start(Limits::default()).await;
-        for service in [SERVICE_NAME, serve::inference::SERVICE_NAME, ""] {
+        for service in [SERVICE_NAME, serve::v2::grpc::SERVICE_NAME, ""] {
             assert_serving(server.channel().await, service).await;
         }
 
@@ -269,7 +269,7 @@ fn health_and_reflection_answer() {
             .unwrap();
         assert!(names.iter().any(|n| n == SERVICE_NAME), "{names:?}");
         assert!(
-            names.iter().any(|n| n == serve::inference::SERVICE_NAME),
+            names.iter().any(|n| n == serve::v2::grpc::SERVICE_NAME),
             "{names:?}"
         );
         assert!(

@@ -21,6 +21,8 @@ pub struct Running {
     /// The page's and the metrics' listeners, when started with [`Running::start_with_http`].
     pub page: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// KServe v2 REST's listener, when started with [`Running::start_with_rest`].
+    pub rest: Option<SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), serve::server::ServeError>>,
 }
@@ -28,21 +30,26 @@ pub struct Running {
 impl Running {
     /// Load `config` and serve it (call inside a Tokio runtime).
     pub async fn start(config: ServerConfig) -> Running {
-        Running::launch(config, false).await
+        Running::launch(config, false, false).await
     }
 
     /// Load `config` and serve it with the page and the metrics too.
     pub async fn start_with_http(config: ServerConfig) -> Running {
-        Running::launch(config, true).await
+        Running::launch(config, true, false).await
     }
 
-    async fn launch(config: ServerConfig, http: bool) -> Running {
+    /// Load `config` and serve it with KServe v2 REST, the page and the metrics too.
+    pub async fn start_with_rest(config: ServerConfig) -> Running {
+        Running::launch(config, false, true).await
+    }
+
+    async fn launch(config: ServerConfig, http: bool, with_rest: bool) -> Running {
         let mut server = tokio::task::spawn_blocking(move || Server::load(config))
             .await
             .unwrap()
             .unwrap();
         let (mut page, mut metrics) = (None, None);
-        if http {
+        if http || with_rest {
             let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
@@ -53,6 +60,14 @@ impl Running {
                 .unwrap();
             metrics = Some(listener.local_addr().unwrap());
             server = server.with_metrics(listener);
+        }
+        let mut rest = None;
+        if with_rest {
+            let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            rest = Some(listener.local_addr().unwrap());
+            server = server.with_rest(listener);
         }
         let listener = serve::server::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -66,6 +81,7 @@ impl Running {
             addr,
             page,
             metrics,
+            rest,
             stop,
             task,
         }
