@@ -73,9 +73,15 @@ pub fn evaluate_checkpoint(
     let mut loaded = crate::run::load(checkpoint, device)?;
     loaded.model.set_wkv(wkv);
     let config = &loaded.config;
-    let dataset = data.unwrap_or(&config.dataset);
+    let dataset = match data {
+        Some(data) => data.to_owned(),
+        None => loaded
+            .run
+            .dataset()
+            .context("the run's dataset (--data gives another)")?,
+    };
     let load = |split| {
-        SplitData::load(dataset, split, Some(&config.roll_settings)).with_context(|| match data {
+        SplitData::load(&dataset, split, Some(&config.roll_settings)).with_context(|| match data {
             Some(data) => format!("--data {}", data.display()),
             None => format!(
                 "the run's dataset {} (from its config.json; --data names another)",
@@ -87,7 +93,7 @@ pub fn evaluate_checkpoint(
     let train_rolls = load(Split::Train)?.rolls;
     Ok(EvalReport {
         checkpoint: checkpoint.to_owned(),
-        dataset: dataset.to_owned(),
+        dataset,
         split: split.as_str(),
         scores: evaluate(&loaded.model, &scored, config.batch_size, device),
         key_rate_baseline_nll: key_rate_baseline(&train_rolls, &scored.rolls),

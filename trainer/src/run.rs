@@ -11,6 +11,10 @@
 //!     curves.png               train and valid NLL per epoch, redrawn every epoch
 //!     results.json             Results: valid and test scores of the best weights, at the end
 //! ```
+//! `config.json` names the dataset by its absolute path, so a run can be scored or resumed
+//! from any working directory ([`RunFolder::dataset`] says how the relative paths of run
+//! folders made before that are found).
+//!
 //! Every file is written to a temporary name and renamed ([`pianoroll::atomic`]), so a crash
 //! never leaves a torn file. A run folder appears whole, with its `config.json` (assembled
 //! beside it and renamed).
@@ -263,9 +267,18 @@ impl RunFolder {
     /// and `--resume` can take any run folder there is.
     pub fn create(path: &Path, config: &TrainConfig) -> Result<RunFolder> {
         RunFolder::check_new(path)?;
+        // Absolute, so that the run finds its data from any working directory; not
+        // canonicalized, so a dataset reached through a symbolic link stays named by the link.
+        let mut config = config.clone();
+        config.dataset = std::path::absolute(&config.dataset).with_context(|| {
+            format!(
+                "--data {}: cannot make it absolute",
+                config.dataset.display()
+            )
+        })?;
         let staging = pianoroll::atomic::staging_beside(path)
             .with_context(|| format!("creating a staging folder beside {}", path.display()))?;
-        let bytes = serde_json::to_vec_pretty(config)?;
+        let bytes = serde_json::to_vec_pretty(&config)?;
         let config_file = staging.path().join(CONFIG_FILE);
         std::fs::write(&config_file, bytes)
             .with_context(|| format!("writing {}", config_file.display()))?;
@@ -280,8 +293,70 @@ impl RunFolder {
         Ok(RunFolder::new(path))
     }
 
-    /// The run's configuration; an error says when the folder is not a run at all.
+    /// The run's configuration; an error says when the folder is not a run at all. Its
+    /// `dataset` is the folder [`RunFolder::dataset`] finds, when it finds one; otherwise it is
+    /// left as recorded (exporting, sampling and comparing need no data), and whatever reads
+    /// the data asks [`RunFolder::dataset`] for the error.
     pub fn config(&self) -> Result<TrainConfig> {
+        let mut config = self.recorded_config()?;
+        if let Ok(dataset) = self.locate_dataset(&config.dataset) {
+            config.dataset = dataset;
+        }
+        Ok(config)
+    }
+
+    /// The dataset folder the run trained on. `config.json` records it absolute; run folders
+    /// made by earlier versions recorded the `--data` path as given, relative to the folder
+    /// training ran in, which was not recorded. Such a path is looked for relative to the
+    /// working directory first (where the earlier versions looked), then relative to the
+    /// folder holding the run folder and to each folder above it (a run is usually made from
+    /// a folder that holds both it and its dataset); the first that is a folder wins. The
+    /// error names the field, the path and where it was looked for.
+    pub fn dataset(&self) -> Result<PathBuf> {
+        let recorded = self.recorded_config()?.dataset;
+        self.locate_dataset(&recorded).map_err(|looked_in| {
+            anyhow::anyhow!(
+                "{}: field `dataset`: no dataset folder {} ({looked_in}); move the dataset \
+                 back, or change the field to where it is now",
+                self.file(CONFIG_FILE).display(),
+                recorded.display(),
+            )
+        })
+    }
+
+    /// [`RunFolder::dataset`]'s search; the error says where it looked.
+    fn locate_dataset(&self, recorded: &Path) -> Result<PathBuf, String> {
+        if recorded.is_absolute() {
+            return if recorded.is_dir() {
+                Ok(recorded.to_owned())
+            } else {
+                Err("it does not exist".into())
+            };
+        }
+        let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+        // Where the run folder is on disk: `..` in its path would otherwise make the folders
+        // "above" it wrong.
+        let run = std::fs::canonicalize(&self.path).unwrap_or_else(|_| cwd.join(&self.path));
+        let above_run = run.parent().unwrap_or(&run);
+        std::iter::once(cwd.as_path())
+            .chain(above_run.ancestors())
+            .map(|base| base.join(recorded))
+            .find(|candidate| candidate.is_dir())
+            .ok_or_else(|| {
+                let from_run = format!("{} and every folder above it", above_run.display());
+                if above_run == cwd {
+                    format!("a relative path, looked for in the working directory {from_run}")
+                } else {
+                    format!(
+                        "a relative path, looked for in the working directory {} and in {from_run}",
+                        cwd.display()
+                    )
+                }
+            })
+    }
+
+    /// `config.json` as it is on disk.
+    fn recorded_config(&self) -> Result<TrainConfig> {
         if !self.path.is_dir() {
             bail!("{}: no such run folder", self.path.display());
         }
@@ -527,6 +602,8 @@ impl RunFolder {
 
 /// A trained model with the config it was trained with.
 pub struct Loaded {
+    /// The run folder it is from.
+    pub run: RunFolder,
     pub config: TrainConfig,
     pub model: Model,
     pub vs: VarStore,
@@ -569,6 +646,7 @@ pub fn load(checkpoint: &Path, device: Device) -> Result<Loaded> {
         )
     })?;
     Ok(Loaded {
+        run,
         config,
         model,
         vs,

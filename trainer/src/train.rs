@@ -65,8 +65,12 @@ pub fn train(config: &TrainConfig, run: &Path, options: RunOptions) -> Result<Op
 /// belong together ([`RunFolder::check_committed`]).
 pub fn resume(run: &Path, options: RunOptions) -> Result<Option<Results>> {
     let folder = RunFolder::new(run);
-    let config = folder
+    let mut config = folder
         .config()
+        .with_context(|| format!("--resume {}", run.display()))?;
+    // Resolved here, where its error can name the field, rather than when the data is read.
+    config.dataset = folder
+        .dataset()
         .with_context(|| format!("--resume {}", run.display()))?;
     if folder.file(RESULTS_FILE).exists() {
         bail!(
