@@ -161,3 +161,60 @@ fn scipy_reads_the_published_rolls_as_the_import_does() {
         );
     }
 }
+
+/// README's snippet that reads a dataset in Python runs as written, from a folder holding the
+/// `out/nottingham` it names; and the sentence before it says to install every package it needs:
+/// each module it imports, and pandas, which pyarrow's `to_pandas()` needs.
+#[test]
+fn the_readmes_python_snippet_runs_and_names_its_packages() {
+    let readme = std::fs::read_to_string(pianoroll_tests::repo_root().join("README.md")).unwrap();
+    let fence = "```python\n";
+    let (intro, snippet) = readme
+        .match_indices(fence)
+        .map(|(at, _)| {
+            let rest = &readme[at + fence.len()..];
+            let paragraph = readme[..at].trim_end().rsplit("\n\n").next().unwrap();
+            (paragraph, &rest[..rest.find("```").unwrap()])
+        })
+        .find(|(_, snippet)| snippet.contains("pyarrow.ipc"))
+        .expect("README's Python snippet that reads a dataset");
+    let installed: Vec<&str> = intro
+        .split('`')
+        .filter_map(|code| code.strip_prefix("pip install "))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let mut needed: Vec<&str> = snippet
+        .lines()
+        .filter_map(|line| line.strip_prefix("import "))
+        .map(|module| module.split(['.', ' ']).next().unwrap())
+        .collect();
+    if snippet.contains("to_pandas()") {
+        needed.push("pandas");
+    }
+    for package in needed {
+        assert!(
+            installed.contains(&package),
+            "README's Python snippet needs {package}, but the text before it installs only \
+             {installed:?}:\n{intro}"
+        );
+    }
+
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    build(
+        &nottingham(),
+        &dir.path().join("out/nottingham"),
+        &BuildOptions::default(),
+    )
+    .unwrap();
+    let ran = std::process::Command::new(&python)
+        .args(["-c", snippet])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "README's snippet failed:\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
