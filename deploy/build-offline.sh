@@ -70,7 +70,8 @@ fi
 
 echo "offline: building $IMAGE from deploy/Dockerfile" >&2
 start=$SECONDS
-build -f deploy/Dockerfile -t "$IMAGE" \
+# Docker's image format: buildah's default (OCI) has no place for the HEALTHCHECK and drops it.
+build -f deploy/Dockerfile -t "$IMAGE" --format docker \
     --build-arg RUNTIME=localhost/standin/debian:bookworm \
     --build-arg RUST_IMAGE=localhost/standin/rust:bookworm \
     --build-arg PYTHON_IMAGE=localhost/standin/python:bookworm .
@@ -91,6 +92,11 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 podman exec "$name" id -u | grep -qx 10001 || { echo "offline: not running as uid 10001" >&2; exit 1; }
+# The image's HEALTHCHECK command (on this run's port), inside the image as its user.
+podman exec "$name" /usr/local/bin/serve health --addr "127.0.0.1:$port" >&2 ||
+    { echo "offline: serve health failed in the image" >&2; exit 1; }
+podman image inspect "$IMAGE" | grep -qi '"healthcheck"' ||
+    { echo "offline: the image lost its HEALTHCHECK" >&2; exit 1; }
 "$PIANOROLL_PYTHON" - "$port" <<'EOF'
 import sys
 import grpc
@@ -112,4 +118,4 @@ for model in ["lstm-nade", "rwkv-nade"]:
     assert roll.shape == (32, 88) and midi[:4] == b"MThd", (roll.shape, midi[:4])
     print(f"offline smoke: {model}: {int(roll.sum())} notes in 32 frames, {len(midi)} MIDI bytes")
 EOF
-echo "offline: the image serves (health, ModelInfer on both shipped models, uid 10001)" >&2
+echo "offline: the image serves (health, serve health, ModelInfer on both shipped models, uid 10001)" >&2

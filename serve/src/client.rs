@@ -1,4 +1,5 @@
-//! `serve generate` and `serve models`: a client for people, over the same gRPC API.
+//! `serve generate` and `serve models`: a client for people, over the same gRPC API; and
+//! `serve health`, the standard health check, for container health checks.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,13 @@ type Client = ComposerClient<InterceptedService<Channel, AddToken>>;
 
 /// A client of the server at `endpoint`, sending its token if there is one.
 async fn connect(endpoint: &Endpoint) -> Result<Client> {
+    let (channel, add_token) = channel(endpoint).await?;
+    Ok(ComposerClient::with_interceptor(channel, add_token).max_decoding_message_size(usize::MAX))
+}
+
+/// A connection to the server at `endpoint` (TLS as its address or CA says), and the
+/// interceptor that adds its token to each call.
+async fn channel(endpoint: &Endpoint) -> Result<(Channel, AddToken)> {
     let addr = &endpoint.addr;
     let uri = match (addr.contains("://"), &endpoint.tls_ca) {
         (true, _) => addr.to_owned(),
@@ -72,7 +80,7 @@ async fn connect(endpoint: &Endpoint) -> Result<Client> {
         .connect()
         .await
         .with_context(|| format!("--addr {addr}: cannot connect to a server at {uri}"))?;
-    Ok(ComposerClient::with_interceptor(channel, add_token).max_decoding_message_size(usize::MAX))
+    Ok((channel, add_token))
 }
 
 /// The server's answer as an error; a TLS server answering a plain-text call gets a hint.
@@ -175,5 +183,51 @@ pub async fn list(endpoint: &Endpoint) -> Result<()> {
             model.name, model.kind, model.head, model.execution_provider
         );
     }
+    Ok(())
+}
+
+/// `serve health`: ask the server's standard health service (`grpc.health.v1.Health/Check`)
+/// about `service` ("" for the server as a whole) and succeed only on SERVING, within
+/// `timeout` (connecting included). Container images have neither grpcurl nor curl, so their
+/// health check runs the server's own binary.
+pub async fn health(
+    endpoint: &Endpoint,
+    service: &str,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let shown = if service.is_empty() {
+        "the server"
+    } else {
+        service
+    };
+    let check = async {
+        let (channel, add_token) = channel(endpoint).await?;
+        let answer = HealthClient::with_interceptor(channel, add_token)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map_err(|s| status_error(s, endpoint))?
+            .into_inner();
+        match ServingStatus::try_from(answer.status) {
+            Ok(ServingStatus::Serving) => Ok(()),
+            Ok(status) => bail!("{shown}: {}", status.as_str_name()),
+            Err(_) => bail!("{shown}: unknown status {}", answer.status),
+        }
+    };
+    tokio::time::timeout(timeout, check)
+        .await
+        .with_context(|| {
+            format!(
+                "--addr {}: no answer within {} s (--timeout-seconds)",
+                endpoint.addr,
+                timeout.as_secs_f64()
+            )
+        })??;
+    println!("{shown}: SERVING");
     Ok(())
 }

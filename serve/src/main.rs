@@ -99,6 +99,9 @@ enum Command {
     Generate(ClientArgs),
     /// List a running server's models.
     Models(EndpointArgs),
+    /// Ask a running server's standard health service whether it serves: exit status 0 when
+    /// SERVING, 1 otherwise (the container image's HEALTHCHECK).
+    Health(HealthArgs),
 }
 
 /// Where the server is, for the client commands.
@@ -186,6 +189,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Some(Command::Models(endpoint)) => serve::client::list(&endpoint.endpoint()).await,
+        Some(Command::Health(args)) => health(args).await,
         None => serve_models(cli.server).await,
     }
 }
@@ -255,4 +259,27 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
     server.run(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+// `serve health`: kept apart from the server's flags so it reads (and merges) on its own.
+
+#[derive(Args)]
+struct HealthArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// The service to ask about, e.g. pianoroll.v1.Composer (default: the server as a whole).
+    #[arg(long, default_value = "")]
+    service: String,
+    /// Fail when there is no answer within this many seconds, connecting included.
+    #[arg(long, default_value_t = 5)]
+    timeout_seconds: u64,
+}
+
+async fn health(args: HealthArgs) -> Result<()> {
+    serve::client::health(
+        &args.endpoint.endpoint(),
+        &args.service,
+        Duration::from_secs(args.timeout_seconds),
+    )
+    .await
 }

@@ -126,3 +126,156 @@ fn the_kserve_example_fits_kserve_and_the_server() {
     assert_eq!(facts["model"], json!(["pianoroll", "pianoroll", "grpc-v2"]));
     assert_eq!(facts["formats"], json!(["pianoroll"]));
 }
+
+/// The `serve` binary of this build, beside this test's own folder (`cargo test --workspace`,
+/// as scripts/test.sh runs it, builds every package's binaries first). A test run of this
+/// package alone does not build it, so one older than serve's sources is refused rather than
+/// tested.
+fn serve_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/PROFILE/deps/TEST")
+        .join("serve");
+    let build = "cargo build --release -p serve, or run the workspace's tests";
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e} ({build})", binary.display()));
+    fn newest(folder: &Path) -> std::time::SystemTime {
+        std::fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                if p.is_dir() {
+                    newest(&p)
+                } else {
+                    std::fs::metadata(&p).unwrap().modified().unwrap()
+                }
+            })
+            .max()
+            .unwrap_or(std::time::UNIX_EPOCH)
+    }
+    for sources in ["serve/src", "proto/src", "core/src"] {
+        assert!(
+            newest(&repo_root().join(sources)) <= built,
+            "{} is older than {sources} ({build})",
+            binary.display()
+        );
+    }
+    binary
+}
+
+/// Dockerfile instructions, each on one line (continuations joined), without comments.
+fn instructions(dockerfile: &str) -> Vec<String> {
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(line);
+                joined.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    joined
+}
+
+/// The image's HEALTHCHECK runs a command the image has (the `serve` it copies in, its `health`
+/// subcommand), in exec form (no shell needed), on the port the image serves; and that command,
+/// run by the real binary against a real server, passes, and fails once the server is gone.
+#[test]
+fn the_images_healthcheck_probes_the_server() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
+    let instructions = instructions(&dockerfile);
+    let exec_form = |keyword: &str| -> Vec<String> {
+        let line = instructions
+            .iter()
+            .rfind(|i| i.starts_with(&format!("{keyword} ")))
+            .unwrap_or_else(|| panic!("deploy/Dockerfile has no {keyword}"));
+        let json = &line[line
+            .find('[')
+            .unwrap_or_else(|| panic!("{line}: not exec form"))..];
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    let healthcheck = exec_form("HEALTHCHECK");
+    let (entrypoint, cmd) = (exec_form("ENTRYPOINT"), exec_form("CMD"));
+    let after = |args: &[String], flag: &str| -> String {
+        let i = args.iter().position(|a| a == flag);
+        i.map(|i| args[i + 1].clone())
+            .unwrap_or_else(|| panic!("{args:?} has no {flag}"))
+    };
+    assert_eq!(
+        healthcheck[0], entrypoint[0],
+        "the health check runs the server's binary"
+    );
+    assert!(
+        instructions
+            .iter()
+            .any(|i| i.starts_with("COPY --from=build")
+                && i.ends_with(&format!(" {}", entrypoint[0]))),
+        "the image copies serve to {}",
+        entrypoint[0]
+    );
+    assert_eq!(healthcheck[1], "health");
+    let port = |addr: &str| addr.rsplit(':').next().unwrap().to_owned();
+    let probed = after(&healthcheck, "--addr");
+    assert_eq!(
+        port(&probed),
+        port(&after(&cmd, "--addr")),
+        "the port CMD serves on"
+    );
+
+    let serve = serve_binary();
+    // `serve --models M --addr 127.0.0.1:0`: the log says which port it got.
+    let mut server = Command::new(&serve)
+        .args(["--models"])
+        .arg(repo_root().join("models"))
+        .args(["--addr", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = std::io::BufReader::new(server.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut log, &mut line).unwrap();
+        assert!(read > 0, "the server ended before listening");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // The health check exactly as the image runs it, on this server's port.
+    let check = || {
+        let args: Vec<String> = healthcheck[1..]
+            .iter()
+            .map(|a| {
+                if *a == probed {
+                    addr.clone()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        Command::new(&serve).args(&args).output().unwrap()
+    };
+    let serving = check();
+    let stdout = String::from_utf8_lossy(&serving.stdout);
+    assert!(
+        serving.status.success() && stdout.contains("SERVING"),
+        "{serving:?}"
+    );
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let gone = check();
+    assert!(!gone.status.success(), "a stopped server passed: {gone:?}");
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains(&addr),
+        "{gone:?}"
+    );
+}
