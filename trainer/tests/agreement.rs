@@ -9,7 +9,7 @@ use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
 use trainer::rwkv::{RwkvConfig, WkvMode};
 
-use common::{one_at_a_time, randomise};
+use common::{lstm_without_dropout, one_at_a_time, randomise, tiny_lstm, tiny_rwkv};
 
 const STEPS: i64 = 70; // not a multiple of the WKV chunk: the last chunk is partial
 const BATCH: i64 = 3;
@@ -53,13 +53,9 @@ fn max_difference(config: ModelConfig, wkv: WkvMode, seed: i64) -> f64 {
 fn lstm_parallel_and_recurrent_forms_agree() {
     for batch_norm in [true, false] {
         let config = ModelConfig::Lstm(LstmConfig {
-            hidden: 32,
-            layers: 2,
-            dropout_in: 0.25,
-            dropout_out: 0.1,
             dropout_between: 0.3,
             batch_norm,
-            head: Default::default(),
+            ..tiny_lstm(32, 2)
         });
         let worst = max_difference(config, WkvMode::Scan, 1);
         assert!(
@@ -72,14 +68,7 @@ fn lstm_parallel_and_recurrent_forms_agree() {
 #[test]
 fn rwkv_parallel_and_recurrent_forms_agree() {
     for chunk in [0, 1, 7, 8, 32, 128] {
-        let config = ModelConfig::Rwkv(RwkvConfig {
-            layers: 3,
-            embd: 32,
-            ffn_mult: 4,
-            dropout: 0.0,
-            dropout_in: 0.0,
-            head: Default::default(),
-        });
+        let config = ModelConfig::Rwkv(tiny_rwkv(32, 3));
         let wkv = WkvMode::from_chunk(chunk).unwrap();
         let worst = max_difference(config, wkv, 2);
         assert!(worst < 1e-5, "chunk {chunk}: largest difference {worst}");
@@ -118,12 +107,8 @@ fn random_small_rwkv(seed: i64, dropout: f64) -> (VarStore, trainer::rwkv::Rwkv)
     tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
     let config = RwkvConfig {
-        layers: 2,
-        embd: 16,
-        ffn_mult: 4,
         dropout,
-        dropout_in: 0.0,
-        head: Default::default(),
+        ..tiny_rwkv(16, 2)
     };
     let model = trainer::rwkv::Rwkv::new(&vs.root(), config);
     randomise(&vs);
@@ -140,13 +125,9 @@ fn random_small_lstm(
     tch::manual_seed(seed);
     let vs = VarStore::new(Device::Cpu);
     let config = LstmConfig {
-        hidden: 16,
-        layers: 2,
-        dropout_in: 0.0,
-        dropout_out: 0.0,
         dropout_between,
         batch_norm,
-        head: Default::default(),
+        ..lstm_without_dropout(16, 2)
     };
     let model = trainer::lstm::Lstm::new(&vs.root(), config);
     randomise(&vs);

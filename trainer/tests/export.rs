@@ -13,53 +13,32 @@ use ort::value::Tensor as OrtTensor;
 use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
 use proto::sampling::Uniforms;
 use tch::{Device, Kind, Tensor};
-use trainer::head::{HeadConfig, HeadKind};
-use trainer::lstm::LstmConfig;
+use trainer::head::HeadKind;
 use trainer::model::ModelConfig;
 use trainer::run::load;
-use trainer::rwkv::{RwkvConfig, WkvMode};
+use trainer::rwkv::WkvMode;
 use trainer::state::State;
 use trainer::train::{RunOptions, train};
 
-use common::{config, one_at_a_time, randomise, small_dataset};
+use common::{
+    one_at_a_time, randomise, small_dataset, tiny_lstm, tiny_rwkv, tiny_train_config, with_nade,
+};
 
 const STEPS: usize = 64;
 const TOLERANCE: f32 = 1e-4;
 
+/// Both kinds are 24 wide and two layers deep (the card test checks the states' widths and
+/// counts).
 fn lstm() -> ModelConfig {
-    ModelConfig::Lstm(LstmConfig {
-        hidden: 24,
-        layers: 2,
-        dropout_in: 0.25,
-        dropout_out: 0.1,
-        dropout_between: 0.0,
-        batch_norm: true,
-        head: Default::default(),
-    })
+    ModelConfig::Lstm(tiny_lstm(24, 2))
 }
 
 fn rwkv() -> ModelConfig {
-    ModelConfig::Rwkv(RwkvConfig {
-        layers: 2,
-        embd: 24,
-        ffn_mult: 4,
-        dropout: 0.0,
-        dropout_in: 0.0,
-        head: Default::default(),
-    })
+    ModelConfig::Rwkv(tiny_rwkv(24, 2))
 }
 
-fn with_nade(mut model: ModelConfig) -> ModelConfig {
-    let head = HeadConfig::Nade { hidden: 12 };
-    match &mut model {
-        ModelConfig::Lstm(c) => c.head = head,
-        ModelConfig::Rwkv(c) => c.head = head,
-    }
-    model
-}
-
-/// Both kinds with both heads, trained briefly once per test process (so BatchNorm statistics
-/// and every RWKV matrix are away from their initial values).
+/// Both kinds with both heads (NADE with 12 hidden units), trained briefly once per test process
+/// (so BatchNorm statistics and every RWKV matrix are away from their initial values).
 struct Runs {
     lstm: PathBuf,
     rwkv: PathBuf,
@@ -88,7 +67,7 @@ fn trained_runs() -> &'static Runs {
         std::fs::create_dir_all(&root).unwrap();
         let dataset = small_dataset(&root, 12);
         let run = |model: ModelConfig, name: &str| {
-            let mut config = config(model, &dataset);
+            let mut config = tiny_train_config(model, &dataset);
             config.epochs = 2;
             let run = root.join(name);
             let chunked = RunOptions {
@@ -101,8 +80,8 @@ fn trained_runs() -> &'static Runs {
         Runs {
             lstm: run(lstm(), "lstm"),
             rwkv: run(rwkv(), "rwkv"),
-            lstm_nade: run(with_nade(lstm()), "lstm-nade"),
-            rwkv_nade: run(with_nade(rwkv()), "rwkv-nade"),
+            lstm_nade: run(with_nade(lstm(), 12), "lstm-nade"),
+            rwkv_nade: run(with_nade(rwkv(), 12), "rwkv-nade"),
         }
     })
 }
@@ -379,7 +358,7 @@ fn lstm_without_batch_norm_step_in_onnx_runtime_matches_tch() {
         if let ModelConfig::Lstm(lstm) = &mut model {
             lstm.batch_norm = false;
         }
-        let mut config = config(model, &dataset);
+        let mut config = tiny_train_config(model, &dataset);
         config.max_steps = Some(3);
         let run = root.join("run");
         train(&config, &run, RunOptions::on(Device::Cpu)).unwrap();

@@ -9,12 +9,11 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use trainer::data::SplitData;
 use trainer::evaluate::evaluate;
-use trainer::lstm::LstmConfig;
 use trainer::model::{Model, ModelConfig};
-use trainer::rwkv::{RwkvConfig, WkvMode};
+use trainer::rwkv::WkvMode;
 use trainer::train::{RunOptions, train};
 
-use common::{config, one_at_a_time, randomise, small_dataset};
+use common::{one_at_a_time, randomise, small_dataset, tiny_lstm, tiny_rwkv, tiny_train_config};
 
 /// The first GPU, or `None` after saying why the test does nothing.
 fn cuda() -> Option<Device> {
@@ -27,26 +26,11 @@ fn cuda() -> Option<Device> {
 }
 
 fn small_lstm() -> ModelConfig {
-    ModelConfig::Lstm(LstmConfig {
-        hidden: 32,
-        layers: 2,
-        dropout_in: 0.25,
-        dropout_out: 0.1,
-        dropout_between: 0.0,
-        batch_norm: true,
-        head: Default::default(),
-    })
+    ModelConfig::Lstm(tiny_lstm(32, 2))
 }
 
 fn small_rwkv() -> ModelConfig {
-    ModelConfig::Rwkv(RwkvConfig {
-        layers: 3,
-        embd: 32,
-        ffn_mult: 4,
-        dropout: 0.0,
-        dropout_in: 0.0,
-        head: Default::default(),
-    })
+    ModelConfig::Rwkv(tiny_rwkv(32, 3))
 }
 
 /// Largest difference between the CPU's and the GPU's logits for the same random weights and
@@ -145,7 +129,7 @@ fn training_on_cuda_learns_and_its_checkpoint_runs_on_the_cpu() {
     let dataset = small_dataset(dir.path(), 40);
     for model in [small_lstm(), small_rwkv()] {
         let run = dir.path().join(model.kind());
-        let config = config(model, &dataset);
+        let config = tiny_train_config(model, &dataset);
         let results = train(&config, &run, RunOptions::on(cuda)).unwrap().unwrap();
         let summary = trainer::run::RunSummary::read(&run).unwrap();
         let (first, last) = (

@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use trainer::config::{Schedule, TrainConfig};
 use trainer::data::SplitData;
 use trainer::evaluate::evaluate;
-use trainer::head::{HeadConfig, HeadKind};
+use trainer::head::HeadKind;
 use trainer::lstm::LstmConfig;
 use trainer::metrics::{key_rate_baseline, key_rates};
 use trainer::model::{Model, ModelConfig};
@@ -22,7 +22,10 @@ use trainer::rwkv::RwkvConfig;
 use trainer::rwkv::WkvMode;
 use trainer::train::{RunOptions, resume, train};
 
-use common::{config, one_at_a_time, small_dataset};
+use common::{
+    lstm_without_dropout, one_at_a_time, small_dataset, tiny_lstm, tiny_rwkv, tiny_train_config,
+    with_nade,
+};
 
 fn stop_after(epoch: usize) -> RunOptions {
     RunOptions {
@@ -45,7 +48,7 @@ fn trains_and_learns(model: ModelConfig) {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 40);
     let run = dir.path().join("run");
-    let config = config(model, &dataset);
+    let config = tiny_train_config(model, &dataset);
     let results = train(&config, &run, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
@@ -97,27 +100,12 @@ fn trains_and_learns(model: ModelConfig) {
 
 #[test]
 fn a_tiny_lstm_learns() {
-    trains_and_learns(ModelConfig::Lstm(LstmConfig {
-        hidden: 32,
-        layers: 1,
-        dropout_in: 0.25,
-        dropout_out: 0.1,
-        dropout_between: 0.0,
-        batch_norm: true,
-        head: Default::default(),
-    }));
+    trains_and_learns(ModelConfig::Lstm(tiny_lstm(32, 1)));
 }
 
 #[test]
 fn a_tiny_rwkv_learns() {
-    trains_and_learns(ModelConfig::Rwkv(RwkvConfig {
-        layers: 2,
-        embd: 32,
-        ffn_mult: 4,
-        dropout: 0.0,
-        dropout_in: 0.0,
-        head: Default::default(),
-    }));
+    trains_and_learns(ModelConfig::Rwkv(tiny_rwkv(32, 2)));
 }
 
 /// With a NADE head both families learn (the loss is the exact likelihood of each frame, keys
@@ -125,24 +113,14 @@ fn a_tiny_rwkv_learns() {
 /// sample frames key by key, and export with the head named in the card.
 #[test]
 fn tiny_models_with_a_nade_head_learn_and_sample() {
-    let nade = HeadConfig::Nade { hidden: 16 };
-    let lstm = ModelConfig::Lstm(LstmConfig {
-        hidden: 32,
-        layers: 1,
-        dropout_in: 0.0,
-        dropout_out: 0.0,
-        dropout_between: 0.0,
-        batch_norm: false,
-        head: nade,
-    });
-    let rwkv = ModelConfig::Rwkv(RwkvConfig {
-        layers: 2,
-        embd: 32,
-        ffn_mult: 4,
-        dropout: 0.0,
-        dropout_in: 0.0,
-        head: nade,
-    });
+    let lstm = with_nade(
+        ModelConfig::Lstm(LstmConfig {
+            batch_norm: false,
+            ..lstm_without_dropout(32, 1)
+        }),
+        16,
+    );
+    let rwkv = with_nade(ModelConfig::Rwkv(tiny_rwkv(32, 2)), 16);
     for model in [lstm, rwkv] {
         trains_and_learns(model);
     }
@@ -151,7 +129,7 @@ fn tiny_models_with_a_nade_head_learn_and_sample() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 6);
     let run = dir.path().join("run");
-    let mut config = config(lstm, &dataset);
+    let mut config = tiny_train_config(lstm, &dataset);
     config.epochs = 1;
     train(&config, &run, RunOptions::on(Device::Cpu)).unwrap();
     let loaded = trainer::run::load(&run, Device::Cpu).unwrap();
@@ -173,18 +151,7 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 4);
     let run = dir.path().join("run");
-    let mut config = config(
-        ModelConfig::Lstm(LstmConfig {
-            hidden: 128,
-            layers: 1,
-            dropout_in: 0.0,
-            dropout_out: 0.0,
-            dropout_between: 0.0,
-            batch_norm: true,
-            head: Default::default(),
-        }),
-        &dataset,
-    );
+    let mut config = tiny_train_config(ModelConfig::Lstm(lstm_without_dropout(128, 1)), &dataset);
     config.epochs = 40;
     config.batch_size = 1;
     config.weight_decay = 0.0;
@@ -242,18 +209,7 @@ fn a_diverging_run_stops_with_a_clear_message() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 12);
-    let mut config = config(
-        ModelConfig::Lstm(LstmConfig {
-            hidden: 16,
-            layers: 1,
-            dropout_in: 0.0,
-            dropout_out: 0.0,
-            dropout_between: 0.0,
-            batch_norm: true,
-            head: Default::default(),
-        }),
-        &dataset,
-    );
+    let mut config = tiny_train_config(ModelConfig::Lstm(lstm_without_dropout(16, 1)), &dataset);
     config.lr = 1e30;
     config.clip_norm = 1e30;
     config.warmup_steps = 0;
@@ -292,17 +248,7 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 8);
     let run = dir.path().join("run");
-    let mut config = config(
-        ModelConfig::Rwkv(RwkvConfig {
-            layers: 1,
-            embd: 16,
-            ffn_mult: 4,
-            dropout: 0.0,
-            dropout_in: 0.0,
-            head: Default::default(),
-        }),
-        &dataset,
-    );
+    let mut config = tiny_train_config(ModelConfig::Rwkv(tiny_rwkv(16, 1)), &dataset);
     config.epochs = 1;
     let chunked = RunOptions {
         wkv: WkvMode::Chunked(32),
@@ -339,16 +285,12 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 10);
+    // Dropout on, between the layers too: its random draws must line up as well.
     let model = ModelConfig::Lstm(LstmConfig {
-        hidden: 16,
-        layers: 2,
-        dropout_in: 0.25, // dropout on: its random draws must line up too
-        dropout_out: 0.1,
         dropout_between: 0.2,
-        batch_norm: true,
-        head: Default::default(),
+        ..tiny_lstm(16, 2)
     });
-    let mut config = config(model, &dataset);
+    let mut config = tiny_train_config(model, &dataset);
     // Transposition draws come from the shuffling generator: they must line up as well.
     config.transpose_augment = 2;
     // The weight average is checkpointed with the optimiser and scores valid and test.
@@ -392,26 +334,11 @@ fn truncated_backpropagation_trains_both_kinds() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 20);
     let models = [
-        ModelConfig::Lstm(LstmConfig {
-            hidden: 32,
-            layers: 1,
-            dropout_in: 0.0,
-            dropout_out: 0.0,
-            dropout_between: 0.0,
-            batch_norm: true,
-            head: Default::default(),
-        }),
-        ModelConfig::Rwkv(RwkvConfig {
-            layers: 1,
-            embd: 16,
-            ffn_mult: 4,
-            dropout: 0.0,
-            dropout_in: 0.0,
-            head: Default::default(),
-        }),
+        ModelConfig::Lstm(lstm_without_dropout(32, 1)),
+        ModelConfig::Rwkv(tiny_rwkv(16, 1)),
     ];
     for (i, model) in models.into_iter().enumerate() {
-        let mut config = config(model, &dataset);
+        let mut config = tiny_train_config(model, &dataset);
         config.seq_len = Some(24);
         config.epochs = 2;
         let run = dir.path().join(format!("run{i}"));
@@ -430,7 +357,7 @@ fn truncated_backpropagation_trains_both_kinds() {
 #[test]
 fn the_weight_average_is_swapped_in_and_out() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(
+    let mut config = tiny_train_config(
         ModelConfig::Lstm(LstmConfig::original()),
         &dir.path().join("unused"),
     );

@@ -1,5 +1,7 @@
-//! What the trainer's integration tests share: a small dataset from the bundled data, a quick
-//! training configuration, and the lock that keeps libtorch's global generator to one test.
+//! What the trainer's integration tests share: a small dataset from the bundled data, the tiny
+//! models they train (each test gives the sizes it needs), a quick training configuration, and
+//! the lock that keeps libtorch's global generator to one test. The end-to-end server tests
+//! (`tests/tests/serving/`) train their models from here too.
 
 #![allow(dead_code)] // each test file uses part of this
 
@@ -10,7 +12,10 @@ use pipeline::dataset::{BuildOptions, Split, build};
 use tch::Tensor;
 use tch::nn::VarStore;
 use trainer::config::{Schedule, TrainConfig};
+use trainer::head::HeadConfig;
+use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
+use trainer::rwkv::RwkvConfig;
 
 /// libtorch's random generator (dropout, initialisation) is global to the process: tests that
 /// train take turns so each run sees only its own draws.
@@ -46,7 +51,58 @@ pub fn small_dataset(root: &Path, n: usize) -> PathBuf {
     output
 }
 
-pub fn config(model: ModelConfig, dataset: &Path) -> TrainConfig {
+/// A small LSTM of `layers` layers of `hidden` units, regularised as the original model is:
+/// dropout 0.25 on the input and 0.1 on the output, none between layers, BatchNorm; a
+/// Bernoulli head.
+pub fn tiny_lstm(hidden: i64, layers: i64) -> LstmConfig {
+    LstmConfig {
+        hidden,
+        layers,
+        dropout_in: 0.25,
+        dropout_out: 0.1,
+        dropout_between: 0.0,
+        batch_norm: true,
+        head: HeadConfig::Bernoulli,
+    }
+}
+
+/// A small LSTM of `layers` layers of `hidden` units without any dropout (BatchNorm on, a
+/// Bernoulli head).
+pub fn lstm_without_dropout(hidden: i64, layers: i64) -> LstmConfig {
+    LstmConfig {
+        dropout_in: 0.0,
+        dropout_out: 0.0,
+        ..tiny_lstm(hidden, layers)
+    }
+}
+
+/// A small RWKV of `layers` blocks of width `embd`: a feed-forward part 4 times as wide, no
+/// dropout, a Bernoulli head.
+pub fn tiny_rwkv(embd: i64, layers: i64) -> RwkvConfig {
+    RwkvConfig {
+        layers,
+        embd,
+        ffn_mult: 4,
+        dropout: 0.0,
+        dropout_in: 0.0,
+        head: HeadConfig::Bernoulli,
+    }
+}
+
+/// `model` with a NADE head of `hidden` units in place of its head.
+pub fn with_nade(mut model: ModelConfig, hidden: i64) -> ModelConfig {
+    let head = HeadConfig::Nade { hidden };
+    match &mut model {
+        ModelConfig::Lstm(c) => c.head = head,
+        ModelConfig::Rwkv(c) => c.head = head,
+    }
+    model
+}
+
+/// A quick run of `model` on `dataset`: 6 epochs of batches of 2 at a rate of 0.01 (cosine
+/// schedule after 5 warm-up steps), weight decay 0.01, seed 7; no early stopping, augmentation,
+/// weight average or note dropout. Tests change the fields they need.
+pub fn tiny_train_config(model: ModelConfig, dataset: &Path) -> TrainConfig {
     TrainConfig {
         model,
         dataset: dataset.to_owned(),
