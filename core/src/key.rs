@@ -52,6 +52,12 @@ const MINOR_PROFILE: [f64; 12] = [
 ];
 
 impl Key {
+    /// C major: the key of a piece that says nothing and is not read from a primer.
+    pub const C_MAJOR: Key = Key {
+        tonic: 0,
+        mode: Mode::Major,
+    };
+
     /// The key of a MIDI key-signature event: `sharps` is -7..=7 (negative = flats).
     /// `None` for values outside the MIDI specification.
     pub fn from_signature(sharps: i8, minor: bool) -> Option<Key> {
@@ -102,6 +108,16 @@ impl Key {
         (if up > 6 { up - 12 } else { up }) as i8
     }
 
+    /// Semitones that move music in this key to `target`: this key's move to C, then the
+    /// inverse of `target`'s, wrapped into -6..=+5. So a roll read in C from a primer in
+    /// `target` (moved by `target.transposition_to_c()`) comes back to the primer's own pitches,
+    /// whatever the key.
+    pub fn shift_to(self, target: Key) -> i8 {
+        let semitones =
+            i32::from(self.transposition_to_c()) - i32::from(target.transposition_to_c());
+        ((semitones + 6).rem_euclid(12) - 6) as i8
+    }
+
     /// The key shifted by `semitones`.
     pub fn transposed(self, semitones: i8) -> Key {
         Key {
@@ -128,6 +144,74 @@ impl Key {
             Mode::Minor => "minor",
         };
         format!("{} {mode}", PITCH_CLASS_NAMES[usize::from(self.tonic % 12)])
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A key as a person names it: a tonic, and a mode or not ("D", "F# minor", "Bbm"). Without a
+/// mode the caller decides which (the primer's, else major): asking for "G" with a minor tune
+/// means G minor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyName {
+    pub tonic: u8,
+    pub mode: Option<Mode>,
+}
+
+/// Why a text is not a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a key: a tonic A to G, then # or b or nothing, then major, minor (m) or \
+     nothing, as D, F# minor, Bbm"
+)]
+pub struct KeyNameError(pub String);
+
+impl KeyName {
+    /// The key, `mode` where the name gives none.
+    pub fn key(self, mode: Mode) -> Key {
+        Key {
+            tonic: self.tonic,
+            mode: self.mode.unwrap_or(mode),
+        }
+    }
+}
+
+impl std::str::FromStr for KeyName {
+    type Err = KeyNameError;
+
+    fn from_str(text: &str) -> Result<KeyName, KeyNameError> {
+        let error = || KeyNameError(text.to_owned());
+        let mut chars = text.trim().chars();
+        let natural: i32 = match chars.next().map(|c| c.to_ascii_uppercase()) {
+            Some('C') => 0,
+            Some('D') => 2,
+            Some('E') => 4,
+            Some('F') => 5,
+            Some('G') => 7,
+            Some('A') => 9,
+            Some('B') => 11,
+            _ => return Err(error()),
+        };
+        let rest = chars.as_str();
+        let (alteration, rest) = match rest.chars().next() {
+            Some('#' | '♯') => (1, &rest[rest.chars().next().map_or(0, char::len_utf8)..]),
+            Some('b' | '♭') => (-1, &rest[rest.chars().next().map_or(0, char::len_utf8)..]),
+            _ => (0, rest),
+        };
+        let mode = match rest.trim().to_ascii_lowercase().as_str() {
+            "" => None,
+            "major" | "maj" => Some(Mode::Major),
+            "minor" | "min" | "m" => Some(Mode::Minor),
+            _ => return Err(error()),
+        };
+        Ok(KeyName {
+            tonic: (natural + alteration).rem_euclid(12) as u8,
+            mode,
+        })
     }
 }
 
@@ -176,6 +260,47 @@ mod tests {
                 Key::from_signature(key.signature_sharps(), false),
                 Some(key)
             );
+        }
+    }
+
+    #[test]
+    fn shifting_to_a_key_undoes_its_move_to_c() {
+        for tonic in 0..12 {
+            for mode in [Mode::Major, Mode::Minor] {
+                let key = Key { tonic, mode };
+                let home = Key { tonic: 0, mode };
+                assert_eq!(home.shift_to(key), -key.transposition_to_c(), "{key}");
+                assert_eq!(key.shift_to(key), 0);
+            }
+        }
+        let f_sharp = Key {
+            tonic: 6,
+            mode: Mode::Major,
+        };
+        let f = Key {
+            tonic: 5,
+            mode: Mode::Major,
+        };
+        assert_eq!(f_sharp.shift_to(f), -1, "the short way, not through C");
+        assert_eq!(f.shift_to(f_sharp), 1);
+    }
+
+    #[test]
+    fn key_names_parse() {
+        let parse = |text: &str| text.parse::<KeyName>().map(|n| n.key(Mode::Major).name());
+        assert_eq!(parse("D").unwrap(), "D major");
+        assert_eq!(parse("d").unwrap(), "D major");
+        assert_eq!(parse("F# minor").unwrap(), "F# minor");
+        assert_eq!(parse("Bbm").unwrap(), "Bb minor");
+        assert_eq!(parse("bb").unwrap(), "Bb major");
+        assert_eq!(parse("Eb major").unwrap(), "Eb major");
+        assert_eq!(parse("Cb").unwrap(), "B major");
+        let g: KeyName = "G".parse().unwrap();
+        assert_eq!(g.mode, None);
+        assert_eq!(g.key(Mode::Minor).name(), "G minor");
+        for bad in ["", "H", "D dorian", "D##", "7"] {
+            let error = bad.parse::<KeyName>().unwrap_err();
+            assert!(error.to_string().contains("is not a key"), "{bad}: {error}");
         }
     }
 

@@ -1,6 +1,8 @@
 //! The core every pianoroll crate shares, and the one home of
 //! - the piano-roll type ([`PianoRoll`], [`Frame`]: 88 keys, MIDI 21..=108),
 //! - the grids and transpositions ([`grid`], [`key`]),
+//! - meters ([`meter`]) and a piece's setting, its key, meter and tempo from a primer to the
+//!   written piece ([`setting`]),
 //! - the MIDI ↔ roll mapping ([`midi`]: the exact note → frame rule is documented there),
 //! - the roll → PNG and roll → WAV writers ([`render`], [`audio`]),
 //! - atomic file and folder publishing for every output of the workspace ([`atomic`]),
@@ -17,9 +19,11 @@ pub mod audio;
 pub mod binary;
 pub mod grid;
 pub mod key;
+pub mod meter;
 pub mod midi;
 pub mod render;
 pub mod roll;
+pub mod setting;
 
 pub use grid::{Grid, RollSettings, Transpose};
 pub use midi::{MidiError, Piece, read_midi, write_midi};

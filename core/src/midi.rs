@@ -18,13 +18,17 @@
 //! 5. Key: the first key-signature event (earliest tick, then lowest track); without one, the
 //!    Krumhansl–Schmuckler estimate over the duration-weighted pitch classes. With
 //!    [`Transpose::ToC`] every note moves by [`Key::transposition_to_c`].
+//!    The first time-signature event (same order) is the piece's meter, the first tempo event
+//!    (earliest tick; at equal ticks the later track, as in the tempo map) its tempo; neither
+//!    changes the roll on a beat grid.
 //! 6. Notes outside MIDI 21..=108 (after transposition) are counted and dropped.
 //! 7. The roll ends with the frame in which the last note ends.
 //!
 //! # roll → MIDI
 //! [`write_midi`] plays each run of consecutive on-frames of a key as one note spanning exactly
 //! those frames, so reading the file back with the same grid (and no transposition, or the key
-//! signature it writes) gives the same roll.
+//! signature it writes) gives the same roll. It writes the tempo, key and time signature it is
+//! given at the start (a piece's [`crate::setting::Setting`]).
 
 use midly::num::{u4, u7, u15, u24, u28};
 use midly::{
@@ -34,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grid::{Grid, RollSettings, Transpose};
 use crate::key::{Key, KeySource};
+use crate::meter::Meter;
 use crate::roll::{KEY_COUNT, PianoRoll, key_of_pitch};
 
 /// Why a file could not become a roll. One line each, naming the cause.
@@ -110,6 +115,11 @@ pub struct Piece {
     pub key_source: KeySource,
     /// Semitones every note was moved by.
     pub transpose: i8,
+    /// The first time signature, if the file has one (MIDI's default is 4/4).
+    pub meter: Option<Meter>,
+    /// Quarter notes per minute of the first tempo event, if the file has one (MIDI's default
+    /// is 120).
+    pub tempo_bpm: Option<f64>,
     pub counts: NoteCounts,
 }
 
@@ -128,6 +138,8 @@ struct Events {
     tempos: Vec<(u64, u32)>,
     /// (tick, track, sharps, minor) of the earliest key signature.
     key_signature: Option<(u64, usize, i8, bool)>,
+    /// (tick, track, meter) of the earliest readable time signature.
+    time_signature: Option<(u64, usize, Meter)>,
     title: Option<(usize, String)>,
     counts: NoteCounts,
 }
@@ -168,6 +180,17 @@ pub fn read_midi(bytes: &[u8], settings: &RollSettings) -> Result<Piece, MidiErr
         (Transpose::ToC, Some(key)) => key.transposition_to_c(),
         _ => 0,
     };
+
+    // The tempo map's order: by tick, a later track winning a tie.
+    let first_tempo = events
+        .tempos
+        .iter()
+        .rev()
+        .min_by_key(|&&(tick, _)| tick)
+        .map(|&(_, micros)| micros);
+    let tempo_bpm = first_tempo
+        .filter(|&micros| micros > 0)
+        .map(|micros| 60e6 / f64::from(micros));
 
     let mut counts = events.counts;
     // First pass: frame spans, so an absurd length is refused before anything is allocated.
@@ -221,6 +244,8 @@ pub fn read_midi(bytes: &[u8], settings: &RollSettings) -> Result<Piece, MidiErr
         key,
         key_source,
         transpose,
+        meter: events.time_signature.map(|(_, _, meter)| meter),
+        tempo_bpm,
         counts,
     })
 }
@@ -292,6 +317,16 @@ fn collect_events(tracks: &[Track]) -> Events {
                         .is_none_or(|(t, i, _, _)| (tick, track_index) < (t, i))
                     {
                         events.key_signature = Some(candidate);
+                    }
+                }
+                TrackEventKind::Meta(MetaMessage::TimeSignature(numerator, power, _, _)) => {
+                    // A signature no meter has (0 beats, 1/128 notes) is passed over.
+                    if let Some(meter) = Meter::from_midi(numerator, power)
+                        && events
+                            .time_signature
+                            .is_none_or(|(t, i, _)| (tick, track_index) < (t, i))
+                    {
+                        events.time_signature = Some((tick, track_index, meter));
                     }
                 }
                 TrackEventKind::Meta(MetaMessage::TrackName(name)) => {
@@ -466,6 +501,8 @@ pub struct MidiWriteOptions<'a> {
     pub title: Option<&'a str>,
     /// Written as a key-signature event, so a reader that transposes to C keeps the roll as is.
     pub key: Option<Key>,
+    /// Written as a time-signature event.
+    pub meter: Option<Meter>,
 }
 
 const WRITE_VELOCITY: u8 = 80;
@@ -476,6 +513,14 @@ const WRITE_TICKS_PER_QUARTER: u16 = 480;
 pub fn frame_seconds(grid: Grid, tempo_bpm: Option<f64>) -> f64 {
     let (tpq, ticks_per_frame, micros_per_quarter) = write_timing(grid, tempo_bpm);
     f64::from(micros_per_quarter) * 1e-6 * f64::from(ticks_per_frame) / f64::from(tpq)
+}
+
+/// Quarter notes per minute of a roll on `grid` as written: `tempo_bpm` (default 120) on a beat
+/// grid, rounded to whole µs a quarter as MIDI carries it; a seconds grid's own (an eighth a
+/// frame).
+pub fn written_tempo_bpm(grid: Grid, tempo_bpm: Option<f64>) -> f64 {
+    let (_, _, micros_per_quarter) = write_timing(grid, tempo_bpm);
+    60e6 / f64::from(micros_per_quarter)
 }
 
 /// Ticks per quarter, ticks per frame and µs per quarter for writing a roll on `grid`.
@@ -522,6 +567,19 @@ pub fn write_midi(roll: &PianoRoll, grid: Grid, options: &MidiWriteOptions) -> V
             0,
             0,
             meta(MetaMessage::KeySignature(key.signature_sharps(), minor)),
+        ));
+    }
+    if let Some(meter) = options.meter {
+        let (numerator, power, clocks, thirty_seconds) = meter.midi();
+        timed.push((
+            0,
+            0,
+            meta(MetaMessage::TimeSignature(
+                numerator,
+                power,
+                clocks,
+                thirty_seconds,
+            )),
         ));
     }
     let channel = u4::new(0);

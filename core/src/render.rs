@@ -4,10 +4,13 @@
 //!
 //! The picture shows the whole octaves (C to B) that the roll uses, with each C named on the
 //! left (C4 = middle C), a keyboard strip, black-key rows shaded, a line under every C, a bar
-//! line every `grid_frames` frames, and an orange line where the primer ends, if there is one.
+//! line where each bar of the piece's meter starts ([`crate::meter::Meter::bars`]), and an
+//! orange line where the primer ends, if there is one.
 
 use font8x8::UnicodeFonts;
 
+use crate::grid::Grid;
+use crate::meter::{Bars, Meter};
 use crate::roll::{HIGHEST_PITCH, LOWEST_PITCH, PianoRoll};
 
 /// An RGB picture being drawn: clipped pixels, 8×8 bitmap text (no font files), PNG out.
@@ -71,8 +74,9 @@ pub struct PngOptions {
     /// Pixels per key vertically.
     pub key_px: u32,
     pub max_width: u32,
-    /// A bar line every this many frames (0 = none); 8 = a 4/4 bar of eighths.
-    pub grid_frames: u32,
+    /// Where bar lines go (`None`: no bar lines). Default: 4/4 on eighth-note frames, a line
+    /// every 8 frames.
+    pub bars: Option<Bars>,
     /// Frames of primer at the start: an orange line marks where the generated music begins
     /// (0 = no primer, no line).
     pub primer_frames: usize,
@@ -84,7 +88,7 @@ impl Default for PngOptions {
             frame_px: 4,
             key_px: 5,
             max_width: 8_000,
-            grid_frames: 8,
+            bars: Some(Meter::COMMON.bars(Grid::Beats { frames_per_beat: 2 })),
             primer_frames: 0,
         }
     }
@@ -95,7 +99,8 @@ const LABEL_PX: u32 = 26;
 const KEYBOARD_PX: u32 = 24;
 const BACKGROUND: [u8; 3] = [250, 250, 250];
 const BLACK_KEY_ROW: [u8; 3] = [232, 232, 236];
-const GRID_LINE: [u8; 3] = [200, 200, 208];
+/// Bar lines, one pixel wide at the start of a bar's first frame.
+pub const BAR_LINE: [u8; 3] = [200, 200, 208];
 const OCTAVE_LINE: [u8; 3] = [170, 170, 180];
 const NOTE: [u8; 3] = [31, 78, 160];
 const WHITE_KEY: [u8; 3] = [255, 255, 255];
@@ -136,6 +141,9 @@ pub fn render_png(roll: &PianoRoll, options: &PngOptions) -> Vec<u8> {
     let width = left + frames * frame_px;
     let height = rows * key_px;
 
+    let bar_starts: Vec<bool> = (0..u64::from(frames))
+        .map(|t| options.bars.is_some_and(|bars| bars.starts_at(t)))
+        .collect();
     let mut canvas = Canvas::new(width as usize, height as usize, WHITE_KEY);
     let mut put = |x: u32, y: u32, color: [u8; 3]| canvas.put(i64::from(x), i64::from(y), color);
     for row in 0..rows {
@@ -169,8 +177,8 @@ pub fn render_png(roll: &PianoRoll, options: &PngOptions) -> Vec<u8> {
                         NOTE
                     } else if bottom_of_c {
                         OCTAVE_LINE
-                    } else if options.grid_frames > 0 && t % options.grid_frames == 0 && dx == 0 {
-                        GRID_LINE
+                    } else if dx == 0 && bar_starts[t as usize] {
+                        BAR_LINE
                     } else if is_black(pitch) {
                         BLACK_KEY_ROW
                     } else {
@@ -223,6 +231,31 @@ mod tests {
         let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buffer).unwrap();
         (info.width as usize, buffer)
+    }
+
+    /// Bar lines follow the meter: 6/8 on eighths puts one every 6 frames.
+    #[test]
+    fn bar_lines_follow_the_meter() {
+        let roll = PianoRoll::from_frames(vec![Frame::from_pitches([60]).unwrap(); 24]);
+        let grid = Grid::Beats { frames_per_beat: 2 };
+        let lines = |meter: Meter| -> Vec<usize> {
+            let options = PngOptions {
+                bars: Some(meter.bars(grid)),
+                ..Default::default()
+            };
+            let (_, buffer) = pixels(&render_png(&roll, &options));
+            // Along the top row (B4): no note there, no octave line.
+            let left = (LABEL_PX + KEYBOARD_PX) as usize;
+            (0..24)
+                .filter(|t| {
+                    let i = (left + t * 4) * 3;
+                    buffer[i..i + 3] == BAR_LINE
+                })
+                .collect()
+        };
+        assert_eq!(lines(Meter::new(6, 8).unwrap()), [0, 6, 12, 18]);
+        assert_eq!(lines(Meter::COMMON), [0, 8, 16]);
+        assert_eq!(lines(Meter::new(3, 4).unwrap()), [0, 6, 12, 18]);
     }
 
     /// The primer's end is marked across the whole height, and only with a primer; C4 is named.

@@ -268,6 +268,7 @@ fn render(args: RenderArgs) -> Result<()> {
             tempo_bpm: args.tempo,
             title: title.as_deref(),
             key: None,
+            meter: None,
         };
         write_file(path, &pianoroll::write_midi(&roll, grid, &options))
             .with_context(|| format!("writing {}", path.display()))?;

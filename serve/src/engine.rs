@@ -177,6 +177,7 @@ impl Piece<'_> {
                 tempo_bpm,
                 title: Some(&title),
                 key: None,
+                meter: None,
             },
         )
     }

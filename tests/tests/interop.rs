@@ -84,6 +84,7 @@ fn mido_reads_the_midi_we_write() {
             tempo_bpm: Some(120.0),
             title: piece.title.as_deref(),
             key: None,
+            meter: None,
         },
     );
     let dir = tempfile::tempdir().unwrap();
