@@ -113,3 +113,66 @@ fn no_crate_has_an_import_cycle() {
     );
     assert!(!report.contains("z -> x"), "{report}");
 }
+
+/// Cargo.toml's rust-version is true (`python3 scripts/rust-version.py`, which .ci/run also
+/// runs): no dependency needs a newer Rust, every member declares it, and the image builds with
+/// it. The check is live: the same metadata with a dependency that needs a newer Rust and a
+/// member that declares none, and a Dockerfile on another Rust, fail it with each named.
+#[test]
+fn rust_version_is_true() {
+    let Some(python) = python() else { return };
+    let script = repo_root().join("scripts/rust-version.py");
+    let check = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args(args)
+            .env("CARGO", env!("CARGO"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (passed, report) = check(&[]);
+    assert!(passed, "{report}");
+
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = metadata["packages"].as_array_mut().unwrap();
+    let named = |name: &str| packages.iter().position(|p| p["name"] == name).unwrap();
+    let (dependency, member) = (named("sysinfo"), named("pianoroll-tests"));
+    packages[dependency]["rust_version"] = "1.200".into();
+    packages[member]["rust_version"] = serde_json::Value::Null;
+    let dir = tempfile::tempdir().unwrap();
+    let metadata_file = dir.path().join("metadata.json");
+    std::fs::write(&metadata_file, metadata.to_string()).unwrap();
+    let dockerfile = dir.path().join("Dockerfile");
+    let text = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).unwrap();
+    let other = text.replacen("ARG RUST_IMAGE=rust:", "ARG RUST_IMAGE=rust:1.94-was-", 1);
+    assert_ne!(other, text);
+    std::fs::write(&dockerfile, other).unwrap();
+    let (passed, report) = check(&[
+        "--metadata".as_ref(),
+        metadata_file.as_os_str(),
+        "--dockerfile".as_ref(),
+        dockerfile.as_os_str(),
+    ]);
+    assert!(!passed, "{report}");
+    for named in [
+        "dependency sysinfo",
+        "needs Rust 1.200",
+        "workspace member pianoroll-tests",
+        "builds with Rust 1.94",
+        "3 problem(s)",
+    ] {
+        assert!(report.contains(named), "no {named:?} in:\n{report}");
+    }
+}
