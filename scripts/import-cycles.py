@@ -29,6 +29,11 @@ def blank(match):
     return re.sub(r"[^\n]", " ", match.group(0))
 
 
+RAW_STRING = re.compile(r'b?r(#*)"')
+CHAR = re.compile(r"b?'(?:\\.[^']*|[^\\'\n])'")  # not a lifetime: 'a' but not 'a
+IDENTIFIER = re.compile(r"\w")
+
+
 def code_only(text):
     """Rust source without comments, string and char literals, line for line."""
     out, i, n = [], 0, len(text)
@@ -46,7 +51,7 @@ def code_only(text):
                     depth, j = depth - 1, j + 2
                 else:
                     j += 1
-        elif (m := re.compile(r'b?r(#*)"').match(text, i)) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+        elif (m := RAW_STRING.match(text, i)) and not (i and IDENTIFIER.match(text[i - 1])):
             end = '"' + m.group(1)
             j = text.find(end, m.end())
             j = n if j < 0 else j + len(end)
@@ -55,7 +60,7 @@ def code_only(text):
             while j < n and text[j] != '"':
                 j += 2 if text[j] == "\\" else 1
             j += 1
-        elif m := re.compile(r"b?'(?:\\.[^']*|[^\\'\n])'").match(text, i):
+        elif m := CHAR.match(text, i):
             j = m.end()
         else:
             out.append(c)
@@ -141,7 +146,9 @@ class Crate:
             for name in names + re.findall(r"\bas\s+(\w+)", m.group(2)):
                 self.reexports[name] = m.group(1)
         self.root_items = set(
-            re.findall(r"\b(?:fn|struct|enum|const|static|type|trait|union|macro_rules!)\s+(\w+)", root)
+            re.findall(
+                r"\b(?:fn|struct|enum|const|static|type|trait|union|macro_rules!)\s+(\w+)", root
+            )
         )
 
     def files(self):
@@ -187,7 +194,8 @@ class Crate:
                     found += [(m.start(), self.node(s)) for s in names]
             if node == ROOT_NODE:
                 names = "|".join(sorted(self.modules)) or "(?!)"
-                found += [(m.start(), m.group(1)) for m in re.finditer(rf"(?<![\w:$])({names})::", code)]
+                paths = re.finditer(rf"(?<![\w:$])({names})::", code)
+                found += [(m.start(), m.group(1)) for m in paths]
             lines = file.read_text().splitlines()
             for at, target in found:
                 if target and target != node:
@@ -247,7 +255,8 @@ def main(argv):
     problems = 0
     for member in wanted:
         folder = ROOT / member
-        roots = [folder / "src" / f for f in ("lib.rs", "main.rs") if (folder / "src" / f).is_file()]
+        roots = [folder / "src" / f for f in ("lib.rs", "main.rs")]
+        roots = [root for root in roots if root.is_file()]
         if not roots:
             print(f"{member}: no src/lib.rs or src/main.rs", file=sys.stderr)
             problems += 1
@@ -267,7 +276,10 @@ def main(argv):
                         for where in edges[a].get(b, [])[:3]:
                             print(f"  {a} -> {b}  {where}")
     if problems:
-        print(f"{problems} import cycle(s) or problem(s); ARCHITECTURE.md: modules import one way", file=sys.stderr)
+        print(
+            f"{problems} import cycle(s) or problem(s); ARCHITECTURE.md: modules import one way",
+            file=sys.stderr,
+        )
         return 1
     print(f"no import cycles in {', '.join(wanted)}")
     return 0
