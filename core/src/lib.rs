@@ -4,6 +4,8 @@
 //! - meters ([`meter`]) and a piece's setting, its key, meter and tempo from a primer to the
 //!   written piece ([`setting`]),
 //! - the MIDI ↔ roll mapping ([`midi`]: the exact note → frame rule is documented there),
+//! - the music statistics of a collection of rolls ([`music`]: polyphony, silence, triads,
+//!   onsets, the distance between two collections' pitch-class sets),
 //! - the roll → PNG and roll → WAV writers ([`render`], [`audio`]),
 //! - atomic file and folder publishing for every output of the workspace ([`atomic`]),
 //! - the start and end of every binary of the workspace ([`binary`], feature `binary`): logging
@@ -21,6 +23,7 @@ pub mod grid;
 pub mod key;
 pub mod meter;
 pub mod midi;
+pub mod music;
 pub mod render;
 pub mod roll;
 pub mod setting;
