@@ -180,6 +180,18 @@ impl KeyName {
     }
 }
 
+impl std::fmt::Display for KeyName {
+    /// "D", "F# minor": what [`KeyName::from_str`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(PITCH_CLASS_NAMES[usize::from(self.tonic % 12)])?;
+        match self.mode {
+            None => Ok(()),
+            Some(Mode::Major) => f.write_str(" major"),
+            Some(Mode::Minor) => f.write_str(" minor"),
+        }
+    }
+}
+
 impl std::str::FromStr for KeyName {
     type Err = KeyNameError;
 
@@ -295,6 +307,9 @@ mod tests {
         assert_eq!(parse("bb").unwrap(), "Bb major");
         assert_eq!(parse("Eb major").unwrap(), "Eb major");
         assert_eq!(parse("Cb").unwrap(), "B major");
+        for text in ["D", "F# minor", "Bb major", "Eb"] {
+            assert_eq!(text.parse::<KeyName>().unwrap().to_string(), text);
+        }
         let g: KeyName = "G".parse().unwrap();
         assert_eq!(g.mode, None);
         assert_eq!(g.key(Mode::Minor).name(), "G minor");

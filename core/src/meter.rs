@@ -130,6 +130,11 @@ impl Bars {
         }
     }
 
+    /// Frames a bar (3.5 for 7/16 on eighths).
+    pub fn length(self) -> f64 {
+        self.frames as f64 / self.per as f64
+    }
+
     /// Frames a bar, when that is a whole number.
     pub fn whole_frames(self) -> Option<u64> {
         (self.per == 1).then_some(self.frames)

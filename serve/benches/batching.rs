@@ -102,6 +102,8 @@ async fn served(
                     primer: None,
                     tempo_bpm: None,
                     chunk_frames: 0,
+                    key: String::new(),
+                    meter: String::new(),
                 };
                 let mut stream = client.generate(request).await.unwrap().into_inner();
                 let mut frames = 0;

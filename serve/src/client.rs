@@ -21,6 +21,10 @@ pub struct GenerateArgs {
     pub seed: u64,
     pub primer: Option<PathBuf>,
     pub tempo_bpm: Option<f64>,
+    /// The piece's key (default: the primer's, else C major).
+    pub key: Option<pianoroll::key::KeyName>,
+    /// Its time signature (default: the primer's, else 4/4).
+    pub meter: Option<pianoroll::meter::Meter>,
     pub output: PathBuf,
     pub png: Option<PathBuf>,
     pub wav: Option<PathBuf>,
@@ -123,6 +127,8 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
                 primer,
                 tempo_bpm: args.tempo_bpm,
                 chunk_frames: 0,
+                key: args.key.map(|k| k.to_string()).unwrap_or_default(),
+                meter: args.meter.map(|m| m.to_string()).unwrap_or_default(),
             }),
             png: args.png.is_some(),
             audio: if args.wav.is_some() { "wav" } else { "" }.to_owned(),
@@ -139,12 +145,15 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     }
     if let Some(summary) = response.summary {
         println!(
-            "{}: {} frames after a {}-frame primer in {:.2} s on {} -> {}",
+            "{}: {} frames after a {}-frame primer in {:.2} s on {}, in {}, {} at {} bpm -> {}",
             summary.model,
             summary.generated_frames,
             summary.primer_frames,
             summary.seconds,
             summary.execution_provider,
+            summary.key,
+            summary.meter,
+            summary.tempo_bpm,
             args.output.display()
         );
     }

@@ -5,13 +5,21 @@
 //! model's batcher; a finished [`Piece`] is written as MIDI, PNG or WAV here too. The API
 //! modules only translate their messages to and from these types, so a rule (a limit, a
 //! default, how a primer is read) has one home.
+//!
+//! A piece's key, meter and tempo ([`pianoroll::setting`]) come from the request, else the
+//! MIDI primer, else C major, 4/4 and 120: the model works in the key it was trained in, and
+//! every frame that leaves here (streamed, written, the primer's echo) is moved to the piece's
+//! key ([`Started::events`], [`Started::finish`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use pianoroll::midi::MidiWriteOptions;
+use pianoroll::key::KeyName;
+use pianoroll::meter::Meter;
 use pianoroll::render::{PngOptions, render_png};
+use pianoroll::setting::{Asked, RoundTrip};
 use pianoroll::{Frame, PianoRoll, write_midi};
+use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
 use crate::batcher::{Event, Job, Slots};
@@ -52,7 +60,8 @@ impl Default for Limits {
 }
 
 const DEFAULT_CHUNK_FRAMES: usize = 16;
-const MAX_TEMPO_BPM: f64 = 1_000.0;
+/// The fastest tempo a request may ask for, quarter notes per minute.
+pub const MAX_TEMPO_BPM: f64 = 1_000.0;
 
 /// One generation, as every API asks for it.
 #[derive(Clone, Debug, Default)]
@@ -64,10 +73,37 @@ pub struct Generation {
     pub temperature: Option<f32>,
     pub seed: u64,
     pub primer: Primer,
-    /// Tempo of the written MIDI and audio on a beat grid (default 120 bpm).
+    /// Tempo of the written MIDI and audio on a beat grid (default: the MIDI primer's, else
+    /// 120 bpm).
     pub tempo_bpm: Option<f64>,
+    /// The key the piece is written in (default: the MIDI primer's, else C major).
+    pub key: Option<KeyName>,
+    /// Its time signature (default: the MIDI primer's, else 4/4).
+    pub meter: Option<Meter>,
     /// Frames per batcher event (0: the default, 16).
     pub chunk_frames: u32,
+}
+
+/// A request's `key` field: empty for none, else a key name ("D", "F# minor").
+pub fn parse_key(field: &str, text: &str) -> Result<Option<KeyName>, Status> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+/// A request's `meter` field: empty for none, else a time signature ("6/8").
+pub fn parse_meter(field: &str, text: &str) -> Result<Option<Meter>, Status> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e: pianoroll::meter::MeterError| {
+            Status::invalid_argument(format!("{field}: {text:?}: {e}"))
+        })
 }
 
 /// What a generation continues.
@@ -78,14 +114,14 @@ pub enum Primer {
     None,
     /// A MIDI file, read onto the model's grid.
     Midi(Vec<u8>),
-    /// Frames already on the model's grid.
+    /// Frames already on the model's grid, in the key it works in.
     Frames(Vec<Frame>),
 }
 
-/// A MIDI primer on `model`'s grid.
-pub fn read_primer(bytes: &[u8], model: &LoadedModel) -> Result<Vec<Frame>, Status> {
+/// A MIDI primer on `model`'s grid, as the model reads it (moved to C for a model trained in
+/// C), with its key, meter and tempo.
+pub fn read_primer(bytes: &[u8], model: &LoadedModel) -> Result<pianoroll::Piece, Status> {
     pianoroll::read_midi(bytes, &model.card.roll_settings)
-        .map(|piece| piece.roll.frames().to_vec())
         .map_err(|e| Status::invalid_argument(format!("primer_midi: {e}")))
 }
 
@@ -106,20 +142,40 @@ pub struct Engine {
 /// A validated request, queued on its model's batcher.
 pub struct Started<'a> {
     pub model: &'a LoadedModel,
-    /// The primer's frames, on the model's grid.
+    /// The primer's frames, on the model's grid, in the piece's key.
     pub primer: Vec<Frame>,
-    /// The generated frames as the batcher sends them; dropping this cancels the generation.
-    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    /// The piece's setting, and the move from the model's frames to its key.
+    pub trip: RoundTrip,
+    /// The generated frames as the batcher sends them (in the model's key); dropping this
+    /// cancels the generation.
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
 }
 
 impl<'a> Started<'a> {
+    /// The generated frames as they are sampled, in the piece's key; dropping the stream
+    /// cancels the generation.
+    pub fn events(self) -> impl Stream<Item = Event> + Send + use<> {
+        let trip = self.trip;
+        tokio_stream::wrappers::UnboundedReceiverStream::new(self.events).map(move |event| {
+            match event {
+                Event::Frames { first, frames } => Event::Frames {
+                    first,
+                    frames: trip.frames(&frames),
+                },
+                other => other,
+            }
+        })
+    }
+
     /// Wait for the whole piece.
     pub async fn finish(mut self) -> Result<Piece<'a>, Status> {
         let primer_frames = self.primer.len();
         let mut frames = self.primer;
         let seconds = loop {
             match self.events.recv().await {
-                Some(Event::Frames { frames: chunk, .. }) => frames.extend(chunk),
+                Some(Event::Frames { frames: chunk, .. }) => {
+                    frames.extend(chunk.into_iter().map(|f| self.trip.frame(f)))
+                }
                 Some(Event::Done { seconds }) => break seconds,
                 Some(Event::Failed(message)) => {
                     return Err(Status::internal(format!("the model failed: {message}")));
@@ -131,6 +187,7 @@ impl<'a> Started<'a> {
             model: self.model,
             primer_frames,
             frames,
+            trip: self.trip,
             seconds,
         })
     }
@@ -140,8 +197,10 @@ impl<'a> Started<'a> {
 pub struct Piece<'a> {
     pub model: &'a LoadedModel,
     pub primer_frames: usize,
-    /// The primer's frames, then the generated ones.
+    /// The primer's frames, then the generated ones, in the piece's key.
     pub frames: Vec<Frame>,
+    /// The piece's key, meter and tempo, and how its frames were moved there.
+    pub trip: RoundTrip,
     /// From accepting the request to the last frame.
     pub seconds: f64,
 }
@@ -156,29 +215,26 @@ impl Piece<'_> {
         PianoRoll::from_frames(self.frames.clone())
     }
 
-    /// The piece as a PNG picture, the primer's end marked.
+    /// The piece as a PNG picture, bar lines after its meter, the primer's end marked.
     pub fn png(&self) -> Vec<u8> {
         render_png(
             &self.roll(),
             &PngOptions {
                 primer_frames: self.primer_frames,
+                bars: Some(self.trip.bars(self.model.card.roll_settings.grid)),
                 ..Default::default()
             },
         )
     }
 
-    /// The piece as a Standard MIDI File, titled with the model that wrote it.
-    pub fn midi(&self, tempo_bpm: Option<f64>) -> Vec<u8> {
+    /// The piece as a Standard MIDI File with its tempo, key and time signature, titled with
+    /// the model that wrote it.
+    pub fn midi(&self) -> Vec<u8> {
         let title = proto::card::piece_title(&self.model.name, &self.model.card.kind);
         write_midi(
             &self.roll(),
             self.model.card.roll_settings.grid,
-            &MidiWriteOptions {
-                tempo_bpm,
-                title: Some(&title),
-                key: None,
-                meter: None,
-            },
+            &self.trip.midi_options(Some(&title)),
         )
     }
 }
@@ -255,12 +311,20 @@ impl Engine {
         })
     }
 
-    /// The primer's frames on `model`'s grid, within the frame limit.
-    fn primer(&self, primer: &Primer, model: &LoadedModel) -> Result<Vec<Frame>, Status> {
-        let frames = match primer {
-            Primer::None => Vec::new(),
-            Primer::Midi(bytes) => read_primer(bytes, model)?,
-            Primer::Frames(frames) => frames.clone(),
+    /// The primer's frames on `model`'s grid, in the key the model works in, within the frame
+    /// limit; and the MIDI primer as read, for its key, meter and tempo.
+    fn primer(
+        &self,
+        primer: &Primer,
+        model: &LoadedModel,
+    ) -> Result<(Vec<Frame>, Option<pianoroll::Piece>), Status> {
+        let (frames, read) = match primer {
+            Primer::None => (Vec::new(), None),
+            Primer::Midi(bytes) => {
+                let piece = read_primer(bytes, model)?;
+                (piece.roll.frames().to_vec(), Some(piece))
+            }
+            Primer::Frames(frames) => (frames.clone(), None),
         };
         if frames.len() > self.limits.max_frames {
             return Err(Status::resource_exhausted(format!(
@@ -269,7 +333,7 @@ impl Engine {
                 self.limits.max_frames
             )));
         }
-        Ok(frames)
+        Ok((frames, read))
     }
 
     /// Whether the WAV of a piece of `frames` frames (primer and generated) on `model`'s grid
@@ -351,7 +415,15 @@ impl Engine {
                 "tempo_bpm: must be in (0, {MAX_TEMPO_BPM}], got {bpm}"
             )));
         }
-        let primer = self.primer(&request.primer, model)?;
+        let (primer, read) = self.primer(&request.primer, model)?;
+        let trip = RoundTrip::new(
+            read.as_ref(),
+            &Asked {
+                key: request.key,
+                meter: request.meter,
+                tempo_bpm: request.tempo_bpm,
+            },
+        );
         let slot = self.slots.try_acquire().ok_or_else(|| {
             Status::resource_exhausted(format!(
                 "the server is running its limit of {} generations; try again shortly",
@@ -382,7 +454,8 @@ impl Engine {
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
         Ok(Started {
             model,
-            primer,
+            primer: trip.frames(&primer),
+            trip,
             events,
         })
     }

@@ -6,8 +6,8 @@
 //! |---|---|
 //! | `GET /` | the page (`serve/web/index.html`, built into the binary: no CDN) |
 //! | `GET /api/models` | JSON: `[{name, kind, head, frames_per_beat, test_nll_per_frame}]` |
-//! | `POST /api/generate?model=M&frames=N&temperature=T&seed=S`, body: a primer MIDI file or nothing | NDJSON, one object a line: `{"primer": [[pitch, ...], ...]}`, then `{"first": i, "frames": [...]}` as frames are sampled, then `{"done": {"seconds": s}}`, or `{"error": "..."}` |
-//! | `POST /api/render?model=M&format=wav\|mid`, body: JSON `[[pitch, ...], ...]` | the roll as a WAV (the server's SoundFont) or MIDI file on that model's grid; 413 beyond a primer and a generation of `--max-frames` each, or a WAV over `--max-response-bytes` |
+//! | `POST /api/generate?model=M&frames=N&temperature=T&seed=S&key=K&meter=M`, body: a primer MIDI file or nothing | NDJSON, one object a line: `{"primer": [[pitch, ...], ...], "setting": {"key": "D major", "meter": "6/8", "tempo_bpm": 120, "bar_frames": 6}}` (the piece's key, meter, tempo and frames a bar: from `key` and `meter`, else the primer's, else C major, 4/4, 120), then `{"first": i, "frames": [...]}` as frames are sampled (in the piece's key), then `{"done": {"seconds": s}}`, or `{"error": "..."}` |
+//! | `POST /api/render?model=M&format=wav\|mid&key=K&meter=M&tempo_bpm=B`, body: JSON `[[pitch, ...], ...]` | the roll as a WAV (the server's SoundFont) or MIDI file on that model's grid, written with that key signature, time signature and tempo (default C major, 4/4, 120; the notes are not moved); 413 beyond a primer and a generation of `--max-frames` each, or a WAV over `--max-response-bytes` |
 //!
 //! Errors before a stream starts are JSON `{"error": "..."}` with the HTTP status of the gRPC
 //! code (400 bad argument, 404 unknown model, 429 over a limit, 503 shutting down), or 401
@@ -23,12 +23,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Code, Status};
 
 use crate::auth::RequireToken;
 use crate::batcher::{Event, frame_of};
-use crate::engine::{Engine, Generation, Primer, read_primer};
+use crate::engine::{Engine, Generation, Primer, parse_key, parse_meter};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 
@@ -146,6 +145,10 @@ struct GenerateParams {
     temperature: Option<f32>,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    meter: String,
 }
 
 fn pitches(frames: &[pianoroll::Frame]) -> Vec<Vec<u8>> {
@@ -168,25 +171,26 @@ async fn generate(
         (Err(rejection), _) => return rejected(rejection),
         (_, Err(rejection)) => return rejected(rejection),
     };
-    // The primer is read here, onto the model's grid, so the page can draw it.
-    let primer = if body.is_empty() {
-        Primer::None
-    } else {
-        let frames = engine
-            .model(&params.model)
-            .and_then(|model| read_primer(&body, model));
-        match frames {
-            Ok(frames) => Primer::Frames(frames),
-            Err(status) => return error_response(&status),
-        }
+    let (key, meter) = match (
+        parse_key("key", &params.key),
+        parse_meter("meter", &params.meter),
+    ) {
+        (Ok(key), Ok(meter)) => (key, meter),
+        (Err(status), _) | (_, Err(status)) => return error_response(&status),
     };
     let generation = Generation {
         model: params.model,
         frames: params.frames,
         temperature: params.temperature,
         seed: params.seed,
-        primer,
+        primer: if body.is_empty() {
+            Primer::None
+        } else {
+            Primer::Midi(body.to_vec())
+        },
         tempo_bpm: None,
+        key,
+        meter,
         chunk_frames: 8,
     };
     // Counted as what it is: a streamed generation, like gRPC's `Generate`.
@@ -195,10 +199,20 @@ async fn generate(
         Ok(started) => started,
         Err(status) => return error_response(&status),
     };
-    let first = tokio_stream::once(line(
-        serde_json::json!({ "primer": pitches(&started.primer) }),
-    ));
-    let rest = UnboundedReceiverStream::new(started.events).map(|event| match event {
+    // The page draws the primer as the server read it, in the piece's key, with its bar lines,
+    // and renders the piece with its setting.
+    let setting = started.trip.setting;
+    let grid = started.model.card.roll_settings.grid;
+    let first = tokio_stream::once(line(serde_json::json!({
+        "primer": pitches(&started.primer),
+        "setting": {
+            "key": setting.key.name(),
+            "meter": setting.meter.to_string(),
+            "tempo_bpm": pianoroll::midi::written_tempo_bpm(grid, setting.tempo_bpm),
+            "bar_frames": started.trip.bars(grid).length(),
+        },
+    })));
+    let rest = started.events().map(|event| match event {
         Event::Frames { first, frames } => line(serde_json::json!({
             "first": first,
             "frames": pitches(&frames),
@@ -216,6 +230,11 @@ async fn generate(
 struct RenderParams {
     model: String,
     format: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    meter: String,
+    tempo_bpm: Option<f64>,
 }
 
 async fn render(
@@ -230,6 +249,11 @@ async fn render(
     };
     let model = match engine.model(&params.model) {
         Ok(model) => model,
+        Err(status) => return error_response(&status),
+    };
+    // The roll is the piece as the page holds it, already in its key: written as it is.
+    let setting = match render_setting(&params) {
+        Ok(setting) => setting,
         Err(status) => return error_response(&status),
     };
     let frames: Vec<Vec<u32>> = match serde_json::from_slice(&body) {
@@ -261,7 +285,7 @@ async fn render(
     let roll = pianoroll::PianoRoll::from_frames(frames);
     let grid = model.card.roll_settings.grid;
     let (bytes, content_type) = match params.format.as_str() {
-        "wav" => match engine.render_audio(model, roll, None).await {
+        "wav" => match engine.render_audio(model, roll, setting.tempo_bpm).await {
             Ok(wav) => (wav, "audio/wav"),
             Err(status) if status.code() == Code::ResourceExhausted => {
                 return too_large(status.message().to_owned());
@@ -272,7 +296,9 @@ async fn render(
             let title = proto::card::piece_title(&model.name, &model.card.kind);
             let options = pianoroll::midi::MidiWriteOptions {
                 title: Some(&title),
-                ..Default::default()
+                tempo_bpm: setting.tempo_bpm,
+                key: Some(setting.key),
+                meter: Some(setting.meter),
             };
             (pianoroll::write_midi(&roll, grid, &options), "audio/midi")
         }
@@ -283,4 +309,23 @@ async fn render(
         }
     };
     ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+}
+
+/// The key, meter and tempo `/api/render` writes with: the query's, else C major, 4/4, 120.
+fn render_setting(params: &RenderParams) -> Result<pianoroll::setting::Setting, Status> {
+    let default = pianoroll::setting::Setting::default();
+    if let Some(bpm) = params.tempo_bpm
+        && !(bpm.is_finite() && bpm > 0.0 && bpm <= crate::engine::MAX_TEMPO_BPM)
+    {
+        return Err(Status::invalid_argument(format!(
+            "tempo_bpm: must be in (0, {}], got {bpm}",
+            crate::engine::MAX_TEMPO_BPM
+        )));
+    }
+    Ok(pianoroll::setting::Setting {
+        key: parse_key("key", &params.key)?
+            .map_or(default.key, |name| name.key(pianoroll::key::Mode::Major)),
+        meter: parse_meter("meter", &params.meter)?.unwrap_or(default.meter),
+        tempo_bpm: params.tempo_bpm,
+    })
 }

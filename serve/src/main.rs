@@ -146,9 +146,18 @@ struct ClientArgs {
     /// MIDI file to continue.
     #[arg(long)]
     primer: Option<PathBuf>,
-    /// Tempo of the written MIDI file, quarter notes per minute.
+    /// Tempo of the written MIDI file, quarter notes per minute (default: the primer's, else
+    /// 120).
     #[arg(long)]
     tempo: Option<f64>,
+    /// The key the piece is written in: D, "F# minor", Bbm (without a mode, the primer's;
+    /// default: the primer's key, else C major). The model works in the key it was trained in.
+    #[arg(long)]
+    key: Option<pianoroll::key::KeyName>,
+    /// Its time signature, e.g. 6/8 (default: the primer's, else 4/4); the PNG's bar lines
+    /// follow it.
+    #[arg(long)]
+    meter: Option<pianoroll::meter::Meter>,
     #[arg(short, long)]
     output: PathBuf,
     /// Also write the piano roll as a PNG.
@@ -181,6 +190,8 @@ async fn run(cli: Cli) -> Result<()> {
                     seed: args.seed,
                     primer: args.primer,
                     tempo_bpm: args.tempo,
+                    key: args.key,
+                    meter: args.meter,
                     output: args.output,
                     png: args.png,
                     wav: args.wav,

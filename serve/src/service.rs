@@ -12,13 +12,11 @@ use proto::pianoroll_v1::{
 };
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::batcher::{Event, frame_of, pitches};
-use crate::engine::{Engine, Generation, Primer};
+use crate::engine::{Engine, Generation, Primer, parse_key, parse_meter};
 use crate::registry::LoadedModel;
-use crate::runtime::Provider;
 
 /// The gRPC service over the core.
 #[derive(Clone)]
@@ -62,6 +60,8 @@ fn generation(request: GenerateRequest) -> Result<Generation, Status> {
         seed: request.seed,
         primer,
         tempo_bpm: request.tempo_bpm,
+        key: parse_key("key", &request.key)?,
+        meter: parse_meter("meter", &request.meter)?,
         chunk_frames: request.chunk_frames,
     })
 }
@@ -75,19 +75,16 @@ fn wire_frames(frames: &[Frame]) -> Vec<WireFrame> {
         .collect()
 }
 
-fn summary(
-    model: &str,
-    provider: Provider,
-    primer: usize,
-    generated: usize,
-    seconds: f64,
-) -> GenerateSummary {
+/// What a generation's summary says of its model and setting; the counts are the caller's.
+fn summary(model: &LoadedModel, setting: pianoroll::setting::Setting) -> GenerateSummary {
+    let grid = model.card.roll_settings.grid;
     GenerateSummary {
-        model: model.to_owned(),
-        primer_frames: primer as u32,
-        generated_frames: generated as u32,
-        seconds,
-        execution_provider: provider.name().to_owned(),
+        model: model.name.clone(),
+        execution_provider: model.provider.name().to_owned(),
+        key: setting.key.name(),
+        meter: setting.meter.to_string(),
+        tempo_bpm: pianoroll::midi::written_tempo_bpm(grid, setting.tempo_bpm),
+        ..Default::default()
     }
 }
 
@@ -152,11 +149,10 @@ impl Composer for ComposerService {
         let model = request.model.clone();
         let started = generation(request).and_then(|g| self.engine.start(&g));
         let started = self.engine.counted("Generate", &model, started)?;
-        let model = started.model;
-        let (name, provider) = (model.name.clone(), model.provider);
         let primer_frames = started.primer.len();
+        let about = summary(started.model, started.trip.setting);
         let mut generated = 0;
-        let stream = UnboundedReceiverStream::new(started.events).map(move |event| {
+        let stream = started.events().map(move |event| {
             let event = match event {
                 Event::Frames { first, frames } => {
                     generated = first + frames.len();
@@ -165,13 +161,12 @@ impl Composer for ComposerService {
                         frames: wire_frames(&frames),
                     })
                 }
-                Event::Done { seconds } => generate_response::Event::Summary(summary(
-                    &name,
-                    provider,
-                    primer_frames,
-                    generated,
+                Event::Done { seconds } => generate_response::Event::Summary(GenerateSummary {
+                    primer_frames: primer_frames as u32,
+                    generated_frames: generated as u32,
                     seconds,
-                )),
+                    ..about.clone()
+                }),
                 Event::Failed(message) => {
                     return Err(Status::internal(format!("the model failed: {message}")));
                 }
@@ -221,15 +216,15 @@ impl ComposerService {
             // Dropping `started` on refusal cancels the generation before its first frames.
             let frames = started.primer.len() + generation.frames as usize;
             self.engine
-                .check_audio_fits(started.model, frames, generation.tempo_bpm)?;
+                .check_audio_fits(started.model, frames, started.trip.setting.tempo_bpm)?;
         }
         let piece = started.finish().await?;
         let model = piece.model;
-        let midi = piece.midi(generation.tempo_bpm);
+        let midi = piece.midi();
         let png = if request.png { piece.png() } else { Vec::new() };
         let audio = if wav {
             self.engine
-                .render_audio(model, piece.roll(), generation.tempo_bpm)
+                .render_audio(model, piece.roll(), piece.trip.setting.tempo_bpm)
                 .await?
         } else {
             Vec::new()
@@ -238,13 +233,12 @@ impl ComposerService {
             midi,
             png,
             audio,
-            summary: Some(summary(
-                &model.name,
-                model.provider,
-                piece.primer_frames,
-                piece.generated().len(),
-                piece.seconds,
-            )),
+            summary: Some(GenerateSummary {
+                primer_frames: piece.primer_frames as u32,
+                generated_frames: piece.generated().len() as u32,
+                seconds: piece.seconds,
+                ..summary(model, piece.trip.setting)
+            }),
         }))
     }
 }

@@ -101,6 +101,8 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
             primer: Some(Primer::PrimerMidi(primer)),
             tempo_bpm: None,
             chunk_frames: 0,
+            key: String::new(),
+            meter: String::new(),
         };
         let mut composer = ComposerClient::connect(format!("http://{addr}"))
             .await
@@ -146,7 +148,9 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
                 ("seed", "UINT64"),
                 ("temperature", "FP32"),
                 ("tempo_bpm", "FP64"),
-                ("primer_midi", "BYTES")
+                ("primer_midi", "BYTES"),
+                ("key", "BYTES"),
+                ("meter", "BYTES")
             ]
         );
         // int64 shapes arrive as strings in the JSON form of protobuf.

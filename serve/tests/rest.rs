@@ -215,7 +215,9 @@ fn tritonclient_over_rest_composes_what_grpc_composes() {
                     ("seed", "TYPE_UINT64"),
                     ("temperature", "TYPE_FP32"),
                     ("tempo_bpm", "TYPE_FP64"),
-                    ("primer_midi", "TYPE_STRING")
+                    ("primer_midi", "TYPE_STRING"),
+                    ("key", "TYPE_STRING"),
+                    ("meter", "TYPE_STRING")
                 ],
                 "{transport}"
             );

@@ -131,6 +131,8 @@ fn kinds(primer: &[u8], long: bool) -> Vec<GenerateRequest> {
             primer: (i % 4 == 3).then(|| Primer::PrimerMidi(primer.to_vec())),
             tempo_bpm: None,
             chunk_frames: 8,
+            key: String::new(),
+            meter: String::new(),
         })
         .collect()
 }

@@ -87,6 +87,8 @@ fn tls_serves_clients_that_trust_the_certificate() {
                 seed: 1,
                 primer: None,
                 tempo_bpm: None,
+                key: None,
+                meter: None,
                 output: output.clone(),
                 png: None,
                 wav: None,
@@ -203,6 +205,8 @@ fn long_generation(frames: u32) -> GenerateRequest {
         primer: None,
         tempo_bpm: None,
         chunk_frames: 1,
+        key: String::new(),
+        meter: String::new(),
     }
 }
 

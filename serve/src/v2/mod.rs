@@ -14,13 +14,15 @@
 //! | `frames` | INT32 | [1] | frames to generate after the primer (required) |
 //! | `seed` | UINT64 | [1] | the request's random seed (default 0) |
 //! | `temperature` | FP32 | [1] | sampling temperature (default 1) |
-//! | `tempo_bpm` | FP64 | [1] | tempo of the MIDI file (default 120) |
+//! | `tempo_bpm` | FP64 | [1] | tempo of the MIDI file (default: the primer's, else 120) |
 //! | `primer_midi` | BYTES | [1] | a Standard MIDI File to continue (default: silence) |
+//! | `key` | BYTES | [1] | the piece's key, UTF-8: "D", "F# minor" (default: the primer's, else C major) |
+//! | `meter` | BYTES | [1] | its time signature, UTF-8: "6/8" (default: the primer's, else 4/4) |
 //!
 //! | output | datatype | shape | |
 //! |---|---|---|---|
-//! | `roll` | UINT8 | [frames, keys] | the generated frames, 1 where a key sounds |
-//! | `midi` | BYTES | [1] | the primer and the generated frames as a MIDI file |
+//! | `roll` | UINT8 | [frames, keys] | the generated frames in the piece's key, 1 where a key sounds |
+//! | `midi` | BYTES | [1] | the primer and the generated frames as a MIDI file, with the piece's tempo, key and time signature |
 //!
 //! A wrong datatype, shape, name or missing input is refused (INVALID_ARGUMENT, HTTP 400)
 //! naming the tensor. Outputs are produced in the protocol's raw layout (little-endian
@@ -42,7 +44,7 @@ use proto::inference::{
 };
 use tonic::Status;
 
-use crate::engine::{Engine, Generation, Primer};
+use crate::engine::{Engine, Generation, Primer, parse_key, parse_meter};
 use crate::registry::LoadedModel;
 
 /// The one version of every model.
@@ -91,12 +93,14 @@ impl Datatype {
 }
 
 /// The inputs, in the order `ModelMetadata` lists them.
-pub const INPUTS: [(&str, Datatype); 5] = [
+pub const INPUTS: [(&str, Datatype); 7] = [
     ("frames", Datatype::Int32),
     ("seed", Datatype::Uint64),
     ("temperature", Datatype::Fp32),
     ("tempo_bpm", Datatype::Fp64),
     ("primer_midi", Datatype::Bytes),
+    ("key", Datatype::Bytes),
+    ("meter", Datatype::Bytes),
 ];
 
 pub const ROLL: &str = "roll";
@@ -271,6 +275,8 @@ impl V2 {
                 Some(Value::Float(t)) => Some(t),
                 _ => None,
             },
+            key: parse_key("input key", &text(&mut values, "key")?)?,
+            meter: parse_meter("input meter", &text(&mut values, "meter")?)?,
             chunk_frames: 0,
         };
         let piece = self.engine.start(&generation)?.finish().await?;
@@ -294,7 +300,7 @@ impl V2 {
                         name: MIDI,
                         datatype: Datatype::Bytes,
                         shape: vec![1],
-                        raw: bytes_element(&piece.midi(generation.tempo_bpm)),
+                        raw: bytes_element(&piece.midi()),
                     }
                 }
             })
@@ -459,6 +465,15 @@ pub fn bytes_element(bytes: &[u8]) -> Vec<u8> {
     let mut raw = (bytes.len() as u32).to_le_bytes().to_vec();
     raw.extend_from_slice(bytes);
     raw
+}
+
+/// A BYTES input holding text ("" when it is not given).
+fn text(values: &mut HashMap<&'static str, Value>, name: &str) -> Result<String, Status> {
+    match values.remove(name) {
+        Some(Value::Bytes(bytes)) => String::from_utf8(bytes)
+            .map_err(|_| Status::invalid_argument(format!("input {name}: not UTF-8 text"))),
+        _ => Ok(String::new()),
+    }
 }
 
 /// The inputs by name, each checked against [`INPUTS`].

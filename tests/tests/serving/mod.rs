@@ -183,6 +183,8 @@ pub fn request(model: &str, frames: u32, seed: u64) -> GenerateRequest {
         primer: None,
         tempo_bpm: None,
         chunk_frames: 5,
+        key: String::new(),
+        meter: String::new(),
     }
 }
 
