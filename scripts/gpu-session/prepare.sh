@@ -5,10 +5,13 @@
 #
 #   bash scripts/gpu-session/prepare.sh
 #
-# Then, with the device tool: one call per part, back to back (carry [".ortcuda/part-0N"],
-# command `true`), and the measuring call: carry [".gpu", ".ortcuda"], command
-# `bash scripts/gpu-session/measure.sh`, timeout 540 s. Both folders are git-ignored. A call
-# carries 64 MiB with the working tree (about 17 MiB), hence parts of 40 MiB.
+# Then, with the device tool, back to back (the machine goes back after about 30 s idle, and
+# with it /tmp): one call per part, carry [".ortcuda/part-0N"], command
+# `bash scripts/gpu-session/receive.sh` (it copies the part to /tmp/parts: a transfer replaces
+# the whole .ortcuda/ folder there, so the parts sent before would be gone); then the measuring
+# call: carry [".gpu"], command `bash scripts/gpu-session/measure.sh`, timeout 540 s. Both
+# folders are git-ignored. A call carries 64 MiB with the working tree (about 15 MiB), hence
+# parts of 40 MiB. The GPU machine has xz but no zstd: the parts are xz.
 set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 cd "$PIANOROLL_ROOT"
@@ -37,4 +40,10 @@ cp "$batching" .gpu/batching
 strip .gpu/*
 "$CARGO_TARGET_DIR/release/pipeline" build data/nottingham -o .gpu/nottingham --force
 PART_MB=40 bash "$PIANOROLL_ROOT/../shared/tools/ort-cuda-parts.sh" .ortcuda
+# measure.sh checks the parts it finds in /tmp/parts against these sums.
+cp .ortcuda/SHA256SUMS .gpu/ortcuda-SHA256SUMS
 du -sh .gpu .ortcuda
+echo "device calls: $(cd .ortcuda && ls part-* | wc -l) with carry [.ortcuda/part-0N] and" \
+    "'bash scripts/gpu-session/receive.sh', then carry [.gpu] and 'bash scripts/gpu-session/measure.sh'"
+size=$(du -sm .gpu | cut -f1)
+[ "$size" -le 48 ] || echo "warning: .gpu is ${size} MiB; with the working tree a call carries 64 MiB" >&2

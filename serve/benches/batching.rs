@@ -3,18 +3,19 @@
 //! makes one ONNX Runtime call per request per frame (same model, same ONNX Runtime, no gRPC).
 //!
 //! `cargo bench -p serve --bench batching -- MODELS_DIR` (default `out/models`, which the main
-//! job writes; relative to the repository root); `scripts/bench.sh` also exports full-size
-//! models to measure. Every model folder in MODELS_DIR is measured. Figures go to BENCHMARKS.md.
+//! job writes; a relative folder is looked for from the working folder, then from the
+//! repository root, since cargo runs benchmarks in the package's folder); `scripts/bench.sh`
+//! also exports full-size models to measure. Every model folder in MODELS_DIR is measured.
+//! Figures go to BENCHMARKS.md.
 //!
 //! Environment: `BENCH_DEVICE` (`cpu`, the default, or `cuda`: the server's provider and the
 //! naive loop's), `BENCH_STREAMS` (default `1,8,64`), `BENCH_NAIVE_UP_TO` (the naive loop runs
-//! only up to this many streams; default 64).
+//! only up to this many streams; default 64), `BENCH_THREADS` (ONNX Runtime threads per model;
+//! default: the server's default, [`serve::server::default_threads`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ort::session::SessionInputValue;
-use ort::value::Tensor;
 use proto::card::ModelCard;
 use proto::pianoroll_v1::composer_client::ComposerClient;
 use proto::pianoroll_v1::{GenerateRequest, generate_response};
@@ -30,6 +31,8 @@ struct Settings {
     device: Device,
     streams: Vec<usize>,
     naive_up_to: usize,
+    /// ONNX Runtime threads per model (None: the server's default).
+    threads: Option<usize>,
 }
 
 impl Settings {
@@ -51,10 +54,12 @@ impl Settings {
             .collect();
         let naive_up_to = var("BENCH_NAIVE_UP_TO")
             .map_or(64, |n| n.parse().expect("BENCH_NAIVE_UP_TO: a number"));
+        let threads = var("BENCH_THREADS").map(|n| n.parse().expect("BENCH_THREADS: a number"));
         Settings {
             device,
             streams,
             naive_up_to,
+            threads,
         }
     }
 }
@@ -129,48 +134,13 @@ async fn served(
     }
 }
 
-/// A step's inputs for `rows` rows: frames, uniforms (the request's own draws), temperature 1
-/// and the state.
-fn feed<'a>(
-    card: &'a ModelCard,
-    rows: usize,
-    frames: &[f32],
-    uniform: &[f32],
-    state: &[Vec<f32>],
-) -> Vec<(std::borrow::Cow<'a, str>, SessionInputValue<'static>)> {
-    let sampling = card.sampling().unwrap();
-    let tensor = |width: usize, values: Vec<f32>| -> SessionInputValue<'static> {
-        Tensor::from_array(([rows, width], values)).unwrap().into()
-    };
-    let mut inputs = vec![
-        (
-            card.frame_input.as_str().into(),
-            tensor(88, frames.to_vec()),
-        ),
-        (
-            sampling.uniform_input.as_str().into(),
-            tensor(88, uniform.to_vec()),
-        ),
-        (
-            sampling.temperature_input.as_str().into(),
-            tensor(1, vec![1.0; rows]),
-        ),
-    ];
-    for (spec, values) in card.states.iter().zip(state) {
-        inputs.push((
-            spec.input.as_str().into(),
-            tensor(spec.width, values.clone()),
-        ));
-    }
-    inputs
-}
-
 /// The naive server loop: each round, one session call per request (batch 1); a request's
 /// next frame comes once per round, so the round's duration is its per-frame latency.
-fn naive(folder: &std::path::Path, streams: usize, device: Device) -> Figures {
+fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usize) -> Figures {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) = session(environment, &folder.join("model.onnx"), device, 1).unwrap();
+    let (mut session, _) =
+        session(environment, &folder.join("model.onnx"), device, threads).unwrap();
     let mut states: Vec<Vec<Vec<f32>>> = (0..streams)
         .map(|_| {
             card.states
@@ -189,7 +159,9 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device) -> Figures {
         let round = Instant::now();
         for ((state, frame), uniforms) in states.iter_mut().zip(&mut frames).zip(&mut uniforms) {
             uniforms.fill(&mut uniform);
-            let outputs = session.run(feed(&card, 1, frame, &uniform, state)).unwrap();
+            let outputs = session
+                .run(serve::invariance::step_inputs(&card, 1, frame, &uniform, state).unwrap())
+                .unwrap();
             for (spec, values) in card.states.iter().zip(state.iter_mut()) {
                 let (_, data) = outputs[spec.output.as_str()]
                     .try_extract_tensor::<f32>()
@@ -213,87 +185,48 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device) -> Figures {
 }
 
 /// Whether a row's logits depend on the rest of its batch: 8 steps of 64 random rows run as one
-/// batch and each row alone, with the same uniforms. Returns (largest absolute difference,
-/// values not bit-identical, values compared). Sampling is reproducible across batch sizes only
-/// if this is zero.
-fn row_independence(folder: &std::path::Path, device: Device) -> (f32, usize, usize) {
-    const ROWS: usize = 64;
+/// batch and each row alone ([`serve::invariance`], which the server runs at load on 8 rows).
+fn row_independence(
+    folder: &std::path::Path,
+    device: Device,
+    threads: usize,
+) -> serve::invariance::BatchInvariance {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) = session(environment, &folder.join("model.onnx"), device, 1).unwrap();
-    let mut run = |rows: usize, frame: &[f32], uniform: &[f32], state: &[Vec<f32>]| {
-        let outputs = session
-            .run(feed(&card, rows, frame, uniform, state))
-            .unwrap();
-        let read = |name: &str| {
-            outputs[name]
-                .try_extract_tensor::<f32>()
-                .unwrap()
-                .1
-                .to_vec()
-        };
-        let state: Vec<Vec<f32>> = card.states.iter().map(|s| read(&s.output)).collect();
-        (read(&card.logits_output), state)
-    };
-    // A fixed pseudo-random pattern of about 5% keys on.
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut bit = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        if seed.is_multiple_of(20) { 1.0 } else { 0.0 }
-    };
-    let mut batch_state: Vec<Vec<f32>> = card
-        .states
-        .iter()
-        .map(|s| vec![s.initial; ROWS * s.width])
-        .collect();
-    let mut row_states: Vec<Vec<Vec<f32>>> = (0..ROWS)
-        .map(|_| {
-            card.states
-                .iter()
-                .map(|s| vec![s.initial; s.width])
-                .collect()
-        })
-        .collect();
-    let (mut worst, mut differing, mut compared) = (0f32, 0, 0);
-    for _ in 0..8 {
-        let frames: Vec<f32> = (0..ROWS * 88).map(|_| bit()).collect();
-        let uniform: Vec<f32> = (0..ROWS * 88).map(|i| (i % 97) as f32 / 97.0).collect();
-        let (logits, next) = run(ROWS, &frames, &uniform, &batch_state);
-        batch_state = next;
-        for (row, state) in row_states.iter_mut().enumerate() {
-            let keys = row * 88..(row + 1) * 88;
-            let (alone, next) = run(1, &frames[keys.clone()], &uniform[keys], state);
-            *state = next;
-            for (a, b) in alone.iter().zip(&logits[row * 88..(row + 1) * 88]) {
-                worst = worst.max((a - b).abs());
-                differing += usize::from(a.to_bits() != b.to_bits());
-                compared += 1;
-            }
-        }
-    }
-    (worst, differing, compared)
+    let (mut session, _) =
+        session(environment, &folder.join("model.onnx"), device, threads).unwrap();
+    serve::invariance::measure(&mut session, &card, 64, 8).unwrap()
 }
 
 fn main() {
-    // cargo runs benchmarks in the package folder: relative paths are from the repository root.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let models = root.join(
+    let asked = PathBuf::from(
         std::env::args()
             .skip(1)
             .find(|a| !a.starts_with('-'))
             .unwrap_or_else(|| "out/models".to_owned()),
     );
-    assert!(
-        models.is_dir(),
-        "{}: no model folders (run scripts/main.sh first, or give a folder)",
-        models.display()
-    );
+    // From the working folder first (a copied bench binary runs anywhere); cargo runs
+    // benchmarks in the package's folder, so then from the repository root, where it was built.
+    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let models = [asked.clone(), built_in.join(&asked)]
+        .into_iter()
+        .find(|folder| folder.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no model folders here or in {} (run scripts/main.sh first, or give a folder)",
+                asked.display(),
+                built_in.display()
+            )
+        });
     let settings = Settings::from_env();
+    let models_count = serve::registry::model_folders(&models).map_or(1, |m| m.len());
+    let threads = settings
+        .threads
+        .unwrap_or_else(|| serve::server::default_threads(settings.device, models_count));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = Server::load(ServerConfig {
         device: settings.device,
+        threads,
         ..ServerConfig::cpu(models.clone())
     })
     .unwrap();
@@ -308,7 +241,7 @@ fn main() {
         let _ = stopped.await;
     }));
     println!(
-        "{FRAMES} frames per stream, 1 ONNX Runtime thread per model, {} cores",
+        "{FRAMES} frames per stream, {threads} ONNX Runtime threads per model, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (name, kind, provider) in &names {
@@ -317,10 +250,11 @@ fn main() {
             "{name} ({kind}, {} head, {} parameters) on {provider}:",
             card.head, card.metrics.parameters
         );
-        let (worst, differing, compared) = row_independence(&models.join(name), settings.device);
+        let found = row_independence(&models.join(name), settings.device, threads);
         println!(
-            "  rows alone vs in a batch of 64: {differing} of {compared} logits differ in any bit \
-             (largest difference {worst:e})"
+            "  rows alone vs in a batch of 64: {} of {} logits differ in any bit \
+             (largest difference {:e})",
+            found.differing, found.compared, found.largest_difference
         );
         // Warm up the session and the connections.
         let stats = &stats[name];
@@ -331,7 +265,7 @@ fn main() {
             if streams > settings.naive_up_to {
                 continue;
             }
-            let looped = naive(&models.join(name), streams, settings.device);
+            let looped = naive(&models.join(name), streams, settings.device, threads);
             print("naive", streams, &looped);
             println!(
                 "  {:>21}  batching: {:.1}x the frames/s",

@@ -5,6 +5,7 @@
 //! - [`runtime`]: loading ONNX Runtime, choosing the execution provider.
 //! - [`registry`]: the model folders a server runs.
 //! - [`batcher`]: continuous batching, one session call per frame for all generations of a model.
+//! - [`invariance`]: whether a row's result depends on its batch, measured at load.
 //! - [`service`]: the gRPC service, validation and status codes.
 //! - [`v2`]: the Open Inference Protocol (KServe v2) beside it, for Triton and KServe clients:
 //!   over gRPC on the same port, and over HTTP/JSON (`--rest`).
@@ -19,6 +20,7 @@ pub mod batcher;
 pub mod client;
 pub mod engine;
 pub mod http;
+pub mod invariance;
 pub mod listen;
 pub mod metrics;
 pub mod registry;

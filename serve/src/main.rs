@@ -65,9 +65,11 @@ struct ServerArgs {
     /// auto: CUDA when ONNX Runtime can use it, else CPU; cuda: fail without it.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
-    /// ONNX Runtime threads per model (0: ONNX Runtime's default).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// ONNX Runtime threads per model (0: ONNX Runtime's default). Default: the machine's
+    /// cores but one (for the network), shared between the models, at least one each; on
+    /// CUDA, one.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Most frames one request may generate (and the longest primer).
     #[arg(long, default_value_t = Limits::default().max_frames)]
     max_frames: usize,
@@ -206,10 +208,19 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve_models(args: ServerArgs) -> Result<()> {
+    let threads = match args.threads {
+        Some(threads) => threads,
+        None => {
+            // A folder that cannot be read fails at load, naming the flag.
+            let models = serve::registry::model_folders(&args.models).map_or(1, |m| m.len());
+            serve::server::default_threads(args.device, models)
+        }
+    };
+    tracing::info!("ONNX Runtime threads per model: {threads}");
     let config = ServerConfig {
         models: args.models,
         device: args.device,
-        threads: args.threads,
+        threads,
         limits: Limits {
             max_frames: args.max_frames,
             max_concurrent: args.max_concurrent,

@@ -2,11 +2,12 @@
 //! `model.json`. A broken folder is reported and skipped; the others still serve.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
 
 use crate::batcher::Batcher;
+use crate::invariance::BatchInvariance;
 use crate::runtime::{Device, Provider, RuntimeError, session};
 
 /// A loaded model and the thread that runs it.
@@ -14,8 +15,14 @@ pub struct LoadedModel {
     pub name: String,
     pub card: ModelCard,
     pub provider: Provider,
+    /// Whether the provider computes a row the same in a batch as alone, measured at load.
+    pub invariance: BatchInvariance,
     pub batcher: Batcher,
 }
+
+/// Rows and steps of the load-time measurement ([`crate::invariance`]): a few milliseconds.
+const INVARIANCE_ROWS: usize = 8;
+const INVARIANCE_STEPS: usize = 4;
 
 /// A model folder that could not be loaded, and why.
 #[derive(Debug)]
@@ -33,6 +40,22 @@ pub enum RegistryError {
     Runtime(#[from] RuntimeError),
 }
 
+/// The folders of `dir` meant to be models (holding a graph or a card; not hidden, which
+/// staging folders of an export in progress are), with their names, in name order.
+pub fn model_folders(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut folders: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir())
+        .filter_map(|path| Some((path.file_name()?.to_str()?.to_owned(), path)))
+        .filter(|(name, path)| {
+            !name.starts_with('.')
+                && (path.join(GRAPH_FILE).is_file() || path.join(CARD_FILE).is_file())
+        })
+        .collect();
+    folders.sort();
+    Ok(folders)
+}
+
 /// The models in `dir`, by name, and the folders that failed. `threads` is each session's
 /// intra-op thread count (0: ONNX Runtime's default).
 pub fn load_models(
@@ -45,30 +68,11 @@ pub fn load_models(
         path: dir.display().to_string(),
         error,
     };
-    let mut folders: Vec<_> = std::fs::read_dir(dir)
-        .map_err(folder_error)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_dir())
-        .collect();
-    folders.sort();
     let mut models = BTreeMap::new();
     let mut broken = Vec::new();
-    for folder in folders {
-        let Some(name) = folder
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue; // staging folders of an export in progress
-        }
-        if !folder.join(GRAPH_FILE).is_file() && !folder.join(CARD_FILE).is_file() {
-            continue; // not meant to be a model
-        }
+    for (name, folder) in model_folders(dir).map_err(folder_error)? {
         match load_one(environment, &folder, device, threads)? {
-            Ok((card, session, provider)) => {
+            Ok((card, session, provider, invariance)) => {
                 tracing::info!(
                     "model {name}: {} with a {} head on {}, {} state tensors",
                     card.kind,
@@ -76,6 +80,23 @@ pub fn load_models(
                     provider.name(),
                     card.states.len()
                 );
+                if invariance.bit_identical() {
+                    tracing::info!(
+                        "model {name}: rows batched equal rows alone bit for bit ({} logits): \
+                         a seed gives the same music whatever else runs",
+                        invariance.compared
+                    );
+                } else {
+                    tracing::warn!(
+                        "model {name} on {}: {} of {} logits change when the row runs in a batch \
+                         (by up to {:e}): a seed gives the same music only when the request \
+                         runs alone",
+                        provider.name(),
+                        invariance.differing,
+                        invariance.compared,
+                        invariance.largest_difference
+                    );
+                }
                 let batcher = Batcher::start(&name, session, card.clone());
                 models.insert(
                     name.clone(),
@@ -83,6 +104,7 @@ pub fn load_models(
                         name,
                         card,
                         provider,
+                        invariance,
                         batcher,
                     },
                 );
@@ -100,22 +122,29 @@ pub fn load_models(
 }
 
 /// One model folder: `Ok(Err(reason))` when this folder is broken, `Err` when no model can be
-/// served at all (CUDA demanded but unusable).
+/// served at all (CUDA demanded but unusable). A graph that cannot run the batch-invariance
+/// measurement's steps is broken too.
 #[allow(clippy::type_complexity)]
 fn load_one(
     environment: &ort::environment::Environment,
     folder: &Path,
     device: Device,
     threads: usize,
-) -> Result<Result<(ModelCard, ort::session::Session, Provider), String>, RuntimeError> {
+) -> Result<
+    Result<(ModelCard, ort::session::Session, Provider, BatchInvariance), String>,
+    RuntimeError,
+> {
     let card = match ModelCard::read(folder) {
         Ok(card) => card,
         Err(error) => return Ok(Err(error.to_string())),
     };
     match session(environment, &folder.join(GRAPH_FILE), device, threads) {
-        Ok((session, provider)) => {
-            Ok(check_names(&card, &session).map(|()| (card, session, provider)))
-        }
+        Ok((mut session, provider)) => Ok(check_names(&card, &session).and_then(|()| {
+            let invariance =
+                crate::invariance::measure(&mut session, &card, INVARIANCE_ROWS, INVARIANCE_STEPS)
+                    .map_err(|e| format!("{GRAPH_FILE}: a test step failed: {e}"))?;
+            Ok((card, session, provider, invariance))
+        })),
         Err(error @ RuntimeError::NoCuda(_)) => Err(error),
         Err(error) => Ok(Err(error.to_string())),
     }

@@ -86,6 +86,23 @@ impl TlsFiles {
     }
 }
 
+/// ONNX Runtime's threads per model when `--threads` is not given: on the CPU the machine's
+/// cores but one, shared between the `models` (at least one each), since each model's steps run
+/// on its own batcher thread and a large batch's step spreads over rows, while the one core
+/// left serves the network (encoding every frame for every stream). On this 2-core machine that
+/// keeps one thread a model, which measured best for RWKV (a second thread cost RWKV-NADE 28%
+/// of its frames/s at 64 streams, and gained LSTM-NADE 15%: BENCHMARKS.md). On CUDA one, since
+/// the host threads only launch kernels.
+pub fn default_threads(device: Device, models: usize) -> usize {
+    match device {
+        Device::Cuda => 1,
+        Device::Cpu | Device::Auto => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores.saturating_sub(1) / models.max(1)).max(1)
+        }
+    }
+}
+
 impl ServerConfig {
     /// The model folders in `models`, on the CPU with one ONNX Runtime thread per model, the
     /// default limits, 5 s of drain, the default ONNX Runtime and SoundFont: what tests and

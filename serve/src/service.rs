@@ -119,6 +119,13 @@ fn model_info(model: &LoadedModel) -> ModelInfo {
         lowest_pitch: u32::from(card.lowest_pitch),
         pitch_count: card.pitch_count as u32,
         head: card.head.to_string(),
+        batch_invariance: Some(proto::pianoroll_v1::BatchInvariance {
+            bit_identical: model.invariance.bit_identical(),
+            largest_logit_difference: model.invariance.largest_difference,
+            compared: model.invariance.compared as u32,
+            rows: model.invariance.rows as u32,
+            steps: model.invariance.steps as u32,
+        }),
     }
 }
 

@@ -45,6 +45,16 @@ fn list_models_describes_each_working_model() {
             assert_eq!(model.transpose, "to_c");
             assert!(model.metrics["test_nll_per_frame"] > 0.0);
             assert!(model.metrics["parameters"] > 0.0);
+            // Measured at load: on the CPU provider a row batched equals the row alone.
+            let invariance = model.batch_invariance.unwrap();
+            assert!(invariance.bit_identical, "{}: {invariance:?}", model.name);
+            assert_eq!(invariance.largest_logit_difference, 0.0);
+            assert_eq!(
+                invariance.compared,
+                invariance.rows * invariance.steps * 88,
+                "every logit of every row and step"
+            );
+            assert!(invariance.rows > 1);
         }
         server.stop().await;
     });

@@ -1,0 +1,145 @@
+//! Whether a request's music depends on the other requests in its batch. The batcher runs all
+//! of a model's generations as one batch, so a request's frames are reproducible from its seed
+//! only if the execution provider computes each row of a batch exactly as it would compute that
+//! row alone. ONNX Runtime's CPU kernels do; its CUDA kernels need not (other kernels, other
+//! summation orders for other batch shapes). Rather than assume either, the server measures it
+//! when it loads a model and says what it found in the log and in `ListModels`.
+
+use std::borrow::Cow;
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::Tensor;
+use proto::card::ModelCard;
+
+/// What one measurement found: the logits of `rows` random rows over `steps` steps, run as one
+/// batch and each row alone with the same inputs and states.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchInvariance {
+    pub rows: usize,
+    pub steps: usize,
+    /// Logits compared, and those not bit-identical.
+    pub compared: usize,
+    pub differing: usize,
+    /// The largest absolute difference between a logit in the batch and alone.
+    pub largest_difference: f32,
+}
+
+impl BatchInvariance {
+    /// Every logit equal bit for bit: a seed gives the same music whatever else runs.
+    pub fn bit_identical(&self) -> bool {
+        self.differing == 0
+    }
+}
+
+/// The graph's inputs for `rows` rows: frames and uniforms (88 a row), temperature 1, and the
+/// recurrent states (one vector per state, rows × width). Also the serving bench's naive loop.
+pub fn step_inputs<'a>(
+    card: &'a ModelCard,
+    rows: usize,
+    frames: &[f32],
+    uniform: &[f32],
+    state: &[Vec<f32>],
+) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'static>)>, String> {
+    let sampling = card.sampling()?;
+    let keys = card.pitch_count;
+    let tensor = |width: usize, values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
+        Ok(Tensor::from_array(([rows, width], values))
+            .map_err(|e| e.to_string())?
+            .into())
+    };
+    let mut inputs = vec![
+        (
+            Cow::from(card.frame_input.as_str()),
+            tensor(keys, frames.to_vec())?,
+        ),
+        (
+            Cow::from(sampling.uniform_input.as_str()),
+            tensor(keys, uniform.to_vec())?,
+        ),
+        (
+            Cow::from(sampling.temperature_input.as_str()),
+            tensor(1, vec![1.0; rows])?,
+        ),
+    ];
+    for (spec, values) in card.states.iter().zip(state) {
+        inputs.push((
+            Cow::from(spec.input.as_str()),
+            tensor(spec.width, values.clone())?,
+        ));
+    }
+    Ok(inputs)
+}
+
+/// Measure `session` (a model described by `card`) on `rows` rows for `steps` steps: frames
+/// of a fixed pseudo-random pattern (about 5% of keys on), fixed uniforms.
+pub fn measure(
+    session: &mut Session,
+    card: &ModelCard,
+    rows: usize,
+    steps: usize,
+) -> Result<BatchInvariance, String> {
+    let keys = card.pitch_count;
+    let mut run = |rows: usize, frames: &[f32], uniform: &[f32], state: &[Vec<f32>]| {
+        let outputs = session
+            .run(step_inputs(card, rows, frames, uniform, state)?)
+            .map_err(|e| e.to_string())?;
+        let read = |name: &str| -> Result<Vec<f32>, String> {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| format!("the graph has no output {name:?}"))?;
+            let (_, values) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| e.to_string())?;
+            Ok(values.to_vec())
+        };
+        let state = card
+            .states
+            .iter()
+            .map(|s| read(&s.output))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, String>((read(&card.logits_output)?, state))
+    };
+    // xorshift: the same pattern on every machine, no dependency for it.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut bit = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed.is_multiple_of(20) { 1.0 } else { 0.0 }
+    };
+    let mut batch_state: Vec<Vec<f32>> = card
+        .states
+        .iter()
+        .map(|s| vec![s.initial; rows * s.width])
+        .collect();
+    let mut row_states: Vec<Vec<Vec<f32>>> = (0..rows)
+        .map(|_| {
+            card.states
+                .iter()
+                .map(|s| vec![s.initial; s.width])
+                .collect()
+        })
+        .collect();
+    let mut found = BatchInvariance {
+        rows,
+        steps,
+        ..BatchInvariance::default()
+    };
+    for _ in 0..steps {
+        let frames: Vec<f32> = (0..rows * keys).map(|_| bit()).collect();
+        let uniform: Vec<f32> = (0..rows * keys).map(|i| (i % 97) as f32 / 97.0).collect();
+        let (logits, next) = run(rows, &frames, &uniform, &batch_state)?;
+        batch_state = next;
+        for (row, state) in row_states.iter_mut().enumerate() {
+            let span = row * keys..(row + 1) * keys;
+            let (alone, next) = run(1, &frames[span.clone()], &uniform[span.clone()], state)?;
+            *state = next;
+            for (a, b) in alone.iter().zip(&logits[span]) {
+                found.largest_difference = found.largest_difference.max((a - b).abs());
+                found.differing += usize::from(a.to_bits() != b.to_bits());
+                found.compared += 1;
+            }
+        }
+    }
+    Ok(found)
+}
