@@ -112,17 +112,22 @@ fn trainer_sample_and_the_server_write_the_same_midi() {
             let sampled = tokio::task::block_in_place(|| {
                 let loaded = trainer::run::load(&runs.join(name), tch::Device::Cpu).unwrap();
                 let settings = loaded.config.roll_settings;
-                let primer = trainer::sample::primer_frames(&primer_path, &settings).unwrap();
+                let primer = trainer::sample::Primer::read(
+                    Some(&primer_path),
+                    &settings,
+                    &Default::default(),
+                )
+                .unwrap();
                 let roll = trainer::sample::generate(
                     &loaded.model,
-                    &primer,
+                    &primer.frames,
                     64,
                     0.9,
                     2024,
                     tch::Device::Cpu,
                 )
                 .unwrap();
-                trainer::sample::sample_midi(&loaded, &roll)
+                trainer::sample::sample_midi(&loaded, &primer, &roll)
             });
             assert!(served.len() > 100, "{name}: a real piece");
             assert!(

@@ -67,9 +67,18 @@ struct SampleArgs {
     /// Sampling temperature: logits are divided by it before the sigmoid.
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
-    /// MIDI file whose frames (on the run's grid) start the piece.
+    /// MIDI file whose frames (on the run's grid) start the piece; the piece is written in its
+    /// key, meter and tempo.
     #[arg(long)]
     primer: Option<PathBuf>,
+    /// The key the piece is written in: D, "F# minor", Bbm (without a mode, the primer's;
+    /// default: the primer's key, else C major). The model works in the key it was trained in.
+    #[arg(long)]
+    key: Option<pianoroll::key::KeyName>,
+    /// Its time signature, e.g. 6/8 (default: the primer's, else 4/4); the PNG's bar lines
+    /// follow it.
+    #[arg(long)]
+    meter: Option<pianoroll::meter::Meter>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(short, long)]
@@ -313,32 +322,45 @@ fn sample(args: SampleArgs) -> Result<()> {
     };
     let loaded = trainer::run::load(&args.checkpoint, device)?;
     let settings = loaded.config.roll_settings;
-    let primer = match &args.primer {
-        Some(path) => trainer::sample::primer_frames(path, &settings)?,
-        None => Vec::new(),
-    };
+    let primer = trainer::sample::Primer::read(
+        args.primer.as_deref(),
+        &settings,
+        &pianoroll::setting::Asked {
+            key: args.key,
+            meter: args.meter,
+            tempo_bpm: None,
+        },
+    )?;
     let roll = trainer::sample::generate(
         &loaded.model,
-        &primer,
+        &primer.frames,
         args.steps,
         args.temperature,
         args.seed,
         device,
     )?;
-    write_file(&args.output, &trainer::sample::sample_midi(&loaded, &roll))?;
+    write_file(
+        &args.output,
+        &trainer::sample::sample_midi(&loaded, &primer, &roll),
+    )?;
+    let setting = primer.trip.setting;
     println!(
-        "wrote {} ({} frames, {} from the primer)",
+        "wrote {} ({} frames, {} from the primer; {}, {})",
         args.output.display(),
         roll.len(),
-        primer.len()
+        primer.frames.len(),
+        setting.key,
+        setting.meter
     );
+    let roll = primer.written(&roll);
     if let Some(png) = &args.png {
         write_file(
             png,
             &pianoroll::render::render_png(
                 &roll,
                 &pianoroll::render::PngOptions {
-                    primer_frames: primer.len(),
+                    primer_frames: primer.frames.len(),
+                    bars: Some(primer.trip.bars(settings.grid)),
                     ..Default::default()
                 },
             ),
@@ -346,7 +368,7 @@ fn sample(args: SampleArgs) -> Result<()> {
         println!("wrote {}", png.display());
     }
     if let (Some(path), Some(synth)) = (&args.wav, &synth) {
-        let wav = pianoroll::audio::render_wav(&roll, settings.grid, None, synth);
+        let wav = pianoroll::audio::render_wav(&roll, settings.grid, setting.tempo_bpm, synth);
         write_file(path, &wav)?;
         println!("wrote {} ({})", path.display(), synth.describe());
     }

@@ -3,11 +3,14 @@
 //! number is below sigmoid(logit / T) (with a NADE head key by key, lowest first), and the
 //! uniforms come from [`proto::sampling::Uniforms`] seeded with `seed`: the rule and the numbers
 //! of the exported graph and the server, so a model folder served with the same primer, seed
-//! and temperature plays the same piece.
+//! and temperature plays the same piece. The piece is written as the server writes it too: in
+//! the primer's key (or the one asked for), with its meter and tempo
+//! ([`pianoroll::setting`]).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use pianoroll::setting::{Asked, RoundTrip};
 use pianoroll::{Frame, KEY_COUNT, PianoRoll};
 use tch::{Device, Kind, Tensor};
 
@@ -16,12 +19,41 @@ use proto::sampling::Uniforms;
 use crate::model::Model;
 use crate::run::Loaded;
 
-/// The frames of the MIDI file `path` on the grid of `settings`, to start a generation with.
-pub fn primer_frames(path: &Path, settings: &pianoroll::RollSettings) -> Result<Vec<Frame>> {
-    let bytes = std::fs::read(path).with_context(|| format!("--primer {}", path.display()))?;
-    let piece = pianoroll::read_midi(&bytes, settings)
-        .with_context(|| format!("--primer {}", path.display()))?;
-    Ok(piece.roll.frames().to_vec())
+/// What a generation starts from, and how its piece is written.
+pub struct Primer {
+    /// The primer's frames on the run's grid, as the model reads them (moved to C for a model
+    /// trained in C); none without a primer.
+    pub frames: Vec<Frame>,
+    /// The piece's key, meter and tempo, and the move from the model's frames to its key.
+    pub trip: RoundTrip,
+}
+
+impl Primer {
+    /// The MIDI file `path` (if any) on the grid of `settings`, with what was `asked`.
+    pub fn read(
+        path: Option<&Path>,
+        settings: &pianoroll::RollSettings,
+        asked: &Asked,
+    ) -> Result<Primer> {
+        let Some(path) = path else {
+            return Ok(Primer {
+                frames: Vec::new(),
+                trip: RoundTrip::new(None, asked),
+            });
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("--primer {}", path.display()))?;
+        let piece = pianoroll::read_midi(&bytes, settings)
+            .with_context(|| format!("--primer {}", path.display()))?;
+        Ok(Primer {
+            frames: piece.roll.frames().to_vec(),
+            trip: RoundTrip::new(Some(&piece), asked),
+        })
+    }
+
+    /// A roll the model wrote from this primer, as the piece is written: in its key.
+    pub fn written(&self, roll: &PianoRoll) -> PianoRoll {
+        PianoRoll::from_frames(self.trip.frames(roll.frames()))
+    }
 }
 
 fn frames_to_tensor(frames: &[Frame], device: Device) -> Tensor {
@@ -86,17 +118,15 @@ pub fn generate(
     Ok(PianoRoll::from_frames(frames))
 }
 
-/// A generated piece as a MIDI file, titled as the server titles it (after the run folder,
-/// which is the model folder's name when the export is named after the run).
-pub fn sample_midi(loaded: &Loaded, roll: &PianoRoll) -> Vec<u8> {
+/// A piece generated from `primer` (`roll` as the model wrote it) as a MIDI file: in the
+/// piece's key with its tempo, key and time signature, titled as the server titles it (after
+/// the run folder, which is the model folder's name when the export is named after the run).
+pub fn sample_midi(loaded: &Loaded, primer: &Primer, roll: &PianoRoll) -> Vec<u8> {
     let run_name = crate::run::run_name(&loaded.weights).unwrap_or_default();
     let title = proto::card::piece_title(&run_name, loaded.config.model.kind());
     pianoroll::write_midi(
-        roll,
+        &primer.written(roll),
         loaded.config.roll_settings.grid,
-        &pianoroll::midi::MidiWriteOptions {
-            title: Some(&title),
-            ..Default::default()
-        },
+        &primer.trip.midi_options(Some(&title)),
     )
 }
