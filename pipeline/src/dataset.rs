@@ -30,7 +30,7 @@ use crate::schema::{PieceRecord, SCHEMA_VERSION, SchemaError, SplitWriter, read_
 use pianoroll::atomic::{self, Refusal};
 use pianoroll::grid::RollSettings;
 use pianoroll::midi::{NoteCounts, read_midi};
-use pianoroll::roll::{KEY_COUNT, LOWEST_PITCH};
+use pianoroll::roll::{KEY_COUNT, LOWEST_PITCH, PianoRoll};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -182,6 +182,10 @@ pub enum BuildError {
     Strict { path: String, error: String },
     #[error("interrupted; nothing was written")]
     Interrupted,
+    #[error("{path}: {error}")]
+    Unreadable { path: PathBuf, error: String },
+    #[error("{0}: no .mid or .midi files in it")]
+    NoMidiFiles(PathBuf),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -479,14 +483,16 @@ struct Processed {
 }
 
 /// The file's bytes, unless it is larger than `max_bytes` (checked before reading, and again
-/// while reading, for a file that grows in between).
-fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+/// while reading, for a file that grows in between); `limit_flag` names the flag that sets the
+/// limit, if the command has one.
+fn read_bounded(path: &Path, max_bytes: u64, limit_flag: Option<&str>) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let too_large = |size: u64| {
         format!(
-            "{:.1} MB, larger than the limit of {:.1} MB (--max-file-mb)",
+            "{:.1} MB, larger than the limit of {:.1} MB{}",
             size as f64 / 1e6,
-            max_bytes as f64 / 1e6
+            max_bytes as f64 / 1e6,
+            limit_flag.map_or_else(String::new, |flag| format!(" ({flag})"))
         )
     };
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
@@ -510,7 +516,7 @@ fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
 fn process(file: &InputFile, settings: &RollSettings, max_file_bytes: u64) -> Processed {
     let read = match &file.skipped {
         Some(reason) => Err(reason.clone()),
-        None => read_bounded(&file.path, max_file_bytes),
+        None => read_bounded(&file.path, max_file_bytes, Some("--max-file-mb")),
     };
     let (bytes, sha256, result) = match read {
         Ok(bytes) => {
@@ -711,6 +717,42 @@ fn publish(
     }
     check_replaceable(output, options.force)?;
     atomic::publish_folder(staging, output).map_err(io_error(output))
+}
+
+/// The rolls of every `.mid`/`.midi` file below `folder`, in path order (symlinked folders are
+/// not followed), read with `settings`: a folder of generated pieces to measure. A file that
+/// cannot be read, or is over `max_file_bytes`, is an error naming it rather than a piece left
+/// out, since statistics of part of a folder would pass for the whole.
+pub fn read_midi_folder(
+    folder: &Path,
+    settings: &RollSettings,
+    max_file_bytes: u64,
+) -> Result<Vec<(PathBuf, PianoRoll)>, BuildError> {
+    if !folder.is_dir() {
+        return Err(BuildError::InputNotFolder(folder.to_owned()));
+    }
+    let mut found = Vec::new();
+    walk(folder, &mut found)?;
+    if found.is_empty() {
+        return Err(BuildError::NoMidiFiles(folder.to_owned()));
+    }
+    found
+        .into_par_iter()
+        .map(|(path, skipped)| {
+            let piece = match skipped {
+                Some(reason) => Err(reason),
+                None => read_bounded(&path, max_file_bytes, None)
+                    .and_then(|bytes| read_midi(&bytes, settings).map_err(|e| e.to_string())),
+            };
+            match piece {
+                Ok(piece) => Ok((path, piece.roll)),
+                Err(error) => Err(BuildError::Unreadable { path, error }),
+            }
+        })
+        .collect::<Vec<_>>()
+        // In path order, so the error is always the first unreadable file's.
+        .into_iter()
+        .collect()
 }
 
 /// Piece `id` of the dataset folder `dataset` and the settings its split was made with, or

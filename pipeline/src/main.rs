@@ -24,12 +24,25 @@ struct Cli {
 enum Command {
     /// Convert a folder of MIDI files into a dataset folder (train/valid/test .arrow + manifest.json).
     Build(BuildArgs),
-    /// Per-split statistics of a dataset and the constant-rate baseline NLL.
+    /// Per-split statistics of a dataset and the constant-rate baseline NLL; with --music, the
+    /// music statistics of a folder of MIDI files against a split of the dataset.
     Stats {
         dataset: PathBuf,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// A folder of MIDI files (e.g. generated pieces), read on DATASET's grid: print their
+        /// polyphony, silent share, triad share, onsets per frame and the distance of their
+        /// pitch-class sets from those of DATASET's --split.
+        #[arg(long, value_name = "FOLDER")]
+        music: Option<PathBuf>,
+        /// The split --music measures against.
+        #[arg(long, value_enum, default_value = "test", requires = "music")]
+        split: SplitArg,
+        /// Read the --music files as written, without DATASET's transposition to C (for pieces
+        /// in the model's key that carry no key signature).
+        #[arg(long, requires = "music")]
+        as_written: bool,
     },
     /// Write one piece (from a dataset, or a MIDI file through the grid) as MIDI and/or PNG.
     Render(RenderArgs),
@@ -57,6 +70,23 @@ enum Preset {
     Benchmark,
     /// Fixed 0.3 s frames, no transposition (the original student project).
     Seed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Valid,
+    Test,
+}
+
+impl From<SplitArg> for dataset::Split {
+    fn from(split: SplitArg) -> Self {
+        match split {
+            SplitArg::Train => Self::Train,
+            SplitArg::Valid => Self::Valid,
+            SplitArg::Test => Self::Test,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,7 +208,22 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args),
-        Command::Stats { dataset, json } => {
+        Command::Stats {
+            dataset,
+            json,
+            music: Some(folder),
+            split,
+            as_written,
+        } => {
+            let report = pipeline::stats::music_stats(&folder, &dataset, split.into(), as_written)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+        Command::Stats { dataset, json, .. } => {
             let stats = pipeline::stats::dataset_stats(&dataset)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);

@@ -16,7 +16,10 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::baseline::{constant_rate_nll, smoothed_rates};
-use crate::dataset::{Manifest, Split};
+use crate::dataset::{DEFAULT_MAX_FILE_BYTES, Manifest, Split, read_midi_folder};
+use crate::schema::{SchemaError, read_split};
+use pianoroll::Transpose;
+use pianoroll::music::{MusicComparison, MusicCounts};
 use pianoroll::roll::{KEY_COUNT, LOWEST_PITCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,15 @@ pub enum StatsError {
     },
     #[error("{path}: {error}")]
     Polars { path: PathBuf, error: PolarsError },
+    #[error(transparent)]
+    Split(#[from] SchemaError),
+    #[error("--music: {0}")]
+    MusicFolder(crate::dataset::BuildError),
+    #[error("{dataset}: the {split} split has no pieces to measure against")]
+    EmptySplit {
+        dataset: PathBuf,
+        split: &'static str,
+    },
 }
 
 /// Distribution of piece lengths in frames.
@@ -199,6 +211,70 @@ pub fn dataset_stats(dataset: &Path) -> Result<DatasetStats, StatsError> {
         baseline_rates_from: rates_from.to_owned(),
         splits,
     })
+}
+
+/// `pipeline stats DATASET --music FOLDER`: the music statistics ([`pianoroll::music`]) of a
+/// folder of MIDI files (generated pieces) against one split of a dataset.
+#[derive(Clone, Debug, Serialize)]
+pub struct MusicReport {
+    /// The folder of MIDI files.
+    pub folder: String,
+    pub dataset: String,
+    pub split: Split,
+    /// The dataset's grid, which the files were read on.
+    pub grid: String,
+    /// How the files were moved: the dataset's transposition, or `none` (`--as-written`).
+    pub transpose: String,
+    #[serde(flatten)]
+    pub comparison: MusicComparison,
+}
+
+/// The music statistics of every MIDI file below `folder`, read on the grid of `dataset` (and
+/// with its transposition to C unless `as_written`, for pieces already in the model's key
+/// without a key signature to say so), against the pieces of `split` of `dataset`.
+pub fn music_stats(
+    folder: &Path,
+    dataset: &Path,
+    split: Split,
+    as_written: bool,
+) -> Result<MusicReport, StatsError> {
+    let (mut settings, pieces) = read_split(&dataset.join(split.file_name()))?;
+    if pieces.is_empty() {
+        return Err(StatsError::EmptySplit {
+            dataset: dataset.to_owned(),
+            split: split.as_str(),
+        });
+    }
+    if as_written {
+        settings.transpose = Transpose::None;
+    }
+    let files = read_midi_folder(folder, &settings, DEFAULT_MAX_FILE_BYTES)
+        .map_err(StatsError::MusicFolder)?;
+    let samples = MusicCounts::of(files.iter().map(|(_, roll)| roll));
+    let reference = MusicCounts::of(pieces.iter().map(|p| &p.roll));
+    Ok(MusicReport {
+        folder: folder.display().to_string(),
+        dataset: dataset.display().to_string(),
+        split,
+        grid: settings.grid.describe(),
+        transpose: format!("{:?}", settings.transpose).to_lowercase(),
+        comparison: MusicComparison::new(&samples, &reference),
+    })
+}
+
+impl MusicReport {
+    /// The human table of `pipeline stats --music`.
+    pub fn table(&self) -> String {
+        format!(
+            "{} against {} ({} split), grid {}, files read with transpose {}\n\n{}",
+            self.folder,
+            self.dataset,
+            self.split.as_str(),
+            self.grid,
+            self.transpose,
+            self.comparison.table("MIDI files", self.split.as_str())
+        )
+    }
 }
 
 const NOTE_NAMES: [&str; 12] = [

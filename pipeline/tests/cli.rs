@@ -436,3 +436,127 @@ fn import_mat_bounds_what_a_compressed_element_inflates_to() {
         .collect();
     assert_eq!(left, ["bomb.mat"], "no dataset, no staging folder");
 }
+
+/// `pipeline stats DATASET --music FOLDER` measures a folder of MIDI files on the dataset's grid
+/// against a split: the test split's own files give the test split's statistics and a distance
+/// of 0, a few of them something else; a missing or empty folder, an unreadable file and
+/// `--split` without `--music` are refused by name.
+#[test]
+fn music_stats_of_a_midi_folder_against_a_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("nottingham");
+    run_ok(&[
+        os("build"),
+        nottingham().as_os_str(),
+        os("-o"),
+        dataset.as_os_str(),
+    ]);
+    let mut test_files: Vec<PathBuf> = std::fs::read_dir(nottingham().join("test"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    test_files.sort();
+    let copy = |name: &str, files: &[PathBuf]| {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for file in files {
+            std::fs::copy(file, folder.join(file.file_name().unwrap())).unwrap();
+        }
+        folder
+    };
+    let music_json = |folder: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            os("stats"),
+            dataset.as_os_str(),
+            os("--music"),
+            folder.as_os_str(),
+            os("--json"),
+        ];
+        args.extend(extra.iter().map(os));
+        serde_json::from_str(&run_ok(&args)).unwrap()
+    };
+
+    // The whole test split as MIDI files: the same rolls, so the same statistics.
+    let all = copy("all", &test_files);
+    let same = music_json(&all, &[]);
+    assert_eq!(same["split"], "test");
+    assert_eq!(same["samples"], same["reference"], "{same}");
+    assert_eq!(same["samples"]["pieces"], 170);
+    assert_eq!(same["pitch_class_set_distance"], 0.0);
+    let polyphony = same["reference"]["polyphony"].as_f64().unwrap();
+    assert!((3.0..5.0).contains(&polyphony), "{same}");
+    let triads = same["reference"]["triad_share"].as_f64().unwrap();
+    assert!((0.3..0.95).contains(&triads), "{same}");
+    let onsets = same["reference"]["onsets_per_frame"].as_f64().unwrap();
+    assert!((0.3..2.0).contains(&onsets), "{same}");
+
+    // Three of them against the training split: a different collection, a distance in (0, 1).
+    let few = copy("few", &test_files[..3]);
+    let against_train = music_json(&few, &["--split", "train"]);
+    assert_eq!(against_train["split"], "train");
+    assert_eq!(against_train["samples"]["pieces"], 3);
+    assert!(against_train["reference"]["pieces"].as_u64().unwrap() > 500);
+    let distance = against_train["pitch_class_set_distance"].as_f64().unwrap();
+    assert!(distance > 0.0 && distance < 1.0, "{against_train}");
+    // --as-written reads the files without the dataset's move to C, and says so.
+    let as_written = music_json(&few, &["--as-written"]);
+    assert_eq!(as_written["transpose"], "none");
+    assert_eq!(as_written["samples"]["pieces"], 3);
+
+    // The table names both rows and the distance.
+    let table = run_ok(&[
+        os("stats"),
+        dataset.as_os_str(),
+        os("--music"),
+        few.as_os_str(),
+    ]);
+    assert!(table.contains("MIDI files"), "{table}");
+    assert!(table.contains("polyphony"), "{table}");
+    assert!(table.contains("pitch-class-set distance"), "{table}");
+
+    // Refusals name what is wrong.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let bad = copy("bad", &test_files[..1]);
+    std::fs::write(bad.join("broken.mid"), b"not MIDI").unwrap();
+    let missing = dir.path().join("missing");
+    let cases: [(Vec<&std::ffi::OsStr>, String); 5] = [
+        (
+            vec![os("--music"), missing.as_os_str()],
+            format!("--music: input {} is not a folder", missing.display()),
+        ),
+        (
+            vec![os("--music"), empty.as_os_str()],
+            format!("--music: {}: no .mid or .midi files", empty.display()),
+        ),
+        (
+            vec![os("--music"), bad.as_os_str()],
+            format!("{}: not a MIDI file", bad.join("broken.mid").display()),
+        ),
+        (vec![os("--split"), os("test")], "--music".to_owned()),
+        (
+            vec![os("--music"), few.as_os_str(), os("--split"), os("nope")],
+            "--split".to_owned(),
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec![os("stats"), dataset.as_os_str()];
+        args.extend(flags);
+        let out = pipeline(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+    }
+    let no_dataset = dir.path().join("no-dataset");
+    let out = pipeline(&[
+        os("stats"),
+        no_dataset.as_os_str(),
+        os("--music"),
+        few.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}", no_dataset.join("test.arrow").display())),
+        "{stderr}"
+    );
+}
