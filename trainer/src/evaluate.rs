@@ -1,9 +1,12 @@
 //! Scoring a model on a split: during training (valid every epoch, test at the end) and for
-//! `trainer eval` on any checkpoint and dataset on the run's grid.
+//! `trainer eval` on any checkpoint and dataset on the run's grid; with `--music`, the music
+//! statistics ([`pianoroll::music`]) of pieces the model samples against those of the split.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use pianoroll::PianoRoll;
+use pianoroll::music::{MusicComparison, MusicCounts};
 use pipeline::dataset::Split;
 use serde::Serialize;
 use tch::Device;
@@ -42,6 +45,49 @@ pub struct EvalReport {
     pub split: &'static str,
     pub scores: Scores,
     pub key_rate_baseline_nll: f64,
+    /// With `--music`: the samples' music statistics against the split's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub music: Option<MusicReport>,
+}
+
+/// How `trainer eval --music` samples: `pieces` pieces of `frames` frames each, seeds
+/// `0..pieces`, temperature 1, no primer (the model starts from a silent frame), as `trainer
+/// sample` and the server would play them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MusicOptions {
+    pub pieces: usize,
+    pub frames: usize,
+}
+
+impl Default for MusicOptions {
+    fn default() -> MusicOptions {
+        MusicOptions {
+            pieces: 12,
+            frames: 256,
+        }
+    }
+}
+
+/// The music statistics of a model's samples (`samples`) and of the scored split
+/// (`reference`), and the distance between their pitch-class sets.
+#[derive(Clone, Debug, Serialize)]
+pub struct MusicReport {
+    pub sampled: MusicOptions,
+    pub temperature: f32,
+    #[serde(flatten)]
+    pub comparison: MusicComparison,
+}
+
+/// `options.pieces` pieces sampled from `model` (see [`MusicOptions`]).
+pub fn sample_pieces(
+    model: &Model,
+    options: MusicOptions,
+    temperature: f32,
+    device: Device,
+) -> Result<Vec<PianoRoll>> {
+    (0..options.pieces as u64)
+        .map(|seed| crate::sample::generate(model, &[], options.frames, temperature, seed, device))
+        .collect()
 }
 
 impl std::fmt::Display for EvalReport {
@@ -57,7 +103,20 @@ impl std::fmt::Display for EvalReport {
             self.scores.frame_accuracy,
             self.scores.frames,
             self.key_rate_baseline_nll
-        )
+        )?;
+        if let Some(music) = &self.music {
+            write!(
+                f,
+                "\n\nmusic: {} samples of {} frames (seeds 0..{}, temperature {}, no primer) against the {} split\n{}",
+                music.sampled.pieces,
+                music.sampled.frames,
+                music.sampled.pieces,
+                music.temperature,
+                self.split,
+                music.comparison.table("samples", self.split)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -69,6 +128,19 @@ pub fn evaluate_checkpoint(
     data: Option<&Path>,
     device: Device,
     wkv: WkvMode,
+) -> Result<EvalReport> {
+    evaluate_checkpoint_with_music(checkpoint, split, data, device, wkv, None)
+}
+
+/// [`evaluate_checkpoint`], and with `music` the music statistics of the model's samples
+/// against the same split.
+pub fn evaluate_checkpoint_with_music(
+    checkpoint: &Path,
+    split: Split,
+    data: Option<&Path>,
+    device: Device,
+    wkv: WkvMode,
+    music: Option<MusicOptions>,
 ) -> Result<EvalReport> {
     let mut loaded = crate::run::load(checkpoint, device)?;
     loaded.model.set_wkv(wkv);
@@ -91,11 +163,27 @@ pub fn evaluate_checkpoint(
     };
     let scored = load(split)?;
     let train_rolls = load(Split::Train)?.rolls;
+    let music = match music {
+        Some(options) => {
+            const TEMPERATURE: f32 = 1.0;
+            let samples = sample_pieces(&loaded.model, options, TEMPERATURE, device)?;
+            Some(MusicReport {
+                sampled: options,
+                temperature: TEMPERATURE,
+                comparison: MusicComparison::new(
+                    &MusicCounts::of(&samples),
+                    &MusicCounts::of(&scored.rolls),
+                ),
+            })
+        }
+        None => None,
+    };
     Ok(EvalReport {
         checkpoint: checkpoint.to_owned(),
         dataset,
         split: split.as_str(),
         scores: evaluate(&loaded.model, &scored, config.batch_size, device),
         key_rate_baseline_nll: key_rate_baseline(&train_rolls, &scored.rolls),
+        music,
     })
 }

@@ -45,7 +45,8 @@ enum Command {
         force: bool,
     },
     /// Score a trained model on one split of a dataset: NLL per frame, BCE per pitch, frame
-    /// accuracy, next to the constant key-rate baseline.
+    /// accuracy, next to the constant key-rate baseline; with --music, also the music
+    /// statistics of pieces it samples against the split's.
     Eval(EvalArgs),
     /// Table of several runs and their learning curves in one PNG.
     Compare {
@@ -115,6 +116,19 @@ struct EvalArgs {
     /// How RWKV computes WKV (see `train --wkv-chunk`).
     #[arg(long, default_value_t = 0)]
     wkv_chunk: i64,
+    /// Also sample pieces (seeds 0.., temperature 1, no primer) and print their music
+    /// statistics (polyphony, silent share, triad share, onsets per frame) beside the split's,
+    /// and the distance between their pitch-class sets.
+    #[arg(long)]
+    music: bool,
+    /// How many pieces --music samples.
+    #[arg(long, default_value_t = 12, requires = "music",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    music_pieces: u32,
+    /// How many frames each --music piece has.
+    #[arg(long, default_value_t = 256, requires = "music",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_SAMPLE_STEPS as i64))]
+    music_frames: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -296,12 +310,17 @@ fn wkv_mode(chunk: i64) -> Result<WkvMode> {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let report = trainer::evaluate::evaluate_checkpoint(
+    let music = args.music.then_some(trainer::evaluate::MusicOptions {
+        pieces: args.music_pieces as usize,
+        frames: args.music_frames as usize,
+    });
+    let report = trainer::evaluate::evaluate_checkpoint_with_music(
         &args.checkpoint,
         args.split.into(),
         args.data.as_deref(),
         trainer::device::parse(&args.device)?,
         wkv_mode(args.wkv_chunk)?,
+        music,
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
