@@ -166,8 +166,8 @@ fn the_page_generates_draws_and_plays_music() {
         seen["status"]
             .as_str()
             .unwrap()
-            .starts_with("done: 193 primer frames, 32 generated"),
-        "{seen}"
+            .starts_with("done: 193 primer frames, 32 generated, in D major, 6/8"),
+        "the primer's key and meter: {seen}"
     );
     let painted = &seen["painted"];
     assert!(painted[0].as_u64().unwrap() > 100, "primer drawn: {seen}");
