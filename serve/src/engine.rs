@@ -60,8 +60,7 @@ impl Default for Limits {
 }
 
 const DEFAULT_CHUNK_FRAMES: usize = 16;
-/// The fastest tempo a request may ask for, quarter notes per minute.
-pub const MAX_TEMPO_BPM: f64 = 1_000.0;
+const MAX_TEMPO_BPM: f64 = 1_000.0;
 
 /// One generation, as every API asks for it.
 #[derive(Clone, Debug, Default)]

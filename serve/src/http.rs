@@ -312,14 +312,15 @@ async fn render(
 }
 
 /// The key, meter and tempo `/api/render` writes with: the query's, else C major, 4/4, 120.
+/// Any positive tempo is taken, not only those a request may ask for: the page sends back the
+/// tempo the server gave it, which may be a primer's (a WAV too long is refused by its size).
 fn render_setting(params: &RenderParams) -> Result<pianoroll::setting::Setting, Status> {
     let default = pianoroll::setting::Setting::default();
     if let Some(bpm) = params.tempo_bpm
-        && !(bpm.is_finite() && bpm > 0.0 && bpm <= crate::engine::MAX_TEMPO_BPM)
+        && !(bpm.is_finite() && bpm > 0.0)
     {
         return Err(Status::invalid_argument(format!(
-            "tempo_bpm: must be in (0, {}], got {bpm}",
-            crate::engine::MAX_TEMPO_BPM
+            "tempo_bpm: must be a positive number, got {bpm}"
         )));
     }
     Ok(pianoroll::setting::Setting {
