@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pianoroll::atomic::write_file;
+use pianoroll::meter::Meter;
 use pianoroll::midi::MidiWriteOptions;
 use pianoroll::render::{PngOptions, render_png};
 use pianoroll::{Grid, RollSettings, Transpose};
@@ -292,35 +293,40 @@ fn render(args: RenderArgs) -> Result<()> {
         Some(_) => Some(pianoroll::audio::Synth::load(args.soundfont.as_deref())?),
         None => None,
     };
-    let (roll, grid, title) = if args.input.is_dir() {
+    // A MIDI file's time signature is written and drawn (dataset rows keep none: 4/4 bars).
+    let (roll, grid, title, meter) = if args.input.is_dir() {
         let id = args
             .piece
             .as_deref()
             .context("INPUT is a dataset folder: name the piece with --piece ID")?;
         let (settings, piece) = dataset::find_piece(&args.input, id)?
             .with_context(|| format!("{}: no piece with id {id:?}", args.input.display()))?;
-        (piece.roll, settings.grid, piece.title)
+        (piece.roll, settings.grid, piece.title, None)
     } else {
         let settings = args.grid.settings()?;
         let bytes = std::fs::read(&args.input)
             .with_context(|| format!("reading {}", args.input.display()))?;
         let piece = pianoroll::read_midi(&bytes, &settings)
             .with_context(|| format!("{}", args.input.display()))?;
-        (piece.roll, settings.grid, piece.title)
+        (piece.roll, settings.grid, piece.title, piece.meter)
     };
     if let Some(path) = &args.output {
         let options = MidiWriteOptions {
             tempo_bpm: args.tempo,
             title: title.as_deref(),
             key: None,
-            meter: None,
+            meter,
         };
         write_file(path, &pianoroll::write_midi(&roll, grid, &options))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.png {
-        write_file(path, &render_png(&roll, &PngOptions::default()))
+        let options = PngOptions {
+            bars: Some(meter.unwrap_or(Meter::COMMON).bars(grid)),
+            ..Default::default()
+        };
+        write_file(path, &render_png(&roll, &options))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }

@@ -257,13 +257,25 @@ fn stats_and_render_on_the_bundled_data() {
         .join("test")
         .join(&piece.source["test/".len()..]);
     let png2 = dir.path().join("direct.png");
+    let midi2 = dir.path().join("direct.mid");
     run_ok(&[
         os("render"),
         source.as_os_str(),
         os("--png"),
         png2.as_os_str(),
+        os("-o"),
+        midi2.as_os_str(),
     ]);
     assert!(png2.exists());
+    // The file's time signature is written again.
+    let settings = pianoroll::RollSettings::benchmark();
+    let meter = |path: &std::path::Path| {
+        pianoroll::read_midi(&std::fs::read(path).unwrap(), &settings)
+            .unwrap()
+            .meter
+    };
+    assert!(meter(&source).is_some());
+    assert_eq!(meter(&midi2), meter(&source));
 
     let missing = pipeline(&[
         os("render"),
