@@ -214,11 +214,16 @@ impl std::str::FromStr for KeyName {
             Some('b' | '♭') => (-1, &rest[rest.chars().next().map_or(0, char::len_utf8)..]),
             _ => (0, rest),
         };
-        let mode = match rest.trim().to_ascii_lowercase().as_str() {
+        // "M" alone is major and "m" minor, as chord symbols write them; the words in any case.
+        let mode = match rest.trim() {
             "" => None,
-            "major" | "maj" => Some(Mode::Major),
-            "minor" | "min" | "m" => Some(Mode::Minor),
-            _ => return Err(error()),
+            "M" => Some(Mode::Major),
+            "m" => Some(Mode::Minor),
+            word => match word.to_ascii_lowercase().as_str() {
+                "major" | "maj" => Some(Mode::Major),
+                "minor" | "min" => Some(Mode::Minor),
+                _ => return Err(error()),
+            },
         };
         Ok(KeyName {
             tonic: (natural + alteration).rem_euclid(12) as u8,
@@ -304,6 +309,12 @@ mod tests {
         assert_eq!(parse("d").unwrap(), "D major");
         assert_eq!(parse("F# minor").unwrap(), "F# minor");
         assert_eq!(parse("Bbm").unwrap(), "Bb minor");
+        assert_eq!(
+            parse("DM").unwrap(),
+            "D major",
+            "M alone is major, as in chord symbols"
+        );
+        assert_eq!(parse("D MINOR").unwrap(), "D minor");
         assert_eq!(parse("bb").unwrap(), "Bb major");
         assert_eq!(parse("Eb major").unwrap(), "Eb major");
         assert_eq!(parse("Cb").unwrap(), "B major");

@@ -54,15 +54,31 @@ pub struct RoundTrip {
 
 impl Default for RoundTrip {
     fn default() -> RoundTrip {
-        RoundTrip::new(None, &Asked::default())
+        RoundTrip::new(None, &Asked::default()).expect("nothing asked: C major, as the frames")
     }
+}
+
+/// A key asked for that the model's frames cannot be written in.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "key: {asked} is {asked_mode}, but the model's frames are {frames_mode} (the primer's mode, \
+     major without a primer); moving them would not change their mode: ask for a {frames_mode} \
+     key, or give a {asked_mode} primer"
+)]
+pub struct ModeMismatch {
+    pub asked: String,
+    pub asked_mode: &'static str,
+    pub frames_mode: &'static str,
 }
 
 impl RoundTrip {
     /// The round trip of a piece continuing `primer` (as [`crate::read_midi`] read it for the
     /// model; `None` when there is no MIDI primer: the model's frames are then taken to be in
     /// C, as a model trained on rolls in C writes them) with what was `asked`.
-    pub fn new(primer: Option<&Piece>, asked: &Asked) -> RoundTrip {
+    ///
+    /// A key of the other mode than the frames' is refused: transposing cannot turn major
+    /// frames minor, and a minor signature over them would misname the piece.
+    pub fn new(primer: Option<&Piece>, asked: &Asked) -> Result<RoundTrip, ModeMismatch> {
         let written = primer.and_then(|p| p.key);
         // The key the model's frames are in: the primer's, moved as the reader moved it.
         let frames_key = match (primer, written) {
@@ -75,7 +91,18 @@ impl RoundTrip {
             .map(|name| name.key(mode))
             .or(written)
             .unwrap_or(Key::C_MAJOR);
-        RoundTrip {
+        if key.mode != frames_key.mode {
+            let mode_name = |mode| match mode {
+                Mode::Major => "major",
+                Mode::Minor => "minor",
+            };
+            return Err(ModeMismatch {
+                asked: key.to_string(),
+                asked_mode: mode_name(key.mode),
+                frames_mode: mode_name(frames_key.mode),
+            });
+        }
+        Ok(RoundTrip {
             setting: Setting {
                 key,
                 meter: asked
@@ -85,7 +112,7 @@ impl RoundTrip {
                 tempo_bpm: asked.tempo_bpm.or(primer.and_then(|p| p.tempo_bpm)),
             },
             shift: frames_key.shift_to(key),
-        }
+        })
     }
 
     /// One of the model's frames as written.
@@ -143,7 +170,7 @@ mod tests {
         assert_eq!(piece.transpose, -2);
         assert_eq!(piece.meter, Some(Meter::new(6, 8).unwrap()));
         assert!((piece.tempo_bpm.unwrap() - 100.0).abs() < 1e-9);
-        let trip = RoundTrip::new(Some(&piece), &Asked::default());
+        let trip = RoundTrip::new(Some(&piece), &Asked::default()).unwrap();
         assert_eq!(trip.setting.key.name(), "D major");
         assert_eq!(trip.setting.meter.to_string(), "6/8");
         assert_eq!(trip.shift, 2);
@@ -176,7 +203,7 @@ mod tests {
             meter: Some("3/4".parse().unwrap()),
             tempo_bpm: Some(90.0),
         };
-        let trip = RoundTrip::new(Some(&piece), &asked);
+        let trip = RoundTrip::new(Some(&piece), &asked).unwrap();
         assert_eq!(trip.setting.key.name(), "G major");
         assert_eq!(
             trip.shift, -5,
@@ -191,11 +218,27 @@ mod tests {
         let d = RoundTrip::new(
             None,
             &Asked {
-                key: Some("Dm".parse().unwrap()),
+                key: Some("D".parse().unwrap()),
                 ..Asked::default()
             },
+        )
+        .unwrap();
+        assert_eq!((d.setting.key.name(), d.shift), ("D major".to_owned(), 2));
+        // Major frames cannot be written as a minor piece (nor the other way): refused, named.
+        let minor = Asked {
+            key: Some("Dm".parse().unwrap()),
+            ..Asked::default()
+        };
+        let refused = RoundTrip::new(None, &minor).unwrap_err();
+        assert_eq!(
+            (refused.asked_mode, refused.frames_mode),
+            ("minor", "major")
         );
-        assert_eq!((d.setting.key.name(), d.shift), ("D minor".to_owned(), 2));
+        assert!(
+            refused.to_string().starts_with("key: D minor is minor"),
+            "{refused}"
+        );
+        assert!(RoundTrip::new(Some(&piece), &minor).is_err());
     }
 
     /// A model that keeps keys as written works in the primer's key: nothing moves, and an
@@ -207,11 +250,16 @@ mod tests {
             ..RollSettings::benchmark()
         };
         let piece = crate::read_midi(&d_major_primer(), &settings).unwrap();
-        assert_eq!(RoundTrip::new(Some(&piece), &Asked::default()).shift, 0);
+        assert_eq!(
+            RoundTrip::new(Some(&piece), &Asked::default())
+                .unwrap()
+                .shift,
+            0
+        );
         let e = Asked {
             key: Some("E".parse().unwrap()),
             ..Asked::default()
         };
-        assert_eq!(RoundTrip::new(Some(&piece), &e).shift, 2);
+        assert_eq!(RoundTrip::new(Some(&piece), &e).unwrap().shift, 2);
     }
 }

@@ -25,15 +25,21 @@ part() { [[ "$PARTS" == *" $1 "* ]]; }
 TORCH=/opt/torch/.venv/lib/python3.12/site-packages
 if [ "$DEVICE" = cuda ]; then
     # The parts arrived one call each (receive.sh kept them in /tmp/parts); xz, since the
-    # machine has no zstd. Unpacked once per machine.
-    if [ ! -f /tmp/ortcuda/libonnxruntime.so.1.31.1 ]; then
+    # machine has no zstd. Unpacked once per machine, into a staging folder renamed when
+    # whole, so a call cut short mid-unpack leaves nothing that looks finished.
+    if [ ! -d /tmp/ortcuda ]; then
         sums="$PWD/$BIN/ortcuda-SHA256SUMS"
         (cd /tmp/parts && sha256sum -c "$sums") || {
             echo "measure.sh: the parts in /tmp/parts are missing or damaged; send them again" >&2
             exit 1
         }
-        mkdir -p /tmp/ortcuda
-        cat /tmp/parts/part-* | xz -dc | tar x -C /tmp/ortcuda
+        rm -rf /tmp/ortcuda.partial && mkdir -p /tmp/ortcuda.partial
+        # Only the parts the sums name, in their order.
+        (cd /tmp/parts && cat $(cut -d' ' -f3 "$sums")) | xz -dc | tar x -C /tmp/ortcuda.partial || {
+            echo "measure.sh: unpacking ONNX Runtime's CUDA provider failed" >&2
+            exit 1
+        }
+        mv /tmp/ortcuda.partial /tmp/ortcuda
     fi
     export ORT_DYLIB_PATH=/tmp/ortcuda/libonnxruntime.so.1.31.1
     LD_LIBRARY_PATH="/tmp/ortcuda:$TORCH/torch/lib:$(ls -d "$TORCH"/nvidia/*/lib | paste -sd:)"
@@ -64,8 +70,8 @@ if part serve; then
             --out "/tmp/gpu-session-runs/$recipe" --max-steps 1 --device "$DEVICE" > /dev/null 2>&1
         "$BIN/trainer" export "/tmp/gpu-session-runs/$recipe" -o "$models/$recipe" --force
     done
-    # The CPU provider with the server's default threads: every core, shared between the
-    # models (the bench prints how many).
+    # The CPU provider with the server's default threads: the cores but one, shared between
+    # the models (the bench prints how many).
     for provider in "$DEVICE" cpu; do
         BENCH_DEVICE="$provider" BENCH_STREAMS=1,8,64,256 BENCH_NAIVE_UP_TO=8 \
             timeout 200 "$BIN/batching" "$models" > "$OUT/serve-$provider.txt" 2>&1

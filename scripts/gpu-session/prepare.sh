@@ -9,7 +9,10 @@
 # with it /tmp): one call per part, carry [".ortcuda/part-0N"], command
 # `bash scripts/gpu-session/receive.sh` (it copies the part to /tmp/parts: a transfer replaces
 # the whole .ortcuda/ folder there, so the parts sent before would be gone); then the measuring
-# call: carry [".gpu"], command `bash scripts/gpu-session/measure.sh`, timeout 540 s. Both
+# calls, carry [".gpu"] each, split so each fits a call's limit (the parts' own timeouts add
+# to about 30 minutes on a CPU, far less on a GPU): `PARTS="tests serve" bash
+# scripts/gpu-session/measure.sh` (timeout 540 s), then `PARTS=train-batched bash
+# scripts/gpu-session/measure.sh` (timeout 480 s), then train-speed if time is left. Both
 # folders are git-ignored. A call carries 64 MiB with the working tree (about 15 MiB), hence
 # parts of 40 MiB. The GPU machine has xz but no zstd: the parts are xz.
 set -euo pipefail
@@ -44,6 +47,6 @@ PART_MB=40 bash "$PIANOROLL_ROOT/../shared/tools/ort-cuda-parts.sh" .ortcuda
 cp .ortcuda/SHA256SUMS .gpu/ortcuda-SHA256SUMS
 du -sh .gpu .ortcuda
 echo "device calls: $(cd .ortcuda && ls part-* | wc -l) with carry [.ortcuda/part-0N] and" \
-    "'bash scripts/gpu-session/receive.sh', then carry [.gpu] and 'bash scripts/gpu-session/measure.sh'"
+    "'bash scripts/gpu-session/receive.sh', then carry [.gpu] and the measure.sh calls in this file's header"
 size=$(du -sm .gpu | cut -f1)
 [ "$size" -le 48 ] || echo "warning: .gpu is ${size} MiB; with the working tree a call carries 64 MiB" >&2

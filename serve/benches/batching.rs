@@ -160,7 +160,17 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usiz
         for ((state, frame), uniforms) in states.iter_mut().zip(&mut frames).zip(&mut uniforms) {
             uniforms.fill(&mut uniform);
             let outputs = session
-                .run(serve::invariance::step_inputs(&card, 1, frame, &uniform, state).unwrap())
+                .run(
+                    serve::batcher::step_inputs(
+                        &card,
+                        1,
+                        frame.to_vec(),
+                        uniform.clone(),
+                        vec![1.0],
+                        state.clone(),
+                    )
+                    .unwrap(),
+                )
                 .unwrap();
             for (spec, values) in card.states.iter().zip(state.iter_mut()) {
                 let (_, data) = outputs[spec.output.as_str()]

@@ -238,6 +238,47 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: 
     }
 }
 
+/// The step graph's inputs for `rows` rows, each given row after row: frames and uniforms
+/// (88 a row), one temperature a row, and each recurrent state (width a row). One home for the
+/// batcher, the load-time invariance check ([`crate::invariance`]) and the serving bench.
+pub fn step_inputs(
+    card: &ModelCard,
+    rows: usize,
+    frames: Vec<f32>,
+    uniform: Vec<f32>,
+    temperature: Vec<f32>,
+    states: Vec<Vec<f32>>,
+) -> Result<Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'static>)>, String> {
+    let sampling = card.sampling()?;
+    let tensor =
+        |shape: [usize; 2], values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
+            Ok(Tensor::from_array((shape, values))
+                .map_err(|e| e.to_string())?
+                .into())
+        };
+    let mut inputs = vec![
+        (
+            std::borrow::Cow::from(card.frame_input.as_str()),
+            tensor([rows, KEY_COUNT], frames)?,
+        ),
+        (
+            sampling.uniform_input.as_str().into(),
+            tensor([rows, KEY_COUNT], uniform)?,
+        ),
+        (
+            sampling.temperature_input.as_str().into(),
+            tensor([rows, 1], temperature)?,
+        ),
+    ];
+    for (spec, values) in card.states.iter().zip(states) {
+        inputs.push((
+            spec.input.as_str().into(),
+            tensor([rows, spec.width], values)?,
+        ));
+    }
+    Ok(inputs)
+}
+
 /// One frame for every generation in `batch`: one session call.
 fn step(
     session: &mut Session,
@@ -262,36 +303,15 @@ fn step(
         }
     }
     let temperature: Vec<f32> = batch.iter().map(|a| a.job.temperature).collect();
-    let tensor =
-        |shape: [usize; 2], values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
-            Ok(Tensor::from_array((shape, values))
-                .map_err(|e| e.to_string())?
-                .into())
-        };
-    let mut inputs = vec![
-        (
-            std::borrow::Cow::from(card.frame_input.as_str()),
-            tensor([rows, KEY_COUNT], frames)?,
-        ),
-        (
-            sampling.uniform_input.as_str().into(),
-            tensor([rows, KEY_COUNT], uniform)?,
-        ),
-        (
-            sampling.temperature_input.as_str().into(),
-            tensor([rows, 1], temperature)?,
-        ),
-    ];
-    for (index, spec) in card.states.iter().enumerate() {
-        let values: Vec<f32> = batch
-            .iter()
-            .flat_map(|a| a.state[index].iter().copied())
-            .collect();
-        inputs.push((
-            spec.input.as_str().into(),
-            tensor([rows, spec.width], values)?,
-        ));
-    }
+    let states: Vec<Vec<f32>> = (0..card.states.len())
+        .map(|index| {
+            batch
+                .iter()
+                .flat_map(|a| a.state[index].iter().copied())
+                .collect()
+        })
+        .collect();
+    let inputs = step_inputs(card, rows, frames, uniform, temperature, states)?;
     let outputs = session.run(inputs).map_err(|e| e.to_string())?;
     let read = |name: &str, width: usize| -> Result<&[f32], String> {
         let (_, values) = outputs

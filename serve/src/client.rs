@@ -145,7 +145,7 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     }
     if let Some(summary) = response.summary {
         println!(
-            "{}: {} frames after a {}-frame primer in {:.2} s on {}, in {}, {} at {} bpm -> {}",
+            "{}: {} frames after a {}-frame primer in {:.2} s on {}, in {}, {} at {:.1} bpm -> {}",
             summary.model,
             summary.generated_frames,
             summary.primer_frames,

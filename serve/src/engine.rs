@@ -422,7 +422,8 @@ impl Engine {
                 meter: request.meter,
                 tempo_bpm: request.tempo_bpm,
             },
-        );
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let slot = self.slots.try_acquire().ok_or_else(|| {
             Status::resource_exhausted(format!(
                 "the server is running its limit of {} generations; try again shortly",

@@ -5,11 +5,10 @@
 //! summation orders for other batch shapes). Rather than assume either, the server measures it
 //! when it loads a model and says what it found in the log and in `ListModels`.
 
-use std::borrow::Cow;
-
-use ort::session::{Session, SessionInputValue};
-use ort::value::Tensor;
+use ort::session::Session;
 use proto::card::ModelCard;
+
+use crate::batcher::step_inputs;
 
 /// What one measurement found: the logits of `rows` random rows over `steps` steps, run as one
 /// batch and each row alone with the same inputs and states.
@@ -31,45 +30,6 @@ impl BatchInvariance {
     }
 }
 
-/// The graph's inputs for `rows` rows: frames and uniforms (88 a row), temperature 1, and the
-/// recurrent states (one vector per state, rows × width). Also the serving bench's naive loop.
-pub fn step_inputs<'a>(
-    card: &'a ModelCard,
-    rows: usize,
-    frames: &[f32],
-    uniform: &[f32],
-    state: &[Vec<f32>],
-) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'static>)>, String> {
-    let sampling = card.sampling()?;
-    let keys = card.pitch_count;
-    let tensor = |width: usize, values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
-        Ok(Tensor::from_array(([rows, width], values))
-            .map_err(|e| e.to_string())?
-            .into())
-    };
-    let mut inputs = vec![
-        (
-            Cow::from(card.frame_input.as_str()),
-            tensor(keys, frames.to_vec())?,
-        ),
-        (
-            Cow::from(sampling.uniform_input.as_str()),
-            tensor(keys, uniform.to_vec())?,
-        ),
-        (
-            Cow::from(sampling.temperature_input.as_str()),
-            tensor(1, vec![1.0; rows])?,
-        ),
-    ];
-    for (spec, values) in card.states.iter().zip(state) {
-        inputs.push((
-            Cow::from(spec.input.as_str()),
-            tensor(spec.width, values.clone())?,
-        ));
-    }
-    Ok(inputs)
-}
-
 /// Measure `session` (a model described by `card`) on `rows` rows for `steps` steps: frames
 /// of a fixed pseudo-random pattern (about 5% of keys on), fixed uniforms.
 pub fn measure(
@@ -78,10 +38,17 @@ pub fn measure(
     rows: usize,
     steps: usize,
 ) -> Result<BatchInvariance, String> {
-    let keys = card.pitch_count;
+    let keys = pianoroll::KEY_COUNT;
     let mut run = |rows: usize, frames: &[f32], uniform: &[f32], state: &[Vec<f32>]| {
         let outputs = session
-            .run(step_inputs(card, rows, frames, uniform, state)?)
+            .run(step_inputs(
+                card,
+                rows,
+                frames.to_vec(),
+                uniform.to_vec(),
+                vec![1.0; rows],
+                state.to_vec(),
+            )?)
             .map_err(|e| e.to_string())?;
         let read = |name: &str| -> Result<Vec<f32>, String> {
             let value = outputs

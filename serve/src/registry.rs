@@ -20,7 +20,9 @@ pub struct LoadedModel {
     pub batcher: Batcher,
 }
 
-/// Rows and steps of the load-time measurement ([`crate::invariance`]): a few milliseconds.
+/// Rows and steps of the load-time measurement ([`crate::invariance`]): 36 session calls, tens
+/// of milliseconds on the CPU. Kernels can differ by batch size, so this says what a batch of 8
+/// does; the serving bench checks 64.
 const INVARIANCE_ROWS: usize = 8;
 const INVARIANCE_STEPS: usize = 4;
 
@@ -82,16 +84,18 @@ pub fn load_models(
                 );
                 if invariance.bit_identical() {
                     tracing::info!(
-                        "model {name}: rows batched equal rows alone bit for bit ({} logits): \
-                         a seed gives the same music whatever else runs",
+                        "model {name}: {} rows batched equal the rows alone bit for bit ({} \
+                         logits): a seed gives the same music whatever else runs",
+                        invariance.rows,
                         invariance.compared
                     );
                 } else {
                     tracing::warn!(
                         "model {name} on {}: {} of {} logits change when the row runs in a batch \
-                         (by up to {:e}): a seed gives the same music only when the request \
-                         runs alone",
+                         of {} (by up to {:e}): a seed gives the same music only when the \
+                         request runs alone",
                         provider.name(),
+                        invariance.rows,
                         invariance.differing,
                         invariance.compared,
                         invariance.largest_difference

@@ -240,19 +240,21 @@ fn without_a_primer_c_major_and_four_four_unless_asked() {
         );
         assert_eq!(bar_lines(&d.png, 32)[..3], [0, 6, 12]);
 
-        let mut minor = request(8, 5);
-        minor.key = "Bbm".to_owned();
-        let piece = compose(&mut client, minor).await;
+        let mut flat = request(8, 5);
+        flat.key = "Bb".to_owned();
+        let piece = compose(&mut client, flat).await;
         let key = pianoroll::read_midi(&piece.midi, &as_written())
             .unwrap()
             .key
             .unwrap();
-        assert_eq!((key.tonic, key.mode), (10, Mode::Minor));
+        assert_eq!((key.tonic, key.mode), (10, Mode::Major));
 
         for (field, value, words) in [
             ("meter", "7/0", "power of two"),
             ("meter", "six-eight", "not a meter"),
             ("key", "H", "not a key"),
+            // No primer: the frames are major, and transposing cannot make them minor.
+            ("key", "Bbm", "is minor, but the model's frames are major"),
         ] {
             let mut bad = request(4, 1);
             match field {
@@ -340,7 +342,7 @@ fn v2_inference_carries_the_setting() {
                 model_name: MODEL.to_owned(),
                 inputs: vec![
                     frames.clone(),
-                    bytes_input("key", b"G minor"),
+                    bytes_input("key", b"G major"),
                     bytes_input("meter", b"3/4"),
                 ],
                 ..Default::default()
@@ -349,7 +351,7 @@ fn v2_inference_carries_the_setting() {
             .unwrap()
             .into_inner();
         let piece = pianoroll::read_midi(&midi_of(asked), &as_written()).unwrap();
-        assert_eq!(piece.key.unwrap().name(), "G minor");
+        assert_eq!(piece.key.unwrap().name(), "G major");
         assert_eq!(piece.meter.unwrap().to_string(), "3/4");
 
         let refused = client
@@ -418,7 +420,7 @@ fn the_command_line_writes_the_primers_key_and_meter() {
             "{stdout}{}",
             String::from_utf8_lossy(&primed.stderr)
         );
-        assert!(stdout.contains("in D major, 6/8 at 120 bpm"), "{stdout}");
+        assert!(stdout.contains("in D major, 6/8 at 120.0 bpm"), "{stdout}");
         let primer_frames = pianoroll::read_midi(&std::fs::read(&primer).unwrap(), &as_written())
             .unwrap()
             .roll

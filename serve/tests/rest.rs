@@ -331,7 +331,7 @@ fn rest_needs_the_token_refuses_bad_bodies_and_keeps_serving() {
         assert_eq!(refused.status, 401);
 
         // Bad requests: the right status, a JSON error naming what was wrong.
-        let cases: [(&str, &str, Vec<u8>, u16, &str); 5] = [
+        let cases: [(&str, &str, Vec<u8>, u16, &str); 6] = [
             (
                 "POST",
                 "/v2/models/lstm-nade/infer",
@@ -361,6 +361,13 @@ fn rest_needs_the_token_refuses_bad_bodies_and_keeps_serving() {
                 "version 1 only",
             ),
             ("GET", "/v2/nowhere", vec![], 404, "no such endpoint"),
+            (
+                "GET",
+                "/v2/models/lstm-nade/infer",
+                vec![],
+                405,
+                "GET is not a method",
+            ),
         ];
         for (method, path, body, status, words) in cases {
             let answer = ask(method, path, true, body).await.unwrap();
@@ -368,6 +375,20 @@ fn rest_needs_the_token_refuses_bad_bodies_and_keeps_serving() {
             let error = answer.json()["error"].as_str().unwrap().to_owned();
             assert!(error.contains(words), "{method} {path}: {error}");
         }
+
+        // Text inputs are text in JSON, as the protocol has BYTES there.
+        let in_d = br#"{"inputs":[{"name":"frames","shape":[1],"datatype":"INT32","data":[2]},
+            {"name":"key","shape":[1],"datatype":"BYTES","data":["D"]},
+            {"name":"meter","shape":[1],"datatype":"BYTES","data":["6/8"]}],
+            "outputs":[{"name":"roll"}]}"#;
+        let answer = ask("POST", "/v2/models/lstm-nade/infer", true, in_d.to_vec())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert_eq!(
+            answer.json()["outputs"][0]["shape"],
+            serde_json::json!([2, 88])
+        );
 
         // And it still composes, in JSON.
         let answer = ask("POST", "/v2/models/lstm-nade/infer", true, infer.to_vec())
@@ -386,7 +407,7 @@ fn rest_needs_the_token_refuses_bad_bodies_and_keeps_serving() {
             .unwrap()
             .json();
         let inference = &stats["model_stats"][0]["inference_stats"];
-        assert_eq!(inference["success"]["count"], 1, "{stats}");
+        assert_eq!(inference["success"]["count"], 2, "{stats}");
         assert_eq!(inference["fail"]["count"], 2, "{stats}");
         let metrics = server.metrics.unwrap();
         let metrics = tokio::task::spawn_blocking(move || {
@@ -402,8 +423,9 @@ fn rest_needs_the_token_refuses_bad_bodies_and_keeps_serving() {
         .unwrap();
         let metrics = String::from_utf8(metrics.body).unwrap();
         for line in [
-            r#"method="ModelInfer",model="lstm-nade",code="Ok"} 1"#,
-            r#"method="ModelInfer",model="lstm-nade",code="InvalidArgument"} 2"#,
+            r#"method="ModelInfer",model="lstm-nade",code="Ok"} 2"#,
+            r#"method="ModelInfer",model="lstm-nade",code="InvalidArgument"} 1"#,
+            r#"method="ModelInfer",model="lstm-nade",code="ResourceExhausted"} 1"#,
             r#"method="ModelInfer",model="(unknown)",code="NotFound"} 1"#,
         ] {
             assert!(metrics.contains(line), "{line} in\n{metrics}");

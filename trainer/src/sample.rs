@@ -38,7 +38,7 @@ impl Primer {
         let Some(path) = path else {
             return Ok(Primer {
                 frames: Vec::new(),
-                trip: RoundTrip::new(None, asked),
+                trip: RoundTrip::new(None, asked).context("--key")?,
             });
         };
         let bytes = std::fs::read(path).with_context(|| format!("--primer {}", path.display()))?;
@@ -46,7 +46,7 @@ impl Primer {
             .with_context(|| format!("--primer {}", path.display()))?;
         Ok(Primer {
             frames: piece.roll.frames().to_vec(),
-            trip: RoundTrip::new(Some(&piece), asked),
+            trip: RoundTrip::new(Some(&piece), asked).context("--key")?,
         })
     }
 

@@ -103,6 +103,9 @@ pub const INPUTS: [(&str, Datatype); 7] = [
     ("meter", Datatype::Bytes),
 ];
 
+/// The one input that is not text when it comes as JSON.
+pub const PRIMER_MIDI: &str = "primer_midi";
+
 pub const ROLL: &str = "roll";
 pub const MIDI: &str = "midi";
 /// The outputs, in the order they are sent when none are named.

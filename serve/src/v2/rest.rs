@@ -16,8 +16,8 @@
 //! An inference request is JSON, optionally followed by binary tensor data (the header
 //! `Inference-Header-Content-Length` gives the JSON's length; an input with the parameter
 //! `binary_data_size` takes that many of the following bytes, in the raw layout). JSON `data`
-//! may be flat or nested; BYTES elements in JSON are base64 strings, since a MIDI file is not
-//! text. An output is sent as binary data when its parameter `binary_data` (or the request's
+//! may be flat or nested; BYTES elements in JSON are text (`key`, `meter`), except the primer,
+//! a MIDI file, which is base64. An output is sent as binary data when its parameter `binary_data` (or the request's
 //! `binary_data_output`) is true, else as JSON `data` (the MIDI file as base64, the output's
 //! parameters saying `"encoding": "base64"`). Errors are JSON `{"error": "..."}` with the
 //! status of their gRPC code, as on the page's API.
@@ -70,6 +70,12 @@ pub fn router(v2: V2, token: RequireToken, max_body_bytes: usize) -> Router {
         .route("/v2/health/ready", get(StatusCode::OK))
         .merge(guarded)
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not a method of this endpoint"),
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(v2)
 }
@@ -265,12 +271,16 @@ async fn infer(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            let response = rejected(rejection);
-            v2.refused(
-                model,
-                Status::invalid_argument("request body over the limit"),
-            );
-            return response;
+            // Counted with the code gRPC gives the same refusal: over the size limit is
+            // RESOURCE_EXHAUSTED, anything else a bad argument.
+            let message = rejection.to_string();
+            let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Status::resource_exhausted(message)
+            } else {
+                Status::invalid_argument(message)
+            };
+            v2.refused(model, status);
+            return rejected(rejection);
         }
     };
     let (request, binary_outputs) = match read_request(model, version, &headers, &body) {
@@ -412,13 +422,21 @@ fn typed_contents(input: &RestInput) -> Result<InferTensorContents, Status> {
             }
         }
         "BYTES" => {
+            // Text, as the protocol carries BYTES in JSON; a MIDI file is not text, so the
+            // primer (and only it) comes as base64.
+            let binary = name == super::PRIMER_MIDI;
             for e in elements {
-                let bytes = e
-                    .as_str()
-                    .and_then(|s| BASE64.decode(s).ok())
-                    .ok_or_else(|| {
-                        bad("base64 strings (or send it as binary data, with binary_data_size)")
-                    })?;
+                let text = e.as_str().ok_or_else(|| bad("strings"))?;
+                let bytes = if binary {
+                    BASE64.decode(text).map_err(|_| {
+                        bad(
+                            "a base64 string (a MIDI file is not text; or send it as binary \
+                             data, with binary_data_size)",
+                        )
+                    })?
+                } else {
+                    text.as_bytes().to_vec()
+                };
                 contents.bytes_contents.push(bytes);
             }
         }
