@@ -28,6 +28,9 @@ pub struct GenerateArgs {
     pub output: PathBuf,
     pub png: Option<PathBuf>,
     pub wav: Option<PathBuf>,
+    /// Pieces, with seeds `seed`, `seed + 1`, ...; more than one makes `output`, `png` and
+    /// `wav` folders of files named by seed.
+    pub count: u32,
 }
 
 /// Where the server is and how to reach it.
@@ -107,8 +110,9 @@ fn status_error(status: tonic::Status, endpoint: &Endpoint) -> anyhow::Error {
     anyhow::anyhow!("server: {:?}: {}{hint}", status.code(), status.message())
 }
 
-/// Ask the server at `endpoint` for a finished piece and write its MIDI (and PNG, WAV)
-/// atomically.
+/// Ask the server at `endpoint` for `args.count` finished pieces and write each one's MIDI (and
+/// PNG, WAV) atomically. Several pieces are asked for at once, so the server batches them; each
+/// is written as it arrives, so a failure leaves the pieces already written.
 pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     let primer = match &args.primer {
         Some(path) => Some(generate_request::Primer::PrimerMidi(
@@ -116,31 +120,115 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
         )),
         None => None,
     };
-    let mut client = connect(endpoint).await?;
+    let client = connect(endpoint).await?;
+    if args.count <= 1 {
+        return compose_one(
+            client,
+            endpoint,
+            args,
+            primer,
+            args.seed,
+            Outputs::files(args),
+        )
+        .await;
+    }
+    let last = args
+        .seed
+        .checked_add(u64::from(args.count) - 1)
+        .with_context(|| {
+            format!(
+                "--seed {} --count {}: the seeds pass u64::MAX",
+                args.seed, args.count
+            )
+        })?;
+    for folder in [Some(&args.output), args.png.as_ref(), args.wav.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating the folder {}", folder.display()))?;
+    }
+    let mut pieces = tokio::task::JoinSet::new();
+    for seed in args.seed..=last {
+        let (client, endpoint, primer) = (client.clone(), endpoint.clone(), primer.clone());
+        let args = GenerateArgs {
+            primer: None,
+            output: args.output.clone(),
+            png: args.png.clone(),
+            wav: args.wav.clone(),
+            model: args.model.clone(),
+            ..*args
+        };
+        pieces.spawn(async move {
+            let outputs = Outputs::in_folders(&args, seed);
+            compose_one(client, &endpoint, &args, primer, seed, outputs).await
+        });
+    }
+    while let Some(done) = pieces.join_next().await {
+        done.context("a generation's task")??;
+    }
+    Ok(())
+}
+
+/// Where one piece's files go.
+struct Outputs {
+    midi: PathBuf,
+    png: Option<PathBuf>,
+    wav: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// One piece: the paths as given.
+    fn files(args: &GenerateArgs) -> Outputs {
+        Outputs {
+            midi: args.output.clone(),
+            png: args.png.clone(),
+            wav: args.wav.clone(),
+        }
+    }
+
+    /// One of several: SEED.mid, SEED.png, SEED.wav in the given folders.
+    fn in_folders(args: &GenerateArgs, seed: u64) -> Outputs {
+        Outputs {
+            midi: args.output.join(format!("{seed}.mid")),
+            png: args.png.as_ref().map(|d| d.join(format!("{seed}.png"))),
+            wav: args.wav.as_ref().map(|d| d.join(format!("{seed}.wav"))),
+        }
+    }
+}
+
+async fn compose_one(
+    mut client: Client,
+    endpoint: &Endpoint,
+    args: &GenerateArgs,
+    primer: Option<generate_request::Primer>,
+    seed: u64,
+    outputs: Outputs,
+) -> Result<()> {
     let response = client
         .compose(ComposeRequest {
             generation: Some(GenerateRequest {
                 model: args.model.clone(),
                 frames: args.frames,
                 temperature: args.temperature,
-                seed: args.seed,
+                seed,
                 primer,
                 tempo_bpm: args.tempo_bpm,
                 chunk_frames: 0,
                 key: args.key.map(|k| k.to_string()).unwrap_or_default(),
                 meter: args.meter.map(|m| m.to_string()).unwrap_or_default(),
             }),
-            png: args.png.is_some(),
-            audio: if args.wav.is_some() { "wav" } else { "" }.to_owned(),
+            png: outputs.png.is_some(),
+            audio: if outputs.wav.is_some() { "wav" } else { "" }.to_owned(),
         })
         .await
         .map_err(|s| status_error(s, endpoint))?
         .into_inner();
-    write(&args.output, &response.midi)?;
-    if let Some(png) = &args.png {
+    write(&outputs.midi, &response.midi)?;
+    if let Some(png) = &outputs.png {
         write(png, &response.png)?;
     }
-    if let Some(wav) = &args.wav {
+    if let Some(wav) = &outputs.wav {
         write(wav, &response.audio)?;
     }
     if let Some(summary) = response.summary {
@@ -154,7 +242,7 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
             summary.key,
             summary.meter,
             summary.tempo_bpm,
-            args.output.display()
+            outputs.midi.display()
         );
     }
     Ok(())

@@ -160,14 +160,20 @@ struct ClientArgs {
     /// follow it.
     #[arg(long)]
     meter: Option<pianoroll::meter::Meter>,
+    /// The MIDI file to write; with --count, the folder the pieces go in (SEED.mid each).
     #[arg(short, long)]
     output: PathBuf,
-    /// Also write the piano roll as a PNG.
+    /// Also write the piano roll as a PNG (with --count: a folder, SEED.png each).
     #[arg(long)]
     png: Option<PathBuf>,
-    /// Also write the piece as audio (WAV, played by the server).
+    /// Also write the piece as audio, WAV played by the server (with --count: a folder, SEED.wav
+    /// each).
     #[arg(long)]
     wav: Option<PathBuf>,
+    /// Generate this many pieces, with seeds --seed, --seed + 1, ..., all asked at once (the
+    /// server batches them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    count: u32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -197,6 +203,7 @@ async fn run(cli: Cli) -> Result<()> {
                     output: args.output,
                     png: args.png,
                     wav: args.wav,
+                    count: args.count,
                 },
             )
             .await

@@ -536,3 +536,75 @@ fn the_pages_api_carries_the_setting() {
         server.stop().await;
     });
 }
+
+/// `serve generate --count 3 --seed 5` writes three different pieces into one folder, named by
+/// seed, each the piece its seed gives alone; a count past the last seed is refused.
+#[test]
+fn count_writes_pieces_named_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = Running::start(ServerConfig::cpu(common::shipped_models())).await;
+        let addr = server.addr.to_string();
+        let out = dir.path().to_owned();
+        let output = tokio::task::spawn_blocking(move || {
+            let generate = |args: &[&str]| {
+                std::process::Command::new(serve_binary())
+                    .arg("generate")
+                    .args(["--addr", &addr, "--model", MODEL, "--frames", "24"])
+                    .args(args)
+                    .output()
+                    .unwrap()
+            };
+            let pieces = out.join("pieces");
+            let rolls = out.join("rolls");
+            let path = |p: &Path| p.to_string_lossy().into_owned();
+            let many = generate(&[
+                "--count",
+                "3",
+                "--seed",
+                "5",
+                "-o",
+                &path(&pieces),
+                "--png",
+                &path(&rolls),
+            ]);
+            let alone = generate(&["--seed", "6", "-o", &path(&out.join("six.mid"))]);
+            let too_far = generate(&["--count", "2", "--seed", &u64::MAX.to_string(), "-o", "x"]);
+            (many, alone, too_far, pieces, rolls)
+        })
+        .await
+        .unwrap();
+        let (many, alone, too_far, pieces, rolls) = output;
+        assert!(
+            many.status.success(),
+            "{}",
+            String::from_utf8_lossy(&many.stderr)
+        );
+        assert!(alone.status.success());
+        let mut names: Vec<String> = std::fs::read_dir(&pieces)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["5.mid", "6.mid", "7.mid"]);
+        let midi: Vec<Vec<u8>> = names
+            .iter()
+            .map(|n| std::fs::read(pieces.join(n)).unwrap())
+            .collect();
+        assert!(midi[0] != midi[1] && midi[1] != midi[2] && midi[0] != midi[2]);
+        assert_eq!(
+            midi[1],
+            std::fs::read(dir.path().join("six.mid")).unwrap(),
+            "seed 6 in the batch is seed 6 alone"
+        );
+        for seed in 5..8 {
+            let png = std::fs::read(rolls.join(format!("{seed}.png"))).unwrap();
+            assert!(png.starts_with(b"\x89PNG"));
+        }
+        assert_eq!(String::from_utf8_lossy(&many.stdout).lines().count(), 3);
+        assert!(!too_far.status.success());
+        assert!(String::from_utf8_lossy(&too_far.stderr).contains("--count 2"));
+        server.stop().await;
+    });
+}

@@ -92,6 +92,7 @@ fn tls_serves_clients_that_trust_the_certificate() {
                 output: output.clone(),
                 png: None,
                 wav: None,
+                count: 1,
             },
         )
         .await
