@@ -142,12 +142,7 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usiz
     let (mut session, _) =
         session(environment, &folder.join("model.onnx"), device, threads).unwrap();
     let mut states: Vec<Vec<Vec<f32>>> = (0..streams)
-        .map(|_| {
-            card.states
-                .iter()
-                .map(|s| vec![s.initial; s.width])
-                .collect()
-        })
+        .map(|_| serve::batcher::initial_state(&card, 1))
         .collect();
     let mut frames = vec![vec![0f32; 88]; streams];
     let mut uniforms: Vec<Uniforms> = (0..streams as u64).map(Uniforms::new).collect();

@@ -111,11 +111,7 @@ impl Active {
             generated: 0,
             last: Frame::SILENT,
             pending: Vec::new(),
-            state: card
-                .states
-                .iter()
-                .map(|s| vec![s.initial; s.width])
-                .collect(),
+            state: initial_state(card, 1),
             started: Instant::now(),
             job,
         }
@@ -236,6 +232,14 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: 
             false
         });
     }
+}
+
+/// Each recurrent state's initial value for `rows` rows (width a row), as the card gives it.
+pub fn initial_state(card: &ModelCard, rows: usize) -> Vec<Vec<f32>> {
+    card.states
+        .iter()
+        .map(|s| vec![s.initial; rows * s.width])
+        .collect()
 }
 
 /// The step graph's inputs for `rows` rows, each given row after row: frames and uniforms

@@ -14,6 +14,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use crate::auth::AddToken;
 
 /// What `serve generate` asks for.
+#[derive(Clone)]
 pub struct GenerateArgs {
     pub model: String,
     pub frames: u32,
@@ -148,17 +149,12 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating the folder {}", folder.display()))?;
     }
+    // One copy the tasks share (they must own what they hold).
+    let shared = std::sync::Arc::new(args.clone());
     let mut pieces = tokio::task::JoinSet::new();
     for seed in args.seed..=last {
         let (client, endpoint, primer) = (client.clone(), endpoint.clone(), primer.clone());
-        let args = GenerateArgs {
-            primer: None,
-            output: args.output.clone(),
-            png: args.png.clone(),
-            wav: args.wav.clone(),
-            model: args.model.clone(),
-            ..*args
-        };
+        let args = shared.clone();
         pieces.spawn(async move {
             let outputs = Outputs::in_folders(&args, seed);
             compose_one(client, &endpoint, &args, primer, seed, outputs).await

@@ -8,7 +8,7 @@
 use ort::session::Session;
 use proto::card::ModelCard;
 
-use crate::batcher::step_inputs;
+use crate::batcher::{initial_state, step_inputs};
 
 /// What one measurement found: the logits of `rows` random rows over `steps` steps, run as one
 /// batch and each row alone with the same inputs and states.
@@ -74,19 +74,8 @@ pub fn measure(
         seed ^= seed << 17;
         if seed.is_multiple_of(20) { 1.0 } else { 0.0 }
     };
-    let mut batch_state: Vec<Vec<f32>> = card
-        .states
-        .iter()
-        .map(|s| vec![s.initial; rows * s.width])
-        .collect();
-    let mut row_states: Vec<Vec<Vec<f32>>> = (0..rows)
-        .map(|_| {
-            card.states
-                .iter()
-                .map(|s| vec![s.initial; s.width])
-                .collect()
-        })
-        .collect();
+    let mut batch_state = initial_state(card, rows);
+    let mut row_states: Vec<Vec<Vec<f32>>> = (0..rows).map(|_| initial_state(card, 1)).collect();
     let mut found = BatchInvariance {
         rows,
         steps,

@@ -20,9 +20,9 @@ pub struct LoadedModel {
     pub batcher: Batcher,
 }
 
-/// Rows and steps of the load-time measurement ([`crate::invariance`]): 36 session calls, tens
-/// of milliseconds on the CPU. Kernels can differ by batch size, so this says what a batch of 8
-/// does; the serving bench checks 64.
+/// Rows and steps of the load-time measurement ([`crate::invariance`]): 36 session calls at
+/// start. Kernels can differ by batch size, so this says what a batch of 8 does; the serving
+/// bench checks 64.
 const INVARIANCE_ROWS: usize = 8;
 const INVARIANCE_STEPS: usize = 4;
 

@@ -6,29 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pipeline::dataset::{BuildOptions, Split, build};
-
-/// A dataset of the first `n` pieces of each bundled split, at `root/dataset` (the smallest
-/// form of the shared helper in `common/`, kept here so this file stands alone).
-fn small_dataset(root: &Path, n: usize) -> PathBuf {
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/nottingham");
-    let input = root.join("input");
-    for split in Split::ALL {
-        let folder = input.join(split.as_str());
-        std::fs::create_dir_all(&folder).unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(bundled.join(split.as_str()))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for file in files.into_iter().take(n) {
-            std::fs::copy(&file, folder.join(file.file_name().unwrap())).unwrap();
-        }
-    }
-    let output = root.join("dataset");
-    build(&input, &output, &BuildOptions::default()).unwrap();
-    output
-}
+mod common;
+use common::small_dataset;
 
 /// `trainer ARGS` run in the folder `cwd`.
 fn trainer_in(cwd: &Path, args: &[&str]) -> Output {
