@@ -1,6 +1,8 @@
 //! The core every pianoroll crate shares, and the one home of
 //! - the piano-roll type ([`PianoRoll`], [`Frame`]: 88 keys, MIDI 21..=108),
 //! - the grids and transpositions ([`grid`], [`key`]),
+//! - a melody's top line and the constraints that keep it on top while a model harmonises it
+//!   ([`melody`]),
 //! - meters ([`meter`]) and a piece's setting, its key, meter and tempo from a primer to the
 //!   written piece ([`setting`]),
 //! - the MIDI ↔ roll mapping ([`midi`]: the exact note → frame rule is documented there),
@@ -21,6 +23,7 @@ pub mod audio;
 pub mod binary;
 pub mod grid;
 pub mod key;
+pub mod melody;
 pub mod meter;
 pub mod midi;
 pub mod music;

@@ -15,6 +15,12 @@
 //!   qualities; octave doublings are the same pitch class). With 3 or more classes, contained
 //!   in a triad means *is* that triad: C-E-G and C-E-G-C' fit, C-E-G-B♭ (a seventh chord),
 //!   C-E-F♯ and C-E-G♯ (augmented) do not.
+//! - **melody fit**: among the frames where the highest note sounds over at least one other
+//!   pitch class (2 or more distinct classes), the share whose pitch-class set is contained in
+//!   a major or minor triad, which then contains the highest note's class: how often the
+//!   accompaniment's chord fits the melody note, taking the top line as the melody (as
+//!   harmonising does). A bare fifth or third under the tune fits; a second or a tritone does
+//!   not.
 //! - **onsets per frame**: keys that sound in a frame and not in the frame before it (every key
 //!   of a piece's first frame counts), summed and divided by all frames. A key held across
 //!   frames is one onset; a key struck again after a silent frame is two.
@@ -75,6 +81,10 @@ pub struct MusicCounts {
     chord_frames: u64,
     /// Those of them whose set fits a major or minor triad.
     triad_frames: u64,
+    /// Frames with 2 or more distinct pitch classes (the top note accompanied).
+    accompanied_frames: u64,
+    /// Those of them whose set fits a major or minor triad.
+    fitting_frames: u64,
     /// Sounding frames per pitch-class set (index = the set); index 0 stays 0.
     pitch_class_sets: Vec<u64>,
 }
@@ -89,6 +99,8 @@ impl Default for MusicCounts {
             onsets: 0,
             chord_frames: 0,
             triad_frames: 0,
+            accompanied_frames: 0,
+            fitting_frames: 0,
             pitch_class_sets: vec![0; PITCH_CLASS_SETS],
         }
     }
@@ -104,6 +116,8 @@ impl std::fmt::Debug for MusicCounts {
             .field("onsets", &self.onsets)
             .field("chord_frames", &self.chord_frames)
             .field("triad_frames", &self.triad_frames)
+            .field("accompanied_frames", &self.accompanied_frames)
+            .field("fitting_frames", &self.fitting_frames)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +145,12 @@ impl MusicCounts {
             }
             let set = pitch_class_set(frame);
             self.pitch_class_sets[usize::from(set)] += 1;
+            if set.count_ones() >= 2 {
+                self.accompanied_frames += 1;
+                if fits_triad(set) {
+                    self.fitting_frames += 1;
+                }
+            }
             if set.count_ones() >= 3 {
                 self.chord_frames += 1;
                 if fits_triad(set) {
@@ -155,6 +175,7 @@ impl MusicCounts {
             silent_share: ratio(self.silent_frames, self.frames),
             chord_share: ratio(self.chord_frames, self.frames),
             triad_share: ratio(self.triad_frames, self.chord_frames),
+            melody_fit: ratio(self.fitting_frames, self.accompanied_frames),
             onsets_per_frame: ratio(self.onsets, self.frames),
         }
     }
@@ -192,6 +213,9 @@ pub struct MusicStats {
     pub chord_share: Option<f64>,
     /// Share of the frames with 3 or more pitch classes that are a major or minor triad.
     pub triad_share: Option<f64>,
+    /// Share of the frames with 2 or more pitch classes whose classes fit one major or minor
+    /// triad (with the top note's).
+    pub melody_fit: Option<f64>,
     /// Keys that start sounding, per frame.
     pub onsets_per_frame: Option<f64>,
 }
@@ -218,8 +242,16 @@ impl MusicComparison {
     pub fn table(&self, samples: &str, reference: &str) -> String {
         let width = samples.len().max(reference.len()).max(10);
         let mut out = format!(
-            "{:<width$} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>14}\n",
-            "", "pieces", "frames", "polyphony", "silent", "chords", "triads", "onsets/frame"
+            "{:<width$} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>10} {:>14}\n",
+            "",
+            "pieces",
+            "frames",
+            "polyphony",
+            "silent",
+            "chords",
+            "triads",
+            "melody fit",
+            "onsets/frame"
         );
         let number = |x: Option<f64>, digits: usize| {
             x.map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
@@ -228,7 +260,7 @@ impl MusicComparison {
             |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{:.1}%", 100.0 * x));
         for (label, s) in [(samples, &self.samples), (reference, &self.reference)] {
             out += &format!(
-                "{:<width$} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>14}\n",
+                "{:<width$} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>10} {:>14}\n",
                 label,
                 s.pieces,
                 s.frames,
@@ -236,13 +268,15 @@ impl MusicComparison {
                 percent(s.silent_share),
                 percent(s.chord_share),
                 percent(s.triad_share),
+                percent(s.melody_fit),
                 number(s.onsets_per_frame, 3),
             );
         }
         out += &format!(
             "pitch-class-set distance (total variation, sounding frames): {}\n\
              polyphony = keys per sounding frame; chords = frames of 3+ pitch classes; \
-             triads = the share of those that are a major or minor triad\n",
+             triads = the share of those that are a major or minor triad; melody fit = the \
+             share of frames of 2+ pitch classes that fit one triad (the top note's chord)\n",
             number(self.pitch_class_set_distance, 3)
         );
         out
@@ -308,6 +342,8 @@ mod tests {
         // Frames of 3+ classes: 0, 1, 3, 5; triads among them: 0 and 1.
         assert_eq!(stats.chord_share, Some(4.0 / 6.0));
         assert_eq!(stats.triad_share, Some(2.0 / 4.0));
+        // Frames of 2+ classes: 0, 1, 3, 4, 5; fitting one triad: 0, 1 and 4 (C-E).
+        assert_eq!(stats.melody_fit, Some(3.0 / 5.0));
         // Onsets: 3 (the first frame's) + 1 (G5) + 0 + 3 (after the rest) + 1 (C3; E4 is
         // held) + 3 (C4, G4, Bb4; E4 still held).
         assert_eq!(stats.onsets_per_frame, Some(11.0 / 6.0));

@@ -67,6 +67,19 @@ impl Frame {
         self.keys().map(|key| LOWEST_PITCH + key as u8)
     }
 
+    /// The highest key down, if any.
+    pub fn highest_key(self) -> Option<usize> {
+        (self.0 != 0).then(|| 127 - self.0.leading_zeros() as usize)
+    }
+
+    /// Every key from `key` up (key `key` included); empty for `key >= 88`.
+    pub fn keys_from(key: usize) -> Frame {
+        if key >= KEY_COUNT {
+            return Frame::SILENT;
+        }
+        Frame(Self::MASK & !((1u128 << key) - 1))
+    }
+
     /// The raw bit set (bit k = key k); for dense tensors in the trainer.
     pub fn bits(self) -> u128 {
         self.0

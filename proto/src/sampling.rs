@@ -7,6 +7,7 @@
 //! the same request. The numbers are multiples of 2⁻²⁴ in [0, 1): exactly representable in f32,
 //! the graph's type, so no rounding stands between a draw and the comparison.
 
+use pianoroll::melody::Constraint;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -28,9 +29,39 @@ impl Uniforms {
     }
 }
 
+/// Force the keys of `constraint` in one frame's uniforms `keys` (drawn first, so the stream
+/// stays the seed's): 0 sounds a key and 1 silences it whatever the model's probability, since
+/// the graph compares in logit space, where they are −∞ and +∞ (`logit > T · ln(u / (1 − u))`).
+/// A NADE head conditions the keys it decides later on the forced ones, as on any decision.
+pub fn constrain(keys: &mut [f32], constraint: Constraint) {
+    for key in constraint.on.keys() {
+        keys[key] = 0.0;
+    }
+    for key in constraint.off.keys() {
+        keys[key] = 1.0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_constraint_sets_its_keys_uniforms_to_0_and_1_and_leaves_the_rest() {
+        let mut row = [0.5f32; 88];
+        let mut on = pianoroll::Frame::SILENT;
+        on.insert(40);
+        constrain(
+            &mut row,
+            Constraint {
+                on,
+                off: pianoroll::Frame::keys_from(41),
+            },
+        );
+        assert_eq!(row[40], 0.0);
+        assert!(row[41..].iter().all(|&u| u == 1.0));
+        assert!(row[..40].iter().all(|&u| u == 0.5));
+    }
 
     #[test]
     fn uniforms_are_in_the_unit_interval_and_fixed_by_the_seed() {

@@ -104,11 +104,7 @@ async fn served(
                     frames: FRAMES,
                     temperature: None,
                     seed: i as u64,
-                    primer: None,
-                    tempo_bpm: None,
-                    chunk_frames: 0,
-                    key: String::new(),
-                    meter: String::new(),
+                    ..Default::default()
                 };
                 let mut stream = client.generate(request).await.unwrap().into_inner();
                 let mut frames = 0;

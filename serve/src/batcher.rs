@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
+use pianoroll::melody::Constraint;
 use pianoroll::{Frame, KEY_COUNT, LOWEST_PITCH};
 use proto::card::{ModelCard, SamplingTensors};
 use proto::sampling::Uniforms;
@@ -85,6 +86,9 @@ pub struct Job {
     pub seed: u64,
     /// Frames per [`Event::Frames`].
     pub chunk_frames: usize,
+    /// The keys forced on and off in generated frame `i` (a melody harmonised); frames past
+    /// the end are free.
+    pub constraints: Vec<Constraint>,
     pub events: tokio::sync::mpsc::UnboundedSender<Event>,
     pub slot: Slot,
 }
@@ -301,9 +305,11 @@ fn step(
             frames[row * KEY_COUNT + key] = 1.0;
         }
         if active.samples_this_step() {
-            active
-                .uniforms
-                .fill(&mut uniform[row * KEY_COUNT..(row + 1) * KEY_COUNT]);
+            let keys = &mut uniform[row * KEY_COUNT..(row + 1) * KEY_COUNT];
+            active.uniforms.fill(keys);
+            if let Some(&constraint) = active.job.constraints.get(active.generated) {
+                proto::sampling::constrain(keys, constraint);
+            }
         }
     }
     let temperature: Vec<f32> = batch.iter().map(|a| a.job.temperature).collect();

@@ -1,4 +1,5 @@
-//! `serve generate` and `serve models`: a client for people, over the same gRPC API; and
+//! `serve generate`, `serve harmonize` and `serve models`: a client for people, over the same
+//! gRPC API; and
 //! `serve health`, the standard health check, for container health checks.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub struct GenerateArgs {
     pub temperature: Option<f32>,
     pub seed: u64,
     pub primer: Option<PathBuf>,
+    /// A melody to harmonise (the `Harmonize` call; no primer then).
+    pub melody: Option<PathBuf>,
     pub tempo_bpm: Option<f64>,
     /// The piece's key (default: the primer's, else C major).
     pub key: Option<pianoroll::key::KeyName>,
@@ -121,13 +124,20 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
         )),
         None => None,
     };
+    let melody = match &args.melody {
+        Some(path) => Some(generate_request::Melody::MelodyMidi(
+            std::fs::read(path).with_context(|| format!("--melody {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let music = Music { primer, melody };
     let client = connect(endpoint).await?;
     if args.count <= 1 {
         return compose_one(
             client,
             endpoint,
             args,
-            primer,
+            music,
             args.seed,
             Outputs::files(args),
         )
@@ -153,17 +163,24 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     let shared = std::sync::Arc::new(args.clone());
     let mut pieces = tokio::task::JoinSet::new();
     for seed in args.seed..=last {
-        let (client, endpoint, primer) = (client.clone(), endpoint.clone(), primer.clone());
+        let (client, endpoint, music) = (client.clone(), endpoint.clone(), music.clone());
         let args = shared.clone();
         pieces.spawn(async move {
             let outputs = Outputs::in_folders(&args, seed);
-            compose_one(client, &endpoint, &args, primer, seed, outputs).await
+            compose_one(client, &endpoint, &args, music, seed, outputs).await
         });
     }
     while let Some(done) = pieces.join_next().await {
         done.context("a generation's task")??;
     }
     Ok(())
+}
+
+/// What a piece continues or harmonises, as the request carries it.
+#[derive(Clone)]
+struct Music {
+    primer: Option<generate_request::Primer>,
+    melody: Option<generate_request::Melody>,
 }
 
 /// Where one piece's files go.
@@ -197,29 +214,33 @@ async fn compose_one(
     mut client: Client,
     endpoint: &Endpoint,
     args: &GenerateArgs,
-    primer: Option<generate_request::Primer>,
+    music: Music,
     seed: u64,
     outputs: Outputs,
 ) -> Result<()> {
-    let response = client
-        .compose(ComposeRequest {
-            generation: Some(GenerateRequest {
-                model: args.model.clone(),
-                frames: args.frames,
-                temperature: args.temperature,
-                seed,
-                primer,
-                tempo_bpm: args.tempo_bpm,
-                chunk_frames: 0,
-                key: args.key.map(|k| k.to_string()).unwrap_or_default(),
-                meter: args.meter.map(|m| m.to_string()).unwrap_or_default(),
-            }),
-            png: outputs.png.is_some(),
-            audio: if outputs.wav.is_some() { "wav" } else { "" }.to_owned(),
-        })
-        .await
-        .map_err(|s| status_error(s, endpoint))?
-        .into_inner();
+    let harmonize = music.melody.is_some();
+    let request = ComposeRequest {
+        generation: Some(GenerateRequest {
+            model: args.model.clone(),
+            frames: args.frames,
+            temperature: args.temperature,
+            seed,
+            primer: music.primer,
+            melody: music.melody,
+            tempo_bpm: args.tempo_bpm,
+            chunk_frames: 0,
+            key: args.key.map(|k| k.to_string()).unwrap_or_default(),
+            meter: args.meter.map(|m| m.to_string()).unwrap_or_default(),
+        }),
+        png: outputs.png.is_some(),
+        audio: if outputs.wav.is_some() { "wav" } else { "" }.to_owned(),
+    };
+    let response = match harmonize {
+        true => client.harmonize(request).await,
+        false => client.compose(request).await,
+    }
+    .map_err(|s| status_error(s, endpoint))?
+    .into_inner();
     write(&outputs.midi, &response.midi)?;
     if let Some(png) = &outputs.png {
         write(png, &response.png)?;
@@ -228,11 +249,14 @@ async fn compose_one(
         write(wav, &response.audio)?;
     }
     if let Some(summary) = response.summary {
+        let after = match harmonize {
+            true => "harmonising the melody".to_owned(),
+            false => format!("after a {}-frame primer", summary.primer_frames),
+        };
         println!(
-            "{}: {} frames after a {}-frame primer in {:.2} s on {}, in {}, {} at {:.1} bpm -> {}",
+            "{}: {} frames {after} in {:.2} s on {}, in {}, {} at {:.1} bpm -> {}",
             summary.model,
             summary.generated_frames,
-            summary.primer_frames,
             summary.seconds,
             summary.execution_provider,
             summary.key,

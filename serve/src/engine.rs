@@ -10,11 +10,17 @@
 //! MIDI primer, else C major, 4/4 and 120: the model works in the key it was trained in, and
 //! every frame that leaves here (streamed, written, the primer's echo) is moved to the piece's
 //! key ([`Started::events`], [`Started::finish`]).
+//!
+//! A generation with a [`Melody`] harmonises it: the melody's highest line is kept on top of
+//! every frame it covers ([`pianoroll::melody`]: the note forced on, the keys above it off,
+//! through the uniforms the step graph samples with, so any exported model can do it), and the
+//! model writes the rest. Its key, meter and tempo play the primer's part in the piece's setting.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pianoroll::key::KeyName;
+use pianoroll::melody::{melody_constraints, top_line};
 use pianoroll::meter::Meter;
 use pianoroll::render::{PngOptions, render_png};
 use pianoroll::setting::{Asked, RoundTrip};
@@ -66,7 +72,8 @@ const MAX_TEMPO_BPM: f64 = 1_000.0;
 #[derive(Clone, Debug, Default)]
 pub struct Generation {
     pub model: String,
-    /// Frames to generate after the primer.
+    /// Frames to generate after the primer; with a melody, 0 means as many as the melody has
+    /// (frames past its end are the model's alone).
     pub frames: u32,
     /// Sampling temperature (default 1).
     pub temperature: Option<f32>,
@@ -81,6 +88,17 @@ pub struct Generation {
     pub meter: Option<Meter>,
     /// Frames per batcher event (0: the default, 16).
     pub chunk_frames: u32,
+    /// A melody to harmonise (no primer then): its highest line stays on top of the piece.
+    pub melody: Option<Melody>,
+}
+
+/// A melody to harmonise: the highest line of this music is the melody.
+#[derive(Clone, Debug)]
+pub enum Melody {
+    /// A MIDI file, read onto the model's grid as a primer is.
+    Midi(Vec<u8>),
+    /// Frames already on the model's grid, in the key it works in.
+    Frames(Vec<Frame>),
 }
 
 /// A request's `key` field: empty for none, else a key name ("D", "F# minor").
@@ -120,8 +138,13 @@ pub enum Primer {
 /// A MIDI primer on `model`'s grid, as the model reads it (moved to C for a model trained in
 /// C), with its key, meter and tempo.
 pub fn read_primer(bytes: &[u8], model: &LoadedModel) -> Result<pianoroll::Piece, Status> {
+    read_music("primer_midi", bytes, model)
+}
+
+/// A MIDI file (the request's field `field`) on `model`'s grid, as the model reads it.
+fn read_music(field: &str, bytes: &[u8], model: &LoadedModel) -> Result<pianoroll::Piece, Status> {
     pianoroll::read_midi(bytes, &model.card.roll_settings)
-        .map_err(|e| Status::invalid_argument(format!("primer_midi: {e}")))
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
 
 /// The core: the models, their slots and limits, audio, request counts. Cheap to clone.
@@ -145,6 +168,8 @@ pub struct Started<'a> {
     pub primer: Vec<Frame>,
     /// The piece's setting, and the move from the model's frames to its key.
     pub trip: RoundTrip,
+    /// Frames to generate after the primer.
+    pub frames: usize,
     /// The generated frames as the batcher sends them (in the model's key); dropping this
     /// cancels the generation.
     events: tokio::sync::mpsc::UnboundedReceiver<Event>,
@@ -388,10 +413,55 @@ impl Engine {
         &self.limits
     }
 
+    /// A melody's frames on `model`'s grid in the model's key, within the frame limit; and the
+    /// MIDI file as read, for its key, meter and tempo.
+    fn melody(
+        &self,
+        melody: &Melody,
+        model: &LoadedModel,
+    ) -> Result<(Vec<Frame>, Option<pianoroll::Piece>), Status> {
+        let (frames, read) = match melody {
+            Melody::Midi(bytes) => {
+                let piece = read_music("melody_midi", bytes, model)?;
+                (piece.roll.frames().to_vec(), Some(piece))
+            }
+            Melody::Frames(frames) => (frames.clone(), None),
+        };
+        if frames.iter().all(|f| f.is_empty()) {
+            return Err(Status::invalid_argument(
+                "melody: no note sounds in it, so there is nothing to harmonise",
+            ));
+        }
+        if frames.len() > self.limits.max_frames {
+            return Err(Status::resource_exhausted(format!(
+                "melody: {} frames, this server generates at most {} per request",
+                frames.len(),
+                self.limits.max_frames
+            )));
+        }
+        Ok((frames, read))
+    }
+
     /// Validate `request`, take a slot and queue the generation.
     pub fn start(&self, request: &Generation) -> Result<Started<'_>, Status> {
         let model = self.model(&request.model)?;
-        let frames = request.frames as usize;
+        // A melody stands where a primer would: its setting is the piece's, and each of its
+        // frames constrains one generated frame.
+        let (melody, melody_read) = match &request.melody {
+            Some(melody) => {
+                if !matches!(request.primer, Primer::None) {
+                    return Err(Status::invalid_argument(
+                        "primer: a harmonisation takes a melody and no primer",
+                    ));
+                }
+                self.melody(melody, model)?
+            }
+            None => (Vec::new(), None),
+        };
+        let frames = match request.frames as usize {
+            0 if request.melody.is_some() => melody.len(),
+            n => n,
+        };
         if frames == 0 {
             return Err(Status::invalid_argument("frames: must be at least 1"));
         }
@@ -414,9 +484,9 @@ impl Engine {
                 "tempo_bpm: must be in (0, {MAX_TEMPO_BPM}], got {bpm}"
             )));
         }
-        let (primer, read) = self.primer(&request.primer, model)?;
+        let (primer, primer_read) = self.primer(&request.primer, model)?;
         let trip = RoundTrip::new(
-            read.as_ref(),
+            primer_read.as_ref().or(melody_read.as_ref()),
             &Asked {
                 key: request.key,
                 meter: request.meter,
@@ -445,6 +515,7 @@ impl Engine {
             temperature,
             seed: request.seed,
             chunk_frames,
+            constraints: melody_constraints(&top_line(&melody)),
             events: sender,
             slot,
         };
@@ -456,6 +527,7 @@ impl Engine {
             model,
             primer: trip.frames(&primer),
             trip,
+            frames,
             events,
         })
     }

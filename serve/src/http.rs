@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /` | the page (`serve/web/index.html`, built into the binary: no CDN) |
 //! | `GET /api/models` | JSON: `[{name, kind, head, frames_per_beat, test_nll_per_frame}]` |
-//! | `POST /api/generate?model=M&frames=N&temperature=T&seed=S&key=K&meter=M`, body: a primer MIDI file or nothing | NDJSON, one object a line: `{"primer": [[pitch, ...], ...], "setting": {"key": "D major", "meter": "6/8", "tempo_bpm": 120, "bar_frames": 6}}` (the piece's key, meter, tempo and frames a bar: from `key` and `meter`, else the primer's, else C major, 4/4, 120), then `{"first": i, "frames": [...]}` as frames are sampled (in the piece's key), then `{"done": {"seconds": s}}`, or `{"error": "..."}` |
+//! | `POST /api/generate?model=M&frames=N&temperature=T&seed=S&key=K&meter=M&harmonize=true`, body: a primer MIDI file or nothing; with `harmonize=true` a melody MIDI file whose top line the model harmonises (`frames=0`: as many frames as the melody) | NDJSON, one object a line: `{"primer": [[pitch, ...], ...], "setting": {"key": "D major", "meter": "6/8", "tempo_bpm": 120, "bar_frames": 6}}` (the piece's key, meter, tempo and frames a bar: from `key` and `meter`, else the primer's, else C major, 4/4, 120), then `{"first": i, "frames": [...]}` as frames are sampled (in the piece's key), then `{"done": {"seconds": s}}`, or `{"error": "..."}` |
 //! | `POST /api/render?model=M&format=wav\|mid&key=K&meter=M&tempo_bpm=B`, body: JSON `[[pitch, ...], ...]` | the roll as a WAV (the server's SoundFont) or MIDI file on that model's grid, written with that key signature, time signature and tempo (default C major, 4/4, 120; the notes are not moved); 413 beyond a primer and a generation of `--max-frames` each, or a WAV over `--max-response-bytes` |
 //!
 //! Errors before a stream starts are JSON `{"error": "..."}` with the HTTP status of the gRPC
@@ -27,7 +27,7 @@ use tonic::{Code, Status};
 
 use crate::auth::RequireToken;
 use crate::batcher::{Event, frame_of};
-use crate::engine::{Engine, Generation, Primer, parse_key, parse_meter};
+use crate::engine::{Engine, Generation, Melody, Primer, parse_key, parse_meter};
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 
@@ -149,6 +149,9 @@ struct GenerateParams {
     key: String,
     #[serde(default)]
     meter: String,
+    /// The body is a melody to harmonise, not a primer.
+    #[serde(default)]
+    harmonize: bool,
 }
 
 fn pitches(frames: &[pianoroll::Frame]) -> Vec<Vec<u8>> {
@@ -183,7 +186,7 @@ async fn generate(
         frames: params.frames,
         temperature: params.temperature,
         seed: params.seed,
-        primer: if body.is_empty() {
+        primer: if body.is_empty() || params.harmonize {
             Primer::None
         } else {
             Primer::Midi(body.to_vec())
@@ -192,6 +195,7 @@ async fn generate(
         key,
         meter,
         chunk_frames: 8,
+        melody: params.harmonize.then(|| Melody::Midi(body.to_vec())),
     };
     // Counted as what it is: a streamed generation, like gRPC's `Generate`.
     let model = generation.model.clone();

@@ -1,4 +1,5 @@
-//! `serve`: the gRPC server, and a client for people (`serve generate`, `serve models`).
+//! `serve`: the gRPC server, and a client for people (`serve generate`, `serve harmonize`,
+//! `serve models`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,8 +98,11 @@ struct ServerArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Ask a running server for a piece and write it as MIDI (and PNG).
-    Generate(ClientArgs),
+    /// Ask a running server for a piece and write it as MIDI (and PNG, WAV).
+    Generate(GenerateCli),
+    /// Ask a running server to harmonise a melody: its top line stays, the model writes the
+    /// accompaniment under it; written as MIDI (and PNG, WAV).
+    Harmonize(HarmonizeCli),
     /// List a running server's models.
     Models(EndpointArgs),
     /// Ask a running server's standard health service whether it serves: exit status 0 when
@@ -131,33 +135,30 @@ impl EndpointArgs {
     }
 }
 
+/// What `serve generate` and `serve harmonize` share: the server, the model, the sampling, the
+/// piece's setting and where it goes.
 #[derive(Args)]
-struct ClientArgs {
+struct PieceArgs {
     #[command(flatten)]
     endpoint: EndpointArgs,
     /// Model name (see `serve models`).
     #[arg(long)]
     model: String,
-    /// Frames to generate after the primer.
-    #[arg(long, default_value_t = 128)]
-    frames: u32,
     #[arg(long)]
     temperature: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// MIDI file to continue.
-    #[arg(long)]
-    primer: Option<PathBuf>,
-    /// Tempo of the written MIDI file, quarter notes per minute (default: the primer's, else
-    /// 120).
+    /// Tempo of the written MIDI file, quarter notes per minute (default: the primer's or
+    /// melody's, else 120).
     #[arg(long)]
     tempo: Option<f64>,
     /// The key the piece is written in: D, "F# minor", Bbm (without a mode, the primer's;
-    /// default: the primer's key, else C major). The model works in the key it was trained in.
+    /// default: the primer's or melody's key, else C major). The model works in the key it was
+    /// trained in.
     #[arg(long)]
     key: Option<pianoroll::key::KeyName>,
-    /// Its time signature, e.g. 6/8 (default: the primer's, else 4/4); the PNG's bar lines
-    /// follow it.
+    /// Its time signature, e.g. 6/8 (default: the primer's or melody's, else 4/4); the PNG's bar
+    /// lines follow it.
     #[arg(long)]
     meter: Option<pianoroll::meter::Meter>,
     /// The MIDI file to write; with --count, the folder the pieces go in (SEED.mid each).
@@ -170,10 +171,62 @@ struct ClientArgs {
     /// each).
     #[arg(long)]
     wav: Option<PathBuf>,
-    /// Generate this many pieces, with seeds --seed, --seed + 1, ..., all asked at once (the
+    /// Write this many pieces, with seeds --seed, --seed + 1, ..., all asked at once (the
     /// server batches them).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     count: u32,
+}
+
+#[derive(Args)]
+struct GenerateCli {
+    #[command(flatten)]
+    piece: PieceArgs,
+    /// Frames to generate after the primer.
+    #[arg(long, default_value_t = 128)]
+    frames: u32,
+    /// MIDI file to continue.
+    #[arg(long)]
+    primer: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct HarmonizeCli {
+    #[command(flatten)]
+    piece: PieceArgs,
+    /// The melody: a MIDI file whose highest line stays on top of every frame while the model
+    /// writes the accompaniment under it (a file of the tune alone, or of the tune with chords).
+    #[arg(long)]
+    melody: PathBuf,
+    /// Frames to write (default: as many as the melody has; frames past its end are the
+    /// model's alone).
+    #[arg(long)]
+    frames: Option<u32>,
+}
+
+impl PieceArgs {
+    fn request(
+        self,
+        frames: u32,
+        primer: Option<PathBuf>,
+        melody: Option<PathBuf>,
+    ) -> (Endpoint, GenerateArgs) {
+        let args = GenerateArgs {
+            model: self.model,
+            frames,
+            temperature: self.temperature,
+            seed: self.seed,
+            primer,
+            melody,
+            tempo_bpm: self.tempo,
+            key: self.key,
+            meter: self.meter,
+            output: self.output,
+            png: self.png,
+            wav: self.wav,
+            count: self.count,
+        };
+        (self.endpoint.endpoint(), args)
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -189,24 +242,13 @@ async fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Some(Command::Generate(args)) => {
-            serve::client::generate(
-                &args.endpoint.endpoint(),
-                &GenerateArgs {
-                    model: args.model,
-                    frames: args.frames,
-                    temperature: args.temperature,
-                    seed: args.seed,
-                    primer: args.primer,
-                    tempo_bpm: args.tempo,
-                    key: args.key,
-                    meter: args.meter,
-                    output: args.output,
-                    png: args.png,
-                    wav: args.wav,
-                    count: args.count,
-                },
-            )
-            .await
+            let (endpoint, request) = args.piece.request(args.frames, args.primer, None);
+            serve::client::generate(&endpoint, &request).await
+        }
+        Some(Command::Harmonize(args)) => {
+            let frames = args.frames.unwrap_or(0);
+            let (endpoint, request) = args.piece.request(frames, None, Some(args.melody));
+            serve::client::generate(&endpoint, &request).await
         }
         Some(Command::Models(endpoint)) => serve::client::list(&endpoint.endpoint()).await,
         Some(Command::Health(args)) => health(args).await,

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use pianoroll::{Frame, Grid, Transpose};
 use proto::pianoroll_v1::composer_server::Composer;
 use proto::pianoroll_v1::{
-    ComposeRequest, ComposeResponse, Frame as WireFrame, FrameChunk, GenerateRequest,
+    ComposeRequest, ComposeResponse, Frame as WireFrame, FrameChunk, Frames, GenerateRequest,
     GenerateResponse, GenerateSummary, ListModelsRequest, ListModelsResponse, ModelInfo,
     generate_request, generate_response, grid,
 };
@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::batcher::{Event, frame_of, pitches};
-use crate::engine::{Engine, Generation, Primer, parse_key, parse_meter};
+use crate::engine::{Engine, Generation, Melody, Primer, parse_key, parse_meter};
 use crate::registry::LoadedModel;
 
 /// The gRPC service over the core.
@@ -30,28 +30,40 @@ impl ComposerService {
     }
 }
 
-/// A `GenerateRequest` as the core takes it; primer frames are checked here, where their
-/// positions in the message can be named.
+/// Wire frames as the core takes them, checked here, where their positions in the message
+/// (field `field`) can be named.
+fn frames_of(field: &str, frames: &Frames) -> Result<Vec<Frame>, Status> {
+    frames
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            frame_of(&f.pitches).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{field}.frames[{i}]: pitches must be MIDI {}..={}",
+                    pianoroll::LOWEST_PITCH,
+                    pianoroll::HIGHEST_PITCH
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A `GenerateRequest` as the core takes it.
 fn generation(request: GenerateRequest) -> Result<Generation, Status> {
     let primer = match request.primer {
         None => Primer::None,
         Some(generate_request::Primer::PrimerMidi(bytes)) => Primer::Midi(bytes),
-        Some(generate_request::Primer::PrimerFrames(frames)) => Primer::Frames(
-            frames
-                .frames
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    frame_of(&f.pitches).ok_or_else(|| {
-                        Status::invalid_argument(format!(
-                            "primer_frames.frames[{i}]: pitches must be MIDI {}..={}",
-                            pianoroll::LOWEST_PITCH,
-                            pianoroll::HIGHEST_PITCH
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(generate_request::Primer::PrimerFrames(frames)) => {
+            Primer::Frames(frames_of("primer_frames", &frames)?)
+        }
+    };
+    let melody = match request.melody {
+        None => None,
+        Some(generate_request::Melody::MelodyMidi(bytes)) => Some(Melody::Midi(bytes)),
+        Some(generate_request::Melody::MelodyFrames(frames)) => {
+            Some(Melody::Frames(frames_of("melody_frames", &frames)?))
+        }
     };
     Ok(Generation {
         model: request.model,
@@ -63,6 +75,7 @@ fn generation(request: GenerateRequest) -> Result<Generation, Status> {
         key: parse_key("key", &request.key)?,
         meter: parse_meter("meter", &request.meter)?,
         chunk_frames: request.chunk_frames,
+        melody,
     })
 }
 
@@ -196,6 +209,25 @@ impl Composer for ComposerService {
         let result = self.compose_piece(request).await;
         self.engine.counted("Compose", &model, result)
     }
+
+    async fn harmonize(
+        &self,
+        request: Request<ComposeRequest>,
+    ) -> Result<Response<ComposeResponse>, Status> {
+        let request = request.into_inner();
+        let model = request
+            .generation
+            .as_ref()
+            .map(|g| g.model.clone())
+            .unwrap_or_default();
+        let result = match request.generation.as_ref().map(|g| g.melody.is_some()) {
+            Some(true) => self.compose_piece(request).await,
+            _ => Err(Status::invalid_argument(
+                "generation.melody_midi: Harmonize needs a melody (melody_midi or melody_frames)",
+            )),
+        };
+        self.engine.counted("Harmonize", &model, result)
+    }
 }
 
 impl ComposerService {
@@ -221,7 +253,7 @@ impl ComposerService {
         let started = self.engine.start(&generation)?;
         if wav {
             // Dropping `started` on refusal cancels the generation before its first frames.
-            let frames = started.primer.len() + generation.frames as usize;
+            let frames = started.primer.len() + started.frames;
             self.engine
                 .check_audio_fits(started.model, frames, started.trip.setting.tempo_bpm)?;
         }

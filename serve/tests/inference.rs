@@ -55,12 +55,14 @@ print(json.dumps({
     "roll": [[int(21 + k) for k in np.flatnonzero(frame)] for frame in roll],
     "midi": midi[0].hex(),
     "silent_start": client.infer(model, [tensor("frames", "INT32", [4])]).as_numpy("roll").shape[0],
+    "harmonized_frames": client.infer(model, [tensor("melody_midi", "BYTES", [primer])]).as_numpy("roll").shape[0],
     "errors": {
         "float_frames": status([tensor("frames", "FP32", [24.0])]),
         "two_frames": status([tensor("frames", "INT32", [24, 25])]),
         "no_frames": status([tensor("seed", "UINT64", [1])]),
         "zero_frames": status([tensor("frames", "INT32", [0])]),
         "bad_primer": status([tensor("frames", "INT32", [4]), tensor("primer_midi", "BYTES", [b"not midi"])]),
+        "bad_melody": status([tensor("melody_midi", "BYTES", [b"not midi"])]),
         "unknown_input": status([tensor("frames", "INT32", [4]), tensor("mood", "FP32", [1.0])]),
         "unknown_output": status([tensor("frames", "INT32", [4])], outputs=[triton.InferRequestedOutput("audio")]),
         "unknown_model": status([tensor("frames", "INT32", [4])], model="no-such-model"),
@@ -81,6 +83,7 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
 
         let primer_path = pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid");
         let primer = std::fs::read(&primer_path).unwrap();
+        let primer_bytes = primer.clone();
         let url = addr.to_string();
         let seen = tokio::task::spawn_blocking(move || {
             pianoroll_tests::python_json(
@@ -99,10 +102,8 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
             temperature: Some(0.9),
             seed: 77,
             primer: Some(Primer::PrimerMidi(primer)),
-            tempo_bpm: None,
             chunk_frames: 0,
-            key: String::new(),
-            meter: String::new(),
+            ..Default::default()
         };
         let mut composer = ComposerClient::connect(format!("http://{addr}"))
             .await
@@ -150,7 +151,8 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
                 ("tempo_bpm", "FP64"),
                 ("primer_midi", "BYTES"),
                 ("key", "BYTES"),
-                ("meter", "BYTES")
+                ("meter", "BYTES"),
+                ("melody_midi", "BYTES")
             ]
         );
         // int64 shapes arrive as strings in the JSON form of protobuf.
@@ -166,6 +168,13 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
         let midi_hex: String = composed.midi.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(seen["midi"], midi_hex.as_str(), "the same MIDI file");
         assert_eq!(seen["silent_start"], 4);
+        // A melody without frames: as many frames as the melody has.
+        let melody_frames =
+            pianoroll::read_midi(&primer_bytes, &pianoroll::RollSettings::benchmark())
+                .unwrap()
+                .roll
+                .len();
+        assert_eq!(seen["harmonized_frames"], melody_frames);
 
         let errors = seen["errors"].as_object().unwrap();
         let expect = |case: &str, code: &str, words: &str| {
@@ -196,6 +205,7 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
             "frames: must be at least 1",
         );
         expect("bad_primer", "StatusCode.INVALID_ARGUMENT", "primer_midi");
+        expect("bad_melody", "StatusCode.INVALID_ARGUMENT", "melody_midi");
         expect("unknown_input", "StatusCode.INVALID_ARGUMENT", "\"mood\"");
         expect("unknown_output", "StatusCode.INVALID_ARGUMENT", "\"audio\"");
         expect("unknown_model", "StatusCode.NOT_FOUND", "no-such-model");

@@ -217,7 +217,8 @@ fn tritonclient_over_rest_composes_what_grpc_composes() {
                     ("tempo_bpm", "TYPE_FP64"),
                     ("primer_midi", "TYPE_STRING"),
                     ("key", "TYPE_STRING"),
-                    ("meter", "TYPE_STRING")
+                    ("meter", "TYPE_STRING"),
+                    ("melody_midi", "TYPE_STRING")
                 ],
                 "{transport}"
             );

@@ -24,7 +24,8 @@ use proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::inference::model_infer_request::InferInputTensor;
 use proto::inference::{InferTensorContents, ModelInferRequest};
 use proto::pianoroll_v1::composer_client::ComposerClient;
-use proto::pianoroll_v1::{GenerateRequest, generate_request::Primer, generate_response};
+use proto::pianoroll_v1::generate_request::{Melody, Primer};
+use proto::pianoroll_v1::{GenerateRequest, generate_response};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -120,7 +121,7 @@ fn active_generations(metrics: SocketAddr) -> f64 {
 }
 
 /// The distinct requests clients make: both models, several seeds, lengths and temperatures,
-/// some with a MIDI primer.
+/// some with a MIDI primer, some harmonising it as a melody.
 fn kinds(primer: &[u8], long: bool) -> Vec<GenerateRequest> {
     (0..if long { 4 } else { 12 })
         .map(|i: u32| GenerateRequest {
@@ -129,10 +130,9 @@ fn kinds(primer: &[u8], long: bool) -> Vec<GenerateRequest> {
             temperature: Some([1.0, 0.8, 1.2][i as usize % 3]),
             seed: 100 + u64::from(i),
             primer: (i % 4 == 3).then(|| Primer::PrimerMidi(primer.to_vec())),
-            tempo_bpm: None,
+            melody: (i % 4 == 1).then(|| Melody::MelodyMidi(primer.to_vec())),
             chunk_frames: 8,
-            key: String::new(),
-            meter: String::new(),
+            ..Default::default()
         })
         .collect()
 }
@@ -210,6 +210,16 @@ fn infer_request(request: &GenerateRequest) -> ModelInferRequest {
     if let Some(Primer::PrimerMidi(midi)) = &request.primer {
         inputs.push(scalar(
             "primer_midi",
+            "BYTES",
+            InferTensorContents {
+                bytes_contents: vec![midi.clone()],
+                ..Default::default()
+            },
+        ));
+    }
+    if let Some(Melody::MelodyMidi(midi)) = &request.melody {
+        inputs.push(scalar(
+            "melody_midi",
             "BYTES",
             InferTensorContents {
                 bytes_contents: vec![midi.clone()],

@@ -86,6 +86,7 @@ fn tls_serves_clients_that_trust_the_certificate() {
                 temperature: None,
                 seed: 1,
                 primer: None,
+                melody: None,
                 tempo_bpm: None,
                 key: None,
                 meter: None,
@@ -203,11 +204,8 @@ fn long_generation(frames: u32) -> GenerateRequest {
         frames,
         temperature: None,
         seed: 5,
-        primer: None,
-        tempo_bpm: None,
         chunk_frames: 1,
-        key: String::new(),
-        meter: String::new(),
+        ..Default::default()
     }
 }
 

@@ -57,7 +57,13 @@ fn heads() {
     let y = Tensor::rand([1, STEPS, 88], (Kind::Float, Device::Cpu))
         .lt(0.05)
         .to_kind(Kind::Float);
-    for head in [HeadConfig::Bernoulli, HeadConfig::Nade { hidden: 128 }] {
+    for head in [
+        HeadConfig::Bernoulli,
+        HeadConfig::Nade {
+            hidden: 128,
+            order: Default::default(),
+        },
+    ] {
         let lstm = ModelConfig::Lstm(LstmConfig {
             hidden: 256,
             batch_norm: false,

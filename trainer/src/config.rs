@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::head::{DEFAULT_NADE_HIDDEN, HeadConfig, HeadKind};
+use crate::head::{DEFAULT_NADE_HIDDEN, HeadConfig, HeadKind, KeyOrder};
 use crate::lstm::LstmConfig;
 use crate::model::{ModelConfig, ModelKind};
 use crate::rwkv::RwkvConfig;
@@ -227,6 +227,10 @@ recipe! {
         /// NADE hidden units (with the nade head; 128 when not given).
         #[arg(long)]
         pub nade_hidden: Option<i64>,
+        /// Which key the NADE head decides first: lowest-first (as RNN-NADE; when not given)
+        /// or highest-first (the accompaniment under a fixed melody then sees it: harmonising).
+        #[arg(long)]
+        pub nade_order: Option<KeyOrder>,
         /// Dropout on the embedded input frame: LSTM after the input BatchNorm, RWKV after ln0.
         #[arg(long)]
         pub dropout_in: Option<f64>,
@@ -354,10 +358,16 @@ impl Recipe {
                 ),
             });
         }
-        if self.nade_hidden.is_some() && head != Some(HeadKind::Nade) {
+        let nade_fields = [
+            ("nade_hidden", self.nade_hidden.is_some()),
+            ("nade_order", self.nade_order.is_some()),
+        ];
+        if let Some(&(field, _)) = nade_fields.iter().find(|(_, set)| *set)
+            && head != Some(HeadKind::Nade)
+        {
             return Err(ConfigError::Field {
                 path: origin.to_owned(),
-                field: "nade_hidden",
+                field,
                 problem: "is a setting of the NADE head: add head = \"nade\", or remove it".into(),
             });
         }
@@ -401,6 +411,7 @@ impl Recipe {
                     Some(r.nade_hidden.unwrap_or(DEFAULT_NADE_HIDDEN)),
                     "--nade-hidden",
                 )?,
+                order: r.nade_order.unwrap_or_default(),
             },
         };
         let model = match kind {
@@ -658,6 +669,12 @@ mod tests {
                 Some(HeadKind::Bernoulli),
                 "`nade_hidden`",
             ),
+            (
+                "nade_order = \"highest-first\"\n",
+                ModelKind::Lstm,
+                None,
+                "`nade_order`",
+            ),
         ] {
             let recipe = Recipe::parse(text, "r.toml").unwrap();
             let error = recipe.check_family(kind, head, "r.toml").unwrap_err();
@@ -694,12 +711,32 @@ mod tests {
         assert_eq!(
             resolve("model = \"rwkv\"\nhead = \"nade\"\n").unwrap(),
             HeadConfig::Nade {
-                hidden: DEFAULT_NADE_HIDDEN
+                hidden: DEFAULT_NADE_HIDDEN,
+                order: KeyOrder::LowestFirst,
             }
         );
         assert_eq!(
             resolve("model = \"lstm\"\nhead = \"nade\"\nnade_hidden = 32\n").unwrap(),
-            HeadConfig::Nade { hidden: 32 }
+            HeadConfig::Nade {
+                hidden: 32,
+                order: KeyOrder::LowestFirst,
+            }
+        );
+        assert_eq!(
+            resolve("model = \"lstm\"\nhead = \"nade\"\nnade_order = \"highest-first\"\n").unwrap(),
+            HeadConfig::Nade {
+                hidden: DEFAULT_NADE_HIDDEN,
+                order: KeyOrder::HighestFirst,
+            }
+        );
+        // A run folder written before the choice existed reads as lowest first.
+        let old: HeadConfig = serde_json::from_str(r#"{"kind":"nade","hidden":64}"#).unwrap();
+        assert_eq!(
+            old,
+            HeadConfig::Nade {
+                hidden: 64,
+                order: KeyOrder::LowestFirst,
+            }
         );
         let error = resolve("model = \"lstm\"\nhead = \"nade\"\nnade_hidden = 0\n").unwrap_err();
         assert!(error.to_string().contains("--nade-hidden"), "{error}");

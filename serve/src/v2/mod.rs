@@ -11,13 +11,14 @@
 //!
 //! | input | datatype | shape | |
 //! |---|---|---|---|
-//! | `frames` | INT32 | [1] | frames to generate after the primer (required) |
+//! | `frames` | INT32 | [1] | frames to generate after the primer (required, except with a melody: then as many as the melody has) |
 //! | `seed` | UINT64 | [1] | the request's random seed (default 0) |
 //! | `temperature` | FP32 | [1] | sampling temperature (default 1) |
 //! | `tempo_bpm` | FP64 | [1] | tempo of the MIDI file (default: the primer's, else 120) |
 //! | `primer_midi` | BYTES | [1] | a Standard MIDI File to continue (default: silence) |
 //! | `key` | BYTES | [1] | the piece's key, UTF-8: "D", "F# minor" (default: the primer's, else C major) |
 //! | `meter` | BYTES | [1] | its time signature, UTF-8: "6/8" (default: the primer's, else 4/4) |
+//! | `melody_midi` | BYTES | [1] | a Standard MIDI File whose highest line to harmonise, instead of a primer (as `pianoroll.v1`'s `Harmonize`) |
 //!
 //! | output | datatype | shape | |
 //! |---|---|---|---|
@@ -44,7 +45,7 @@ use proto::inference::{
 };
 use tonic::Status;
 
-use crate::engine::{Engine, Generation, Primer, parse_key, parse_meter};
+use crate::engine::{Engine, Generation, Melody, Primer, parse_key, parse_meter};
 use crate::registry::LoadedModel;
 
 /// The one version of every model.
@@ -93,7 +94,7 @@ impl Datatype {
 }
 
 /// The inputs, in the order `ModelMetadata` lists them.
-pub const INPUTS: [(&str, Datatype); 7] = [
+pub const INPUTS: [(&str, Datatype); 8] = [
     ("frames", Datatype::Int32),
     ("seed", Datatype::Uint64),
     ("temperature", Datatype::Fp32),
@@ -101,10 +102,11 @@ pub const INPUTS: [(&str, Datatype); 7] = [
     ("primer_midi", Datatype::Bytes),
     ("key", Datatype::Bytes),
     ("meter", Datatype::Bytes),
+    ("melody_midi", Datatype::Bytes),
 ];
 
-/// The one input that is not text when it comes as JSON.
-pub const PRIMER_MIDI: &str = "primer_midi";
+/// The inputs that are not text when they come as JSON (MIDI files: base64).
+pub const MIDI_INPUTS: [&str; 2] = ["primer_midi", "melody_midi"];
 
 pub const ROLL: &str = "roll";
 pub const MIDI: &str = "midi";
@@ -249,10 +251,16 @@ impl V2 {
         let model = self.model(&request.model_name, &request.model_version)?;
         let wanted = requested_outputs(&request.outputs)?;
         let mut values = read_inputs(&request.inputs)?;
+        let melody = match values.remove("melody_midi") {
+            Some(Value::Bytes(midi)) => Some(Melody::Midi(midi)),
+            _ => None,
+        };
         let frames = match values.remove("frames") {
             Some(Value::Int(n)) => u32::try_from(n).map_err(|_| {
                 Status::invalid_argument(format!("input frames: must be at least 1, got {n}"))
             })?,
+            // A melody says how long the piece is.
+            _ if melody.is_some() => 0,
             _ => {
                 return Err(Status::invalid_argument(
                     "input frames: missing (INT32 [1], the frames to generate)",
@@ -281,6 +289,7 @@ impl V2 {
             key: parse_key("input key", &text(&mut values, "key")?)?,
             meter: parse_meter("input meter", &text(&mut values, "meter")?)?,
             chunk_frames: 0,
+            melody,
         };
         let piece = self.engine.start(&generation)?.finish().await?;
         let keys = model.card.pitch_count;

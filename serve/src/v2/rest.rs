@@ -16,8 +16,9 @@
 //! An inference request is JSON, optionally followed by binary tensor data (the header
 //! `Inference-Header-Content-Length` gives the JSON's length; an input with the parameter
 //! `binary_data_size` takes that many of the following bytes, in the raw layout). JSON `data`
-//! may be flat or nested; BYTES elements in JSON are text (`key`, `meter`), except the primer,
-//! a MIDI file, which is base64. An output is sent as binary data when its parameter `binary_data` (or the request's
+//! may be flat or nested; BYTES elements in JSON are text (`key`, `meter`), except the MIDI
+//! files (`primer_midi`, `melody_midi`), which are base64.
+//! An output is sent as binary data when its parameter `binary_data` (or the request's
 //! `binary_data_output`) is true, else as JSON `data` (the MIDI file as base64, the output's
 //! parameters saying `"encoding": "base64"`). Errors are JSON `{"error": "..."}` with the
 //! status of their gRPC code, as on the page's API.
@@ -423,8 +424,8 @@ fn typed_contents(input: &RestInput) -> Result<InferTensorContents, Status> {
         }
         "BYTES" => {
             // Text, as the protocol carries BYTES in JSON; a MIDI file is not text, so the
-            // primer (and only it) comes as base64.
-            let binary = name == super::PRIMER_MIDI;
+            // MIDI inputs (the primer, the melody) come as base64.
+            let binary = super::MIDI_INPUTS.contains(&name.as_str());
             for e in elements {
                 let text = e.as_str().ok_or_else(|| bad("strings"))?;
                 let bytes = if binary {

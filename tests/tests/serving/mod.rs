@@ -180,11 +180,8 @@ pub fn request(model: &str, frames: u32, seed: u64) -> GenerateRequest {
         frames,
         temperature: Some(1.0),
         seed,
-        primer: None,
-        tempo_bpm: None,
         chunk_frames: 5,
-        key: String::new(),
-        meter: String::new(),
+        ..Default::default()
     }
 }
 

@@ -3,7 +3,8 @@
 //! its likelihood, its decisions and sampling in tch, and its sampling as ONNX.
 //!
 //! - `bernoulli`: 88 independent keys; the body's output row is the 88 logits.
-//! - `nade`: keys decided lowest first, each given those below it in the frame ([`nade`]).
+//! - `nade`: keys decided one after another, each given those decided before it in the frame,
+//!   lowest first or highest first ([`KeyOrder`], [`nade`]).
 //!
 //! Both sample by one rule: key k is on when its uniform is below `sigmoid(logit / T)`,
 //! compared in logit space as `logit > T · ln(u / (1 − u))`, with the arithmetic of the exported
@@ -32,7 +33,23 @@ pub enum HeadConfig {
     Nade {
         /// NADE hidden units.
         hidden: i64,
+        /// Which key is decided first (lowest when absent, as before the choice existed).
+        #[serde(default)]
+        order: KeyOrder,
     },
+}
+
+/// The order in which the NADE head decides a frame's keys. Each key sees only the keys decided
+/// before it in its frame, so the order matters when some keys are fixed: to harmonise a melody
+/// on top, highest first lets the accompaniment see the melody note it sounds under.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyOrder {
+    /// MIDI 21 first, as in RNN-NADE.
+    #[default]
+    LowestFirst,
+    /// MIDI 108 first.
+    HighestFirst,
 }
 
 /// NADE hidden units when a recipe or the flags name none.
@@ -50,7 +67,7 @@ impl HeadConfig {
     pub fn input_width(&self) -> i64 {
         match self {
             HeadConfig::Bernoulli => KEY_COUNT as i64,
-            HeadConfig::Nade { hidden } => KEY_COUNT as i64 + hidden,
+            HeadConfig::Nade { hidden, .. } => KEY_COUNT as i64 + hidden,
         }
     }
 }
@@ -60,7 +77,7 @@ impl HeadConfig {
 pub enum Head {
     /// 88 independent keys: the rows are the logits.
     Bernoulli,
-    /// Keys decided lowest first, each given those below ([`nade`]).
+    /// Keys decided one by one, each given those decided before ([`nade`]).
     Nade(Nade),
 }
 
@@ -78,7 +95,9 @@ impl Head {
     pub fn new(vs: &nn::Path, config: HeadConfig) -> Head {
         match config {
             HeadConfig::Bernoulli => Head::Bernoulli,
-            HeadConfig::Nade { hidden } => Head::Nade(Nade::new(&(vs / "nade"), hidden)),
+            HeadConfig::Nade { hidden, order } => {
+                Head::Nade(Nade::new(&(vs / "nade"), hidden, order))
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The NADE head: the keys of a frame are decided one after another, lowest key (MIDI 21)
 //! first, each conditioned on the keys below it, as in RNN-NADE (Boulanger-Lewandowski et al.
-//! 2012; NADE: Larochelle & Murray 2011). The model's output row holds, per frame, a bias for
+//! 2012; NADE: Larochelle & Murray 2011), or highest first ([`KeyOrder`]). The model's output row holds, per frame, a bias for
 //! each key (`b`, 88) and for each NADE hidden unit (`c`, H); shared weights `W` [H, 88] carry
 //! the keys already decided to the hidden units and `V` [88, H] the hidden units to each key:
 //!
@@ -11,11 +11,19 @@
 //! the keys, so a frame's exact log-likelihood is one pass of whole-tensor operations
 //! ([`Nade::conditional_logits`]); deciding or sampling a frame runs the 88 keys in order
 //! ([`Nade::unroll`]).
+//!
+//! The formulas are written for the lowest-first order. Highest first is the same NADE over the
+//! keys turned upside down: key biases and frames are flipped on the way in and logits and
+//! decisions on the way out, so `W`'s column `j` and `V`'s row `j` belong to the `j`-th key
+//! decided, not to key `j`. Why another order: a key decided first cannot see the keys decided
+//! after it in its frame, so with a melody fixed on top (harmonising) only highest-first lets
+//! the accompaniment below see the melody note of its own frame.
 
 use tch::{Kind, Tensor, nn};
 
 use pianoroll::KEY_COUNT;
 
+use super::KeyOrder;
 use crate::onnx::{Attr, HeadOutputs, StepGraph};
 
 /// NADE's shared weights.
@@ -25,17 +33,19 @@ pub struct Nade {
     w: Tensor,
     /// [88, H]: the hidden units' contribution to each key's logit.
     v: Tensor,
+    /// Which key is decided first.
+    order: KeyOrder,
 }
 
 impl Nade {
-    /// A NADE over the 88 keys with `hidden` hidden units.
-    pub fn new(vs: &nn::Path, hidden: i64) -> Nade {
-        Nade::with_keys(vs, KEY_COUNT as i64, hidden)
+    /// A NADE over the 88 keys with `hidden` hidden units, deciding keys in `order`.
+    pub fn new(vs: &nn::Path, hidden: i64, order: KeyOrder) -> Nade {
+        Nade::with_keys(vs, KEY_COUNT as i64, hidden, order)
     }
 
     /// A NADE over `keys` keys (models use 88; tests also use small keyboards, whose 2^keys
     /// frames can be listed).
-    pub fn with_keys(vs: &nn::Path, keys: i64, hidden: i64) -> Nade {
+    pub fn with_keys(vs: &nn::Path, keys: i64, hidden: i64, order: KeyOrder) -> Nade {
         let init = |fan_in: i64| nn::Init::Uniform {
             lo: -1.0 / (fan_in as f64).sqrt(),
             up: 1.0 / (fan_in as f64).sqrt(),
@@ -43,6 +53,34 @@ impl Nade {
         Nade {
             w: vs.var("w", &[hidden, keys], init(keys)),
             v: vs.var("v", &[keys, hidden], init(hidden)),
+            order,
+        }
+    }
+
+    /// `keys` [.., 88] in decision order (flipped when highest first); its own inverse.
+    fn in_order(&self, keys: &Tensor) -> Tensor {
+        match self.order {
+            KeyOrder::LowestFirst => keys.shallow_clone(),
+            KeyOrder::HighestFirst => keys.flip([-1]),
+        }
+    }
+
+    /// Output rows [.., 88 + H] with their key biases in decision order.
+    fn rows_in_order(&self, params: &Tensor) -> Tensor {
+        match self.order {
+            KeyOrder::LowestFirst => params.shallow_clone(),
+            KeyOrder::HighestFirst => {
+                let (b, c) = self.biases(params);
+                Tensor::cat(&[b.flip([-1]), c], -1)
+            }
+        }
+    }
+
+    /// The key decided `j`-th.
+    fn key_decided(&self, j: i64) -> i64 {
+        match self.order {
+            KeyOrder::LowestFirst => j,
+            KeyOrder::HighestFirst => self.keys() - 1 - j,
         }
     }
 
@@ -74,6 +112,13 @@ impl Nade {
     /// ([`Nade::conditional_logits_direct`], kept as the reference), which made NADE training
     /// memory-bound.
     pub fn conditional_logits(&self, params: &Tensor, frames: &Tensor) -> Tensor {
+        let logits = self
+            .conditional_logits_lowest_first(&self.rows_in_order(params), &self.in_order(frames));
+        self.in_order(&logits)
+    }
+
+    /// [`Nade::conditional_logits`] with keys in decision order.
+    fn conditional_logits_lowest_first(&self, params: &Tensor, frames: &Tensor) -> Tensor {
         let keys = self.keys();
         let (b, c) = self.biases(params);
         let hidden_size = self.w.size()[0];
@@ -118,7 +163,8 @@ impl Nade {
     /// exclusive cumulative sum over all 88 keys, a [.., 88, H] tensor. The reference the
     /// tests hold the fast form to.
     pub fn conditional_logits_direct(&self, params: &Tensor, frames: &Tensor) -> Tensor {
-        let (b, c) = self.biases(params);
+        let (params, frames) = (self.rows_in_order(params), self.in_order(frames));
+        let (b, c) = self.biases(&params);
         // Key k's contribution to the hidden pre-activations: x_k·W[:, k], [.., 88, H].
         let contributions = frames.unsqueeze(-1) * self.w.transpose(0, 1);
         // Exclusive prefix sums over the keys: key i sees the keys below it only.
@@ -131,12 +177,15 @@ impl Nade {
         )
         .cumsum(-2, Kind::Float);
         let hidden = (below + c.unsqueeze(-2)).sigmoid(); // [.., 88, H]
-        b + (hidden * &self.v).sum_dim_intlist([-1].as_slice(), false, Kind::Float)
+        self.in_order(
+            &(b + (hidden * &self.v).sum_dim_intlist([-1].as_slice(), false, Kind::Float)),
+        )
     }
 
-    /// Decide a frame key by key from output rows `params` [N, 88 + H]: `choose(i, logits)`
-    /// turns key i's logits [N] into its values [N] (0 or 1), which condition the keys above.
-    /// Returns the frame [N, 88] and the logits each key was decided with.
+    /// Decide a frame key by key, in the head's order, from output rows `params` [N, 88 + H]:
+    /// `choose(i, logits)` turns key i's logits [N] into its values [N] (0 or 1), which
+    /// condition the keys decided after it. Returns the frame [N, 88] and the logits each key
+    /// was decided with, both in key order.
     // `x = x + …` on purpose: Tensor's `+=` works in place, and the first `x` is a view of
     // `params`.
     #[allow(clippy::assign_op_pattern)]
@@ -148,15 +197,17 @@ impl Nade {
         let (b, c) = self.biases(params);
         let mut pre_activation = c.shallow_clone(); // [N, H]
         let (mut keys, mut logits) = (Vec::new(), Vec::new());
-        for i in 0..self.keys() {
+        for j in 0..self.keys() {
+            let key_index = self.key_decided(j);
             let hidden = pre_activation.sigmoid();
-            let logit = b.select(-1, i) + hidden.matmul(&self.v.get(i));
-            let key = choose(i as usize, &logit).to_kind(Kind::Float);
-            pre_activation = pre_activation + key.unsqueeze(-1) * self.w.select(1, i);
+            let logit = b.select(-1, key_index) + hidden.matmul(&self.v.get(j));
+            let key = choose(key_index as usize, &logit).to_kind(Kind::Float);
+            pre_activation = pre_activation + key.unsqueeze(-1) * self.w.select(1, j);
             keys.push(key);
             logits.push(logit);
         }
-        (Tensor::stack(&keys, -1), Tensor::stack(&logits, -1))
+        let (keys, logits) = (Tensor::stack(&keys, -1), Tensor::stack(&logits, -1));
+        (self.in_order(&keys), self.in_order(&logits))
     }
 
     /// [`Nade::unroll`] with the sampling rule, as ONNX: the 88 keys one after another in the
@@ -181,8 +232,11 @@ impl Nade {
             &[Attr::Int("axis", 1)],
         );
         let mut pre_activation = c.to_owned();
-        let (mut logits, mut decided) = (Vec::new(), Vec::new());
-        for i in 0..keys {
+        // Each key's logit and decision, by key (filled in the head's order).
+        let (mut logits, mut decided) = (vec![String::new(); keys as usize], Vec::new());
+        decided.resize(keys as usize, String::new());
+        for j in 0..keys {
+            let i = self.key_decided(j);
             let name = format!("nade.key{i}");
             let hidden_units = graph.node(
                 "Sigmoid",
@@ -192,7 +246,7 @@ impl Nade {
             );
             // One Gemm each for b_i + h·V[i] and for pre + x_i·W[:, i] (x_i is 0 or 1, so the
             // product is exact and the sum rounds once, as in tch).
-            let v = graph.constant(&format!("{name}.v"), &self.v.get(i).unsqueeze(1));
+            let v = graph.constant(&format!("{name}.v"), &self.v.get(j).unsqueeze(1));
             let logit = graph.node(
                 "Gemm",
                 &[&hidden_units, &v, &b_columns[i as usize]],
@@ -200,8 +254,8 @@ impl Nade {
                 &[],
             );
             let key = graph.decide_keys(&logit, &threshold_columns[i as usize], &name);
-            if i + 1 < keys {
-                let w = graph.constant(&format!("{name}.w"), &self.w.select(1, i).unsqueeze(0));
+            if j + 1 < keys {
+                let w = graph.constant(&format!("{name}.w"), &self.w.select(1, j).unsqueeze(0));
                 pre_activation = graph.node(
                     "Gemm",
                     &[&key, &w, &pre_activation],
@@ -209,8 +263,8 @@ impl Nade {
                     &[],
                 );
             }
-            logits.push(logit);
-            decided.push(key);
+            logits[i as usize] = logit;
+            decided[i as usize] = key;
         }
         let concat = |graph: &mut StepGraph, values: &[String], name: &str| {
             graph.node("Concat", &as_strs(values), name, &[Attr::Int("axis", 1)])
@@ -233,9 +287,11 @@ mod tests {
     use super::*;
     use tch::Device;
 
-    fn random_nade(hidden: i64) -> (nn::VarStore, Nade) {
+    const ORDERS: [KeyOrder; 2] = [KeyOrder::LowestFirst, KeyOrder::HighestFirst];
+
+    fn random_nade(hidden: i64, order: KeyOrder) -> (nn::VarStore, Nade) {
         let vs = nn::VarStore::new(Device::Cpu);
-        let nade = Nade::new(&vs.root(), hidden);
+        let nade = Nade::new(&vs.root(), hidden, order);
         tch::no_grad(|| {
             for (_, mut var) in vs.variables() {
                 var.copy_(&(Tensor::randn_like(&var) * 0.5));
@@ -245,11 +301,18 @@ mod tests {
     }
 
     /// The one-pass conditional logits equal those of deciding the keys one by one with the
-    /// frame's own keys, so the one-pass log-likelihood is the product of the conditionals.
+    /// frame's own keys, so the one-pass log-likelihood is the product of the conditionals; in
+    /// both orders.
     #[test]
     fn one_pass_logits_equal_the_key_by_key_conditionals() {
+        for order in ORDERS {
+            one_pass_logits_equal_the_key_by_key_conditionals_in(order);
+        }
+    }
+
+    fn one_pass_logits_equal_the_key_by_key_conditionals_in(order: KeyOrder) {
         tch::manual_seed(1);
-        let (_vs, nade) = random_nade(16);
+        let (_vs, nade) = random_nade(16, order);
         let params = Tensor::randn([5, 88 + 16], (Kind::Float, Device::Cpu));
         let frames = Tensor::rand([5, 88], (Kind::Float, Device::Cpu))
             .lt(0.2)
@@ -273,7 +336,8 @@ mod tests {
                 .double_value(&[])
         };
         assert!((nll(&one_pass) - nll(&key_by_key)).abs() < 1e-3);
-        // A key's logit depends on the keys below it and not on itself or those above.
+        // A key's logit depends on the keys decided before it (below it when lowest first,
+        // above it when highest first) and not on itself or those decided after.
         let flipped = frames.copy();
         let _ = flipped
             .get(0)
@@ -281,16 +345,26 @@ mod tests {
             .fill_(1.0 - frames.double_value(&[0, 40]));
         let moved = nade.conditional_logits(&params, &flipped) - &one_pass;
         let row: Vec<f32> = Vec::try_from(moved.get(0).abs()).unwrap();
-        assert!(row[..=40].iter().all(|d| *d == 0.0), "{row:?}");
-        assert!(row[41..].iter().any(|d| *d > 0.0), "{row:?}");
+        let (unmoved, moved) = match order {
+            KeyOrder::LowestFirst => (&row[..=40], &row[41..]),
+            KeyOrder::HighestFirst => (&row[40..], &row[..40]),
+        };
+        assert!(unmoved.iter().all(|d| *d == 0.0), "{order:?}: {row:?}");
+        assert!(moved.iter().any(|d| *d > 0.0), "{order:?}: {row:?}");
     }
 
     /// The segment form equals the direct one in values and in the gradients of the rows and
     /// of both weight matrices, on frames from silent to dense, in a [B, T, 88] layout.
     #[test]
     fn segment_form_equals_the_direct_form_in_values_and_gradients() {
+        for order in ORDERS {
+            segment_form_equals_the_direct_form_in(order);
+        }
+    }
+
+    fn segment_form_equals_the_direct_form_in(order: KeyOrder) {
         tch::manual_seed(3);
-        let (_vs, nade) = random_nade(16);
+        let (_vs, nade) = random_nade(16, order);
         let params =
             Tensor::randn([3, 7, 88 + 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let density = Tensor::rand([3, 7, 1], (Kind::Float, Device::Cpu)) * 0.5;
@@ -327,7 +401,7 @@ mod tests {
         tch::manual_seed(4);
         let (keys, hidden) = (10i64, 6i64);
         let vs = nn::VarStore::new(Device::Cpu);
-        let nade = Nade::with_keys(&vs.root(), keys, hidden);
+        let nade = Nade::with_keys(&vs.root(), keys, hidden, KeyOrder::HighestFirst);
         tch::no_grad(|| {
             for (_, mut var) in vs.variables() {
                 var.copy_(&Tensor::randn_like(&var));

@@ -12,7 +12,7 @@ use pipeline::dataset::{BuildOptions, Split, build};
 use tch::Tensor;
 use tch::nn::VarStore;
 use trainer::config::{Schedule, TrainConfig};
-use trainer::head::HeadConfig;
+use trainer::head::{HeadConfig, KeyOrder};
 use trainer::lstm::LstmConfig;
 use trainer::model::ModelConfig;
 use trainer::rwkv::RwkvConfig;
@@ -89,9 +89,14 @@ pub fn tiny_rwkv(embd: i64, layers: i64) -> RwkvConfig {
     }
 }
 
-/// `model` with a NADE head of `hidden` units in place of its head.
-pub fn with_nade(mut model: ModelConfig, hidden: i64) -> ModelConfig {
-    let head = HeadConfig::Nade { hidden };
+/// `model` with a NADE head of `hidden` units (keys lowest first) in place of its head.
+pub fn with_nade(model: ModelConfig, hidden: i64) -> ModelConfig {
+    with_nade_in(model, hidden, KeyOrder::LowestFirst)
+}
+
+/// `model` with a NADE head of `hidden` units deciding keys in `order`.
+pub fn with_nade_in(mut model: ModelConfig, hidden: i64, order: KeyOrder) -> ModelConfig {
+    let head = HeadConfig::Nade { hidden, order };
     match &mut model {
         ModelConfig::Lstm(c) => c.head = head,
         ModelConfig::Rwkv(c) => c.head = head,
