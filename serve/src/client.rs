@@ -234,6 +234,7 @@ async fn compose_one(
         }),
         png: outputs.png.is_some(),
         audio: if outputs.wav.is_some() { "wav" } else { "" }.to_owned(),
+        count: 0,
     };
     let response = match harmonize {
         true => client.harmonize(request).await,

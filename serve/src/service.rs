@@ -6,9 +6,9 @@ use std::pin::Pin;
 use pianoroll::{Frame, Grid, Transpose};
 use proto::pianoroll_v1::composer_server::Composer;
 use proto::pianoroll_v1::{
-    ComposeRequest, ComposeResponse, Frame as WireFrame, FrameChunk, Frames, GenerateRequest,
-    GenerateResponse, GenerateSummary, ListModelsRequest, ListModelsResponse, ModelInfo,
-    generate_request, generate_response, grid,
+    ComposeRequest, ComposeResponse, ComposedPiece, Frame as WireFrame, FrameChunk, Frames,
+    GenerateRequest, GenerateResponse, GenerateSummary, ListModelsRequest, ListModelsResponse,
+    ModelInfo, generate_request, generate_response, grid,
 };
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
@@ -231,7 +231,8 @@ impl Composer for ComposerService {
 }
 
 impl ComposerService {
-    /// `Compose`, uncounted.
+    /// `Compose`, uncounted: `count` pieces, started together so the batcher runs them as one
+    /// batch, each written as the first is.
     async fn compose_piece(
         &self,
         request: ComposeRequest,
@@ -250,34 +251,71 @@ impl ComposerService {
                 )));
             }
         };
-        let started = self.engine.start(&generation)?;
-        if wav {
-            // Dropping `started` on refusal cancels the generation before its first frames.
-            let frames = started.primer.len() + started.frames;
-            self.engine
-                .check_audio_fits(started.model, frames, started.trip.setting.tempo_bpm)?;
+        let count = request.count.max(1);
+        let limit = self.engine.limits().max_concurrent;
+        if count as usize > limit {
+            return Err(Status::invalid_argument(format!(
+                "count: {count} pieces, this server generates at most {limit} at once"
+            )));
         }
-        let piece = started.finish().await?;
-        let model = piece.model;
-        let midi = piece.midi();
-        let png = if request.png { piece.png() } else { Vec::new() };
-        let audio = if wav {
+        let seeds = generation.seed
+            ..=generation
+                .seed
+                .checked_add(u64::from(count) - 1)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "count: {count} pieces from seed {} pass the largest seed",
+                        generation.seed
+                    ))
+                })?;
+        // All started before any is awaited: they join the batch together. Dropping them on a
+        // refusal cancels those already queued.
+        let started = seeds
+            .clone()
+            .map(|seed| {
+                self.engine.start(&Generation {
+                    seed,
+                    ..generation.clone()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if wav {
+            let first = &started[0];
+            let frames = (first.primer.len() + first.frames) * count as usize;
             self.engine
-                .render_audio(model, piece.roll(), piece.trip.setting.tempo_bpm)
-                .await?
-        } else {
-            Vec::new()
-        };
+                .check_audio_fits(first.model, frames, first.trip.setting.tempo_bpm)?;
+        }
+        let mut pieces = Vec::with_capacity(started.len());
+        for (seed, started) in seeds.zip(started) {
+            let piece = started.finish().await?;
+            let model = piece.model;
+            pieces.push(ComposedPiece {
+                seed,
+                midi: piece.midi(),
+                png: if request.png { piece.png() } else { Vec::new() },
+                audio: if wav {
+                    self.engine
+                        .render_audio(model, piece.roll(), piece.trip.setting.tempo_bpm)
+                        .await?
+                } else {
+                    Vec::new()
+                },
+                summary: Some(GenerateSummary {
+                    primer_frames: piece.primer_frames as u32,
+                    generated_frames: piece.generated().len() as u32,
+                    seconds: piece.seconds,
+                    ..summary(model, piece.trip.setting)
+                }),
+            });
+        }
+        let mut pieces = pieces.into_iter();
+        let first = pieces.next().expect("count is at least 1");
         Ok(Response::new(ComposeResponse {
-            midi,
-            png,
-            audio,
-            summary: Some(GenerateSummary {
-                primer_frames: piece.primer_frames as u32,
-                generated_frames: piece.generated().len() as u32,
-                seconds: piece.seconds,
-                ..summary(model, piece.trip.setting)
-            }),
+            midi: first.midi,
+            png: first.png,
+            audio: first.audio,
+            summary: first.summary,
+            more: pieces.collect(),
         }))
     }
 }

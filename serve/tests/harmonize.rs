@@ -109,6 +109,7 @@ async fn harmonize(
             generation: Some(generation),
             png: false,
             audio: String::new(),
+            count: 0,
         })
         .await
         .map(|r| r.into_inner())

@@ -124,6 +124,7 @@ fn tritonclient_composes_the_same_piece_as_the_composer_api() {
                 generation: Some(generation),
                 png: false,
                 audio: String::new(),
+                count: 0,
             })
             .await
             .unwrap()

@@ -61,6 +61,7 @@ async fn compose(client: &mut ComposerClient<Channel>, r: GenerateRequest) -> Co
             generation: Some(r),
             png: true,
             audio: String::new(),
+            count: 0,
         })
         .await
         .unwrap()
@@ -605,6 +606,54 @@ fn count_writes_pieces_named_by_seed() {
         assert_eq!(String::from_utf8_lossy(&many.stdout).lines().count(), 3);
         assert!(!too_far.status.success());
         assert!(String::from_utf8_lossy(&too_far.stderr).contains("--count 2"));
+        server.stop().await;
+    });
+}
+
+/// `Compose` with `count: 3` answers three pieces, seeds 5, 6 and 7: the first in the response's
+/// own fields, the others in `more`, each the piece its seed gives alone; a count over the
+/// server's concurrent limit, or past the largest seed, is refused naming `count`.
+#[test]
+fn compose_count_answers_pieces_by_seed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = Running::start(ServerConfig::cpu(common::shipped_models())).await;
+        let mut client = ComposerClient::connect(format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        let ask = |seed: u64, count: u32| ComposeRequest {
+            generation: Some(request(16, seed)),
+            png: true,
+            audio: String::new(),
+            count,
+        };
+        let many = client.compose(ask(5, 3)).await.unwrap().into_inner();
+        let seeds: Vec<u64> = many.more.iter().map(|p| p.seed).collect();
+        assert_eq!(seeds, [6, 7]);
+        let alone = |seed| {
+            let mut client = client.clone();
+            async move { client.compose(ask(seed, 1)).await.unwrap().into_inner() }
+        };
+        let five = alone(5).await;
+        assert_eq!(many.midi, five.midi, "the first piece is seed 5's");
+        assert!(five.more.is_empty(), "one piece: nothing more");
+        for piece in &many.more {
+            let single = alone(piece.seed).await;
+            assert_eq!(piece.midi, single.midi, "seed {}", piece.seed);
+            assert_eq!(piece.png, single.png, "seed {}", piece.seed);
+            assert_eq!(
+                piece.summary.as_ref().unwrap().generated_frames,
+                16,
+                "seed {}",
+                piece.seed
+            );
+        }
+        assert!(many.midi != many.more[0].midi && many.more[0].midi != many.more[1].midi);
+        for (seed, count) in [(0, 100_000), (u64::MAX, 2)] {
+            let refused = client.compose(ask(seed, count)).await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+            assert!(refused.message().starts_with("count: "), "{refused:?}");
+        }
         server.stop().await;
     });
 }

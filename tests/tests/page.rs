@@ -1,7 +1,8 @@
 //! The web page (`serve --http`) in a real headless Chromium, driven by selenium: it loads and
 //! lists the models, a generation with an uploaded primer completes, the roll is drawn (primer
 //! and generated notes in their colours), the audio element holds a playable WAV of the right
-//! duration, and a text file as primer or 0 frames shows the server's message on the page while
+//! duration, the same file harmonised as a melody comes back as long as it is, three pieces at
+//! once are listed by seed with their files, and a text file as primer or 0 frames shows the server's message on the page while
 //! the server goes on. The HTTP API answers an unknown model with 404 and a JSON error.
 
 use std::path::PathBuf;
@@ -60,6 +61,21 @@ try:
     result["audio_source"] = driver.execute_script("return document.getElementById('audio').currentSrc")
     result["downloads"] = [driver.find_element(By.ID, i).get_attribute("href") or "" for i in ("download-mid", "download-wav")]
     driver.save_screenshot(screenshot)
+
+    # The same file harmonised as a melody: as many frames as it has, none of them a primer.
+    driver.find_element(By.ID, "harmonize").click()
+    generate()
+    result["harmonized_status"] = driver.find_element(By.ID, "status").text
+    result["harmonized_error"] = driver.find_element(By.ID, "error").text
+    driver.find_element(By.ID, "harmonize").click()
+
+    # Three pieces with seeds 7, 8 and 9, each listed with its files.
+    set_value("count", 3)
+    generate()
+    result["count_status"] = driver.find_element(By.ID, "status").text
+    result["count_links"] = [[a.text, a.get_attribute("download"), (a.get_attribute("href") or "")[:5]]
+                             for a in driver.find_elements(By.CSS_SELECTOR, "#pieces a")]
+    set_value("count", 1)
 
     driver.find_element(By.ID, "primer").send_keys(text_file)
     generate()
@@ -182,6 +198,39 @@ fn the_page_generates_draws_and_plays_music() {
     for href in seen["downloads"].as_array().unwrap() {
         assert!(href.as_str().unwrap().starts_with("blob:"), "{seen}");
     }
+    assert_eq!(seen["harmonized_error"], "", "{seen}");
+    assert!(
+        seen["harmonized_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("done: 0 primer frames, 193 generated, in D major, 6/8"),
+        "the melody harmonised, as long as it is: {seen}"
+    );
+    assert!(
+        seen["count_status"]
+            .as_str()
+            .unwrap()
+            .starts_with("done: 3 pieces (seeds 7–9)"),
+        "{seen}"
+    );
+    let links: Vec<(String, String)> = seen["count_links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l[2], "blob:", "{seen}");
+            (l[0].as_str().unwrap().into(), l[1].as_str().unwrap().into())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = (7..=9)
+        .flat_map(|seed| {
+            [
+                ("MIDI".into(), format!("{seed}.mid")),
+                ("WAV".into(), format!("{seed}.wav")),
+            ]
+        })
+        .collect();
+    assert_eq!(links, expected);
     let bad = seen["bad_primer_error"].as_str().unwrap();
     assert!(bad.contains("primer") && bad.contains("MIDI"), "{bad}");
     let zero = seen["zero_frames_error"].as_str().unwrap();

@@ -29,6 +29,7 @@ fn compose_writes_midi_and_png_of_the_streamed_music() {
                 generation: Some(r),
                 png: true,
                 audio: String::new(),
+                count: 0,
             })
             .await
             .unwrap()
@@ -104,6 +105,7 @@ fn trainer_sample_and_the_server_write_the_same_midi() {
                     generation: Some(r),
                     png: false,
                     audio: String::new(),
+                    count: 0,
                 })
                 .await
                 .unwrap()
@@ -164,6 +166,7 @@ fn compose_returns_audio_of_the_piece() {
             generation: Some(r.clone()),
             png: false,
             audio: audio.to_owned(),
+            count: 0,
         };
         let first = client
             .compose(compose(&r, "wav"))

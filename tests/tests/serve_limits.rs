@@ -105,6 +105,7 @@ fn bad_requests_get_their_status_and_the_server_keeps_serving() {
                 generation: None,
                 png: false,
                 audio: String::new(),
+                count: 0,
             })
             .await
             .unwrap_err();
