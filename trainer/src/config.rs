@@ -509,23 +509,15 @@ pub fn from_recipe_and_flags(
     dataset: &Path,
     roll_settings: pianoroll::RollSettings,
 ) -> Result<TrainConfig, ConfigError> {
-    let (recipe, record) = match recipe_file {
+    let (recipe, record, origin) = match recipe_file {
         Some(path) => {
             let (recipe, record) = Recipe::read(path)?;
-            if let (Some(flag), Some(own)) = (flags.model, recipe.model)
-                && flag != own
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "--model {flag} contradicts recipe {}, which is for {own}",
-                    path.display()
-                )));
-            }
             // Without a model anywhere, resolving says so.
             if let Some(kind) = recipe.model.or(flags.model) {
                 let head = flags.head.or(recipe.head);
                 recipe.check_family(kind, head, &path.display().to_string())?;
             }
-            (recipe, record)
+            (recipe, record, format!("recipe {}", path.display()))
         }
         None => {
             let kind = flags.model.ok_or_else(|| {
@@ -533,17 +525,34 @@ pub fn from_recipe_and_flags(
             })?;
             let (name, text) = preset.unwrap_or(Preset::Fair).recipe(kind);
             let recipe = Recipe::parse(text, &name)?;
+            let origin = format!("preset {name}");
             let record = RecipeRecord {
                 name,
                 toml: text.to_owned(),
             };
-            (recipe, record)
+            (recipe, record, origin)
         }
     };
-    let origin = match recipe_file {
-        Some(path) => format!("recipe {}", path.display()),
-        None => format!("preset {}", record.name),
-    };
+    from_parsed_recipe_and_flags(recipe, record, &origin, flags, dataset, roll_settings)
+}
+
+/// [`from_recipe_and_flags`] for a recipe already made (`--recipe auto`): `origin` says where it
+/// came from in errors.
+pub fn from_parsed_recipe_and_flags(
+    recipe: Recipe,
+    record: RecipeRecord,
+    origin: &str,
+    flags: &Recipe,
+    dataset: &Path,
+    roll_settings: pianoroll::RollSettings,
+) -> Result<TrainConfig, ConfigError> {
+    if let (Some(flag), Some(own)) = (flags.model, recipe.model)
+        && flag != own
+    {
+        return Err(ConfigError::Invalid(format!(
+            "--model {flag} contradicts {origin}, which is for {own}"
+        )));
+    }
     flags
         .over(&recipe)
         .resolve(dataset, roll_settings, Some(record))

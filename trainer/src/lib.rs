@@ -5,7 +5,8 @@
 //! - the models: [`lstm`] and [`rwkv`] (each with its config, a parallel form for training and a
 //!   recurrent step for generation and export) and the output heads ([`head`]: independent
 //!   keys, or NADE), behind one interface in [`model`], carrying a [`state::State`];
-//! - what a run is: [`config`] (the configuration, recipes and presets, their checks);
+//! - what a run is: [`config`] (the configuration, recipes and presets, their checks), and
+//!   [`auto`] (`--recipe auto`: a recipe chosen from the corpus's size);
 //! - how it learns: [`data`] (batches), [`metrics`] (the loss and scores), [`optim`] (AdamW and
 //!   the weight average), [`train`] (the loop), [`evaluate`] (scoring a split);
 //! - what it leaves: [`run`] (the run folder: files, records, loading checkpoints);
@@ -13,6 +14,7 @@
 //!   [`onnx`]), [`compare`] (tables and curves, drawn by [`plot`]);
 //! - where it runs: [`device`].
 
+pub mod auto;
 pub mod compare;
 pub mod config;
 pub mod data;

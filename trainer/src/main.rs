@@ -1,11 +1,12 @@
 //! `trainer`: the command-line shell over the trainer library.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use trainer::config::{Preset, Recipe, TrainConfig};
+use trainer::model::ModelKind;
 use trainer::rwkv::WkvMode;
 use trainer::train::{RunOptions, resume, train};
 
@@ -148,6 +149,9 @@ impl From<SplitArg> for pipeline::dataset::Split {
     }
 }
 
+/// `--recipe auto`: a recipe chosen from the corpus ([`trainer::auto`]), not a file.
+const AUTO_RECIPE: &str = "auto";
+
 /// Longest generation accepted in one call.
 const MAX_SAMPLE_STEPS: usize = 100_000;
 
@@ -156,7 +160,8 @@ const MAX_SAMPLE_STEPS: usize = 100_000;
 #[command(mut_arg("model", |model| model.required_unless_present_any(["resume", "recipe"])))]
 struct TrainArgs {
     /// A recipe file (recipes/*.toml): the model and its training settings. Flags override it;
-    /// settings it leaves out come from the `fair` preset.
+    /// settings it leaves out come from the `fair` preset. `auto` chooses one from the training
+    /// split's size (for --model, LSTM when not given), from the family's best recipe.
     #[arg(long, conflicts_with = "preset")]
     recipe: Option<PathBuf>,
     /// Dataset folder (from `pipeline build`).
@@ -193,9 +198,31 @@ impl TrainArgs {
             .data
             .as_ref()
             .context("--data is required for a new run")?;
-        let roll_settings = pipeline::dataset::Manifest::read(data)
-            .with_context(|| format!("--data {}: not a dataset folder", data.display()))?
-            .settings;
+        let manifest = pipeline::dataset::Manifest::read(data)
+            .with_context(|| format!("--data {}: not a dataset folder", data.display()))?;
+        let roll_settings = manifest.settings;
+        if self.recipe.as_deref() == Some(Path::new(AUTO_RECIPE)) {
+            let train = manifest
+                .splits
+                .get(&pipeline::dataset::Split::Train)
+                .with_context(|| format!("--data {}: no training split", data.display()))?;
+            let corpus = trainer::auto::Corpus {
+                pieces: train.pieces,
+                frames: train.frames,
+            };
+            let kind = self.settings.model.unwrap_or(ModelKind::Lstm);
+            let (recipe, record) = trainer::auto::recipe(kind, &corpus)?;
+            tracing::info!("--recipe auto chose:\n{}", record.toml);
+            return trainer::config::from_parsed_recipe_and_flags(
+                recipe,
+                record,
+                "--recipe auto",
+                &self.settings,
+                data,
+                roll_settings,
+            )
+            .map_err(Into::into);
+        }
         trainer::config::from_recipe_and_flags(
             self.recipe.as_deref(),
             self.preset,

@@ -389,3 +389,40 @@ fn a_closed_stdout_ends_every_printing_command_quietly() {
     assert!(run.join("results.json").exists());
     assert!(dir.path().join("model/model.json").exists());
 }
+
+/// `--recipe auto` on a tiny corpus chooses the tiny rule over the family's best recipe (LSTM
+/// unless `--model` says otherwise), records it as recipe `auto` with its text, and takes flags
+/// over it like any recipe.
+#[test]
+fn recipe_auto_chooses_from_the_corpus_and_records_its_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = common::small_dataset(dir.path(), 4);
+    for (model, family) in [(None, "lstm"), (Some("rwkv"), "rwkv")] {
+        let run = dir.path().join(family);
+        let mut command = trainer();
+        command
+            .args(["train", "--device", "cpu", "--recipe", "auto", "--data"])
+            .arg(&dataset)
+            .arg("--out")
+            .arg(&run)
+            // Small enough to train in a moment; the rule's other choices stay.
+            .args(["--epochs", "1", "--layers", "1", "--nade-hidden", "4"]);
+        match model {
+            Some(kind) => command.args(["--model", kind, "--embd", "8"]),
+            None => command.args(["--hidden", "8"]),
+        };
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{family}: {output:?}");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["recipe"]["name"], "auto");
+        let text = config["recipe"]["toml"].as_str().unwrap();
+        assert!(
+            text.contains("tiny") && text.contains(&format!("recipes/{family}-nade-high.toml")),
+            "{text}"
+        );
+        let written = config.to_string();
+        assert!(written.contains("highest-first"), "{written}");
+        assert!(written.contains(&format!("\"{family}\"")), "{written}");
+    }
+}

@@ -1,0 +1,222 @@
+//! `--recipe auto`: a recipe chosen from the corpus, for a person who brings a few hundred pieces
+//! of their own and no time to tune. It starts from the family's best measured recipe
+//! (`recipes/{lstm,rwkv}-nade-high.toml`, made on Nottingham's 694 training pieces) and changes
+//! only what the corpus's size calls for, by rules measured on Nottingham and on a third of it
+//! (`docs/experiments/notebook.md`, "A recipe for a new corpus"):
+//!
+//! - **full size** (at least 60% of Nottingham's training frames): the recipe as it is;
+//! - **small** (below that): more dropout and note dropout, and room to train longer, since
+//!   one epoch is fewer steps; validation still stops the run (patience);
+//! - **tiny** (below 10%): the same, with half the width.
+//!
+//! Every run keeps early stopping on validation, and the run's `config.json` records the recipe
+//! chosen (as TOML text, with the corpus and the rule in its first lines), so it can be read and
+//! rerun as a file.
+
+use crate::config::{ConfigError, Recipe, RecipeRecord};
+use crate::model::ModelKind;
+
+/// Nottingham's training frames on the benchmark grid, the corpus the base recipes were made on.
+pub const NOTTINGHAM_TRAIN_FRAMES: u64 = 177_255;
+
+/// What the rules look at: the training split's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corpus {
+    pub pieces: u64,
+    pub frames: u64,
+}
+
+/// The corpus's size class, by its training frames against Nottingham's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    Full,
+    Small,
+    Tiny,
+}
+
+impl Size {
+    pub fn of(corpus: &Corpus) -> Size {
+        let share = corpus.frames as f64 / NOTTINGHAM_TRAIN_FRAMES as f64;
+        if share >= 0.6 {
+            Size::Full
+        } else if share >= 0.1 {
+            Size::Small
+        } else {
+            Size::Tiny
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Size::Full => "full size",
+            Size::Small => "small",
+            Size::Tiny => "tiny",
+        }
+    }
+
+    /// The settings this size changes in a `kind` recipe (the others stay the base's).
+    fn changes(self, kind: ModelKind) -> Recipe {
+        let small = Recipe {
+            note_dropout: Some(0.1),
+            ..Recipe::default()
+        };
+        let changes = match (self, kind) {
+            (Size::Full, _) => Recipe::default(),
+            (Size::Small | Size::Tiny, ModelKind::Lstm) => Recipe {
+                dropout_in: Some(0.5),
+                dropout_out: Some(0.5),
+                dropout_between: Some(0.3),
+                epochs: Some(60),
+                patience: Some(10),
+                ..small
+            },
+            (Size::Small | Size::Tiny, ModelKind::Rwkv) => Recipe {
+                dropout: Some(0.5),
+                epochs: Some(24),
+                patience: Some(8),
+                ..small
+            },
+        };
+        match (self, kind) {
+            (Size::Tiny, ModelKind::Lstm) => Recipe {
+                hidden: Some(128),
+                nade_hidden: Some(64),
+                ..changes
+            },
+            (Size::Tiny, ModelKind::Rwkv) => Recipe {
+                embd: Some(64),
+                nade_hidden: Some(64),
+                ..changes
+            },
+            _ => changes,
+        }
+    }
+}
+
+/// The base recipe of a family: its name and text.
+fn base(kind: ModelKind) -> (&'static str, &'static str) {
+    match kind {
+        ModelKind::Lstm => (
+            "lstm-nade-high",
+            include_str!("../../recipes/lstm-nade-high.toml"),
+        ),
+        ModelKind::Rwkv => (
+            "rwkv-nade-high",
+            include_str!("../../recipes/rwkv-nade-high.toml"),
+        ),
+    }
+}
+
+/// The recipe `--recipe auto` chooses for a `kind` model on `corpus`, and its record: named
+/// `auto`, its text the chosen settings with the corpus and the rule in the first lines.
+pub fn recipe(kind: ModelKind, corpus: &Corpus) -> Result<(Recipe, RecipeRecord), ConfigError> {
+    let (base_name, base_text) = base(kind);
+    let size = Size::of(corpus);
+    let recipe = size
+        .changes(kind)
+        .over(&Recipe::parse(base_text, base_name)?);
+    let settings = toml::to_string(&Recipe {
+        description: None,
+        ..recipe.clone()
+    })
+    .map_err(|e| ConfigError::Invalid(format!("--recipe auto: {e}")))?;
+    let text = format!(
+        "# --recipe auto for a corpus of {} training pieces, {} frames ({:.0}% of Nottingham's): \
+         {}, so recipes/{base_name}.toml{}.\n{settings}",
+        corpus.pieces,
+        corpus.frames,
+        100.0 * corpus.frames as f64 / NOTTINGHAM_TRAIN_FRAMES as f64,
+        size.name(),
+        match size {
+            Size::Full => " as it is",
+            Size::Small => " with more dropout and longer training",
+            Size::Tiny => " at half width, with more dropout and longer training",
+        },
+    );
+    let recipe = Recipe {
+        description: Some(format!("auto: {} corpus, from {base_name}", size.name())),
+        ..recipe
+    };
+    Ok((
+        recipe,
+        RecipeRecord {
+            name: "auto".to_owned(),
+            toml: text,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(frames: u64) -> Corpus {
+        Corpus {
+            pieces: frames / 250,
+            frames,
+        }
+    }
+
+    #[test]
+    fn sizes_follow_the_share_of_nottinghams_frames() {
+        assert_eq!(Size::of(&corpus(NOTTINGHAM_TRAIN_FRAMES)), Size::Full);
+        assert_eq!(Size::of(&corpus(110_000)), Size::Full);
+        assert_eq!(Size::of(&corpus(59_000)), Size::Small); // a third of Nottingham
+        assert_eq!(Size::of(&corpus(17_000)), Size::Tiny);
+        assert_eq!(Size::of(&corpus(0)), Size::Tiny);
+    }
+
+    /// The full-size recipe is the base recipe's settings; smaller corpora change only what
+    /// their rule says; every chosen recipe reads back from its own record's text.
+    #[test]
+    fn each_size_changes_only_its_settings_and_the_record_reads_back() {
+        for kind in [ModelKind::Lstm, ModelKind::Rwkv] {
+            let (base_name, base_text) = base(kind);
+            let base = Recipe::parse(base_text, base_name).unwrap();
+            for (frames, size) in [
+                (NOTTINGHAM_TRAIN_FRAMES, Size::Full),
+                (59_000, Size::Small),
+                (9_000, Size::Tiny),
+            ] {
+                let (chosen, record) = recipe(kind, &corpus(frames)).unwrap();
+                assert_eq!(record.name, "auto");
+                assert!(
+                    record.toml.contains(size.name()) && record.toml.contains(base_name),
+                    "{}",
+                    record.toml
+                );
+                let reread = Recipe::parse(&record.toml, "auto").unwrap();
+                assert_eq!(
+                    Recipe {
+                        description: None,
+                        ..chosen.clone()
+                    },
+                    reread,
+                    "{kind:?} {size:?}"
+                );
+                let unchanged = |r: &Recipe| Recipe {
+                    description: None,
+                    ..size.changes(kind).over(r)
+                };
+                assert_eq!(unchanged(&chosen), unchanged(&base), "{kind:?} {size:?}");
+                assert_eq!(chosen.nade_order, base.nade_order);
+                match size {
+                    Size::Full => assert_eq!(
+                        Recipe {
+                            description: None,
+                            ..chosen
+                        },
+                        Recipe {
+                            description: None,
+                            ..base.clone()
+                        }
+                    ),
+                    Size::Small | Size::Tiny => {
+                        assert_eq!(chosen.note_dropout, Some(0.1));
+                        assert!(chosen.epochs.unwrap() > base.epochs.unwrap());
+                    }
+                }
+            }
+        }
+    }
+}
