@@ -59,6 +59,10 @@ for model in lstm rwkv lstm-nade rwkv-nade; do
         -o "$OUT/examples/$model-grpc.mid" --png "$OUT/examples/$model-grpc.png" \
         --wav "$OUT/examples/$model-grpc.wav"
 done
+# The same tune harmonised: its top line kept, the shipped LSTM-NADE writing the chords under it.
+"$SERVE" harmonize --addr "$ADDR" --model lstm-nade --seed 1 \
+    --melody data/nottingham/test/ashover_simple_chords_11.mid \
+    -o "$OUT/examples/lstm-nade-harmonized.mid" --png "$OUT/examples/lstm-nade-harmonized.png"
 kill -INT "$SERVER"
 wait "$SERVER"
 trap - EXIT
@@ -72,5 +76,6 @@ echo "          lstm-nade and rwkv-nade shipped in models/)"
 echo "music:    $OUT/examples/ (a piece rendered back; per model a continuation sampled by the"
 echo "          trainer, NAME-small.mid, and one generated over gRPC, NAME-grpc.mid; each with a .png;"
 echo "          lstm-nade-grpc.mid and rwkv-nade-grpc.mid come from the shipped models; the"
-echo "          pieces over gRPC and the rendered one also as .wav, to listen to)"
+echo "          pieces over gRPC and the rendered one also as .wav, to listen to;"
+echo "          lstm-nade-harmonized.mid: the test tune's melody with the model's chords)"
 echo "server:   log in $OUT/serve.log"
