@@ -135,16 +135,30 @@ pub enum Primer {
     Frames(Vec<Frame>),
 }
 
-/// A MIDI primer on `model`'s grid, as the model reads it (moved to C for a model trained in
-/// C), with its key, meter and tempo.
-pub fn read_primer(bytes: &[u8], model: &LoadedModel) -> Result<pianoroll::Piece, Status> {
-    read_music("primer_midi", bytes, model)
+/// Music a request brings, a primer or a melody, before it is read.
+enum Music<'a> {
+    None,
+    Midi(&'a [u8]),
+    Frames(&'a [Frame]),
 }
 
-/// A MIDI file (the request's field `field`) on `model`'s grid, as the model reads it.
-fn read_music(field: &str, bytes: &[u8], model: &LoadedModel) -> Result<pianoroll::Piece, Status> {
-    pianoroll::read_midi(bytes, &model.card.roll_settings)
-        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+impl Primer {
+    fn music(&self) -> Music<'_> {
+        match self {
+            Primer::None => Music::None,
+            Primer::Midi(bytes) => Music::Midi(bytes),
+            Primer::Frames(frames) => Music::Frames(frames),
+        }
+    }
+}
+
+impl Melody {
+    fn music(&self) -> Music<'_> {
+        match self {
+            Melody::Midi(bytes) => Music::Midi(bytes),
+            Melody::Frames(frames) => Music::Frames(frames),
+        }
+    }
 }
 
 /// The core: the models, their slots and limits, audio, request counts. Cheap to clone.
@@ -335,24 +349,28 @@ impl Engine {
         })
     }
 
-    /// The primer's frames on `model`'s grid, in the key the model works in, within the frame
-    /// limit; and the MIDI primer as read, for its key, meter and tempo.
-    fn primer(
+    /// The frames of `music` (the request's `field`: `primer` or `melody`, its MIDI file
+    /// `FIELD_midi`) on `model`'s grid, in the key the model works in (a MIDI file is moved to C
+    /// for a model trained in C), within the frame limit; and the MIDI file as read, for its key,
+    /// meter and tempo.
+    fn read_music(
         &self,
-        primer: &Primer,
+        field: &str,
+        music: Music<'_>,
         model: &LoadedModel,
     ) -> Result<(Vec<Frame>, Option<pianoroll::Piece>), Status> {
-        let (frames, read) = match primer {
-            Primer::None => (Vec::new(), None),
-            Primer::Midi(bytes) => {
-                let piece = read_primer(bytes, model)?;
+        let (frames, read) = match music {
+            Music::None => (Vec::new(), None),
+            Music::Midi(bytes) => {
+                let piece = pianoroll::read_midi(bytes, &model.card.roll_settings)
+                    .map_err(|e| Status::invalid_argument(format!("{field}_midi: {e}")))?;
                 (piece.roll.frames().to_vec(), Some(piece))
             }
-            Primer::Frames(frames) => (frames.clone(), None),
+            Music::Frames(frames) => (frames.to_vec(), None),
         };
         if frames.len() > self.limits.max_frames {
             return Err(Status::resource_exhausted(format!(
-                "primer: {} frames, this server accepts at most {}",
+                "{field}: {} frames, this server accepts at most {}",
                 frames.len(),
                 self.limits.max_frames
             )));
@@ -413,35 +431,6 @@ impl Engine {
         &self.limits
     }
 
-    /// A melody's frames on `model`'s grid in the model's key, within the frame limit; and the
-    /// MIDI file as read, for its key, meter and tempo.
-    fn melody(
-        &self,
-        melody: &Melody,
-        model: &LoadedModel,
-    ) -> Result<(Vec<Frame>, Option<pianoroll::Piece>), Status> {
-        let (frames, read) = match melody {
-            Melody::Midi(bytes) => {
-                let piece = read_music("melody_midi", bytes, model)?;
-                (piece.roll.frames().to_vec(), Some(piece))
-            }
-            Melody::Frames(frames) => (frames.clone(), None),
-        };
-        if frames.iter().all(|f| f.is_empty()) {
-            return Err(Status::invalid_argument(
-                "melody: no note sounds in it, so there is nothing to harmonise",
-            ));
-        }
-        if frames.len() > self.limits.max_frames {
-            return Err(Status::resource_exhausted(format!(
-                "melody: {} frames, this server generates at most {} per request",
-                frames.len(),
-                self.limits.max_frames
-            )));
-        }
-        Ok((frames, read))
-    }
-
     /// Validate `request`, take a slot and queue the generation.
     pub fn start(&self, request: &Generation) -> Result<Started<'_>, Status> {
         let model = self.model(&request.model)?;
@@ -454,7 +443,13 @@ impl Engine {
                         "primer: a harmonisation takes a melody and no primer",
                     ));
                 }
-                self.melody(melody, model)?
+                let (frames, read) = self.read_music("melody", melody.music(), model)?;
+                if frames.iter().all(|f| f.is_empty()) {
+                    return Err(Status::invalid_argument(
+                        "melody: no note sounds in it, so there is nothing to harmonise",
+                    ));
+                }
+                (frames, read)
             }
             None => (Vec::new(), None),
         };
@@ -484,7 +479,7 @@ impl Engine {
                 "tempo_bpm: must be in (0, {MAX_TEMPO_BPM}], got {bpm}"
             )));
         }
-        let (primer, primer_read) = self.primer(&request.primer, model)?;
+        let (primer, primer_read) = self.read_music("primer", request.primer.music(), model)?;
         let trip = RoundTrip::new(
             primer_read.as_ref().or(melody_read.as_ref()),
             &Asked {

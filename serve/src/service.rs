@@ -201,11 +201,7 @@ impl Composer for ComposerService {
         request: Request<ComposeRequest>,
     ) -> Result<Response<ComposeResponse>, Status> {
         let request = request.into_inner();
-        let model = request
-            .generation
-            .as_ref()
-            .map(|g| g.model.clone())
-            .unwrap_or_default();
+        let model = model_named(&request);
         let result = self.compose_piece(request).await;
         self.engine.counted("Compose", &model, result)
     }
@@ -215,11 +211,7 @@ impl Composer for ComposerService {
         request: Request<ComposeRequest>,
     ) -> Result<Response<ComposeResponse>, Status> {
         let request = request.into_inner();
-        let model = request
-            .generation
-            .as_ref()
-            .map(|g| g.model.clone())
-            .unwrap_or_default();
+        let model = model_named(&request);
         let result = match request.generation.as_ref().map(|g| g.melody.is_some()) {
             Some(true) => self.compose_piece(request).await,
             _ => Err(Status::invalid_argument(
@@ -228,6 +220,15 @@ impl Composer for ComposerService {
         };
         self.engine.counted("Harmonize", &model, result)
     }
+}
+
+/// The model a `ComposeRequest` names, for counting it ("" when it names none).
+fn model_named(request: &ComposeRequest) -> String {
+    request
+        .generation
+        .as_ref()
+        .map(|g| g.model.clone())
+        .unwrap_or_default()
 }
 
 impl ComposerService {

@@ -6,10 +6,10 @@
 //! The melody is the Nottingham test tune ashover_simple_chords_11 (D major, 6/8), whose top
 //! line is its tune over chords; the shipped `lstm-nade` writes the rest.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use pianoroll::Frame;
 use pianoroll::melody::{melody_constraints, top_line};
-use pianoroll::{Frame, RollSettings, Transpose};
 use proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::inference::model_infer_request::InferInputTensor;
 use proto::inference::{InferTensorContents, ModelInferRequest};
@@ -23,25 +23,13 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 mod common;
-use common::Running;
+use common::{Running, as_written, d_major_jig, serve_binary};
 
 const MODEL: &str = "lstm-nade";
 
-fn melody_path() -> PathBuf {
-    pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid")
-}
-
-/// The benchmark grid, keys kept as written: how a person's tools see the files.
-fn as_written() -> RollSettings {
-    RollSettings {
-        transpose: Transpose::None,
-        ..RollSettings::benchmark()
-    }
-}
-
 /// The melody file's frames as written.
 fn melody_frames() -> Vec<Frame> {
-    let bytes = std::fs::read(melody_path()).unwrap();
+    let bytes = std::fs::read(d_major_jig()).unwrap();
     pianoroll::read_midi(&bytes, &as_written())
         .unwrap()
         .roll
@@ -85,16 +73,12 @@ fn written_in_d_six_eight(midi: &[u8], what: &str) -> Vec<Frame> {
     piece.roll.frames().to_vec()
 }
 
-fn serve_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_serve"))
-}
-
 fn melody_request(seed: u64) -> GenerateRequest {
     GenerateRequest {
         model: MODEL.to_owned(),
         seed,
         melody: Some(generate_request::Melody::MelodyMidi(
-            std::fs::read(melody_path()).unwrap(),
+            std::fs::read(d_major_jig()).unwrap(),
         )),
         ..Default::default()
     }
@@ -139,9 +123,9 @@ fn the_command_line_harmonises_a_melody() {
                     .unwrap()
             };
             [
-                run("3", "a.mid", &melody_path()),
-                run("3", "b.mid", &melody_path()),
-                run("4", "c.mid", &melody_path()),
+                run("3", "a.mid", &d_major_jig()),
+                run("3", "b.mid", &d_major_jig()),
+                run("4", "c.mid", &d_major_jig()),
                 run("3", "d.mid", &out.join("missing.mid")),
             ]
         })
@@ -320,7 +304,7 @@ fn v2_inference_harmonises_a_melody_midi_input() {
             datatype: "BYTES".to_owned(),
             shape: vec![1],
             contents: Some(InferTensorContents {
-                bytes_contents: vec![std::fs::read(melody_path()).unwrap()],
+                bytes_contents: vec![std::fs::read(d_major_jig()).unwrap()],
                 ..Default::default()
             }),
             ..Default::default()
@@ -358,7 +342,7 @@ fn the_pages_api_harmonises_the_file_it_is_sent() {
     runtime.block_on(async {
         let server = Running::start_with_http(ServerConfig::cpu(common::shipped_models())).await;
         let page = server.page.unwrap();
-        let body = std::fs::read(melody_path()).unwrap();
+        let body = std::fs::read(d_major_jig()).unwrap();
         let answer = tokio::task::spawn_blocking(move || {
             pianoroll_tests::http_request(
                 page,

@@ -5,10 +5,10 @@
 //! 6/8 (6 eighth-note frames); without a primer the piece is C major, 4/4 unless asked; bad
 //! keys and meters are refused naming the field or flag.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pianoroll::key::{KeySource, Mode};
-use pianoroll::{Frame, RollSettings, Transpose};
+use pianoroll::{Frame, RollSettings};
 use proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::inference::model_infer_request::InferInputTensor;
 use proto::inference::{InferTensorContents, ModelInferRequest};
@@ -22,21 +22,9 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 mod common;
-use common::Running;
+use common::{Running, as_written, d_major_jig, serve_binary};
 
 const MODEL: &str = "lstm-nade";
-
-fn primer_path() -> PathBuf {
-    pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid")
-}
-
-/// The benchmark grid, keys kept as written: how a person's tools see the files.
-fn as_written() -> RollSettings {
-    RollSettings {
-        transpose: Transpose::None,
-        ..RollSettings::benchmark()
-    }
-}
 
 fn request(frames: u32, seed: u64) -> GenerateRequest {
     GenerateRequest {
@@ -50,7 +38,7 @@ fn request(frames: u32, seed: u64) -> GenerateRequest {
 
 fn with_primer(mut r: GenerateRequest) -> GenerateRequest {
     r.primer = Some(generate_request::Primer::PrimerMidi(
-        std::fs::read(primer_path()).unwrap(),
+        std::fs::read(d_major_jig()).unwrap(),
     ));
     r
 }
@@ -102,7 +90,7 @@ fn assert_d_major_six_eight(midi: &[u8], primer_frames: usize, what: &str) -> Ve
         "{what}: time signature"
     );
     assert_eq!(piece.tempo_bpm, Some(120.0), "{what}: tempo");
-    let original = pianoroll::read_midi(&std::fs::read(primer_path()).unwrap(), &as_written())
+    let original = pianoroll::read_midi(&std::fs::read(d_major_jig()).unwrap(), &as_written())
         .unwrap()
         .roll;
     assert_eq!(original.len(), primer_frames);
@@ -169,7 +157,7 @@ fn a_d_major_six_eight_primer_comes_back_in_d_and_six_eight() {
         // The model worked in C: the primer moved to C and given as frames (which are in the
         // key the model works in) gives the same frames a tone lower, in C.
         let in_c = pianoroll::read_midi(
-            &std::fs::read(primer_path()).unwrap(),
+            &std::fs::read(d_major_jig()).unwrap(),
             &RollSettings::benchmark(),
         )
         .unwrap();
@@ -322,7 +310,7 @@ fn v2_inference_carries_the_setting() {
                 .unwrap();
             response.raw_output_contents[at][4..].to_vec()
         };
-        let primer = std::fs::read(primer_path()).unwrap();
+        let primer = std::fs::read(d_major_jig()).unwrap();
         let with_primer = client
             .model_infer(ModelInferRequest {
                 model_name: MODEL.to_owned(),
@@ -373,10 +361,6 @@ fn v2_inference_carries_the_setting() {
     });
 }
 
-fn serve_binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_serve"))
-}
-
 /// `serve generate --primer` with the D major 6/8 primer writes a MIDI file in D with 6/8 and a
 /// PNG with a bar line every 6 frames; `--key` and `--meter` set a piece without a primer; a
 /// bad `--meter` is refused by name.
@@ -388,7 +372,7 @@ fn the_command_line_writes_the_primers_key_and_meter() {
         let server = Running::start(ServerConfig::cpu(common::shipped_models())).await;
         let addr = server.addr.to_string();
         let out = dir.path().to_owned();
-        let primer = primer_path();
+        let primer = d_major_jig();
         let run = move |args: Vec<String>| {
             let addr = addr.clone();
             tokio::task::spawn_blocking(move || {
@@ -489,7 +473,7 @@ fn the_pages_api_carries_the_setting() {
                 pianoroll_tests::http_request(page, "POST", &path, &[], &body)
             })
         };
-        let primer = std::fs::read(primer_path()).unwrap();
+        let primer = std::fs::read(d_major_jig()).unwrap();
         let answer = post(
             format!("/api/generate?model={MODEL}&frames=8&seed=2"),
             primer.clone(),

@@ -5,13 +5,34 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use pianoroll::{RollSettings, Transpose};
 
 use serve::server::{Server, ServerConfig};
 
 /// The models the repository ships.
 pub fn shipped_models() -> PathBuf {
     pianoroll_tests::repo_root().join("models")
+}
+
+/// The Nottingham test tune ashover_simple_chords_11: a jig in D major and 6/8 at 120 bpm,
+/// its tune over chords (the primer and the melody of the music tests).
+pub fn d_major_jig() -> PathBuf {
+    pianoroll_tests::nottingham().join("test/ashover_simple_chords_11.mid")
+}
+
+/// The benchmark grid, keys kept as written: how a person's tools see the files.
+pub fn as_written() -> RollSettings {
+    RollSettings {
+        transpose: Transpose::None,
+        ..RollSettings::benchmark()
+    }
+}
+
+/// The `serve` binary of this build, for the command-line tests.
+pub fn serve_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_serve"))
 }
 
 /// A server running until [`Running::stop`].
