@@ -3,13 +3,21 @@
 # issue: the GPU path). Writes its figures under $OUT (default out/gpu-session):
 #   gpu.txt          the GPU and driver
 #   gpu-tests.txt    trainer/tests/gpu.rs on the GPU (CUDA parity, training, sampling)
-#   serve-cuda.txt   the serving benchmark on ONNX Runtime's CUDA provider: 1, 8, 64, 256 streams
-#   serve-cpu.txt    the same models on the CPU provider of the same machine
+#   serve-step-tests.txt  serve/tests/step.rs there: the bucketed step on CUDA (graphs replay
+#                    the step; one shape makes rows independent bit for bit)
+#   serve-cuda.txt   the serving benchmark on ONNX Runtime's CUDA provider: 1, 8, 64, 256
+#                    streams, stepping as the server does by default there (bucketed, CUDA graphs)
+#   serve-cpu.txt    the same models on the CPU provider of the same machine (all its cores)
+#   serve-cuda-direct.txt   part serve-direct: CUDA stepping directly (the way before issue 23)
+#   serve-cuda-nographs.txt part serve-nographs: CUDA bucketed without CUDA graphs
+#   serve-cuda-fixed.txt    part serve-fixed: CUDA bucketed with one shape of 256 rows
+#                    (--batch-rows 256: rows independent of the batch, at the padding's cost)
 #   train-speed.txt  first-epoch training frames/s of the NADE recipes at batch 1, 8, 32, 128
 #   train-batched/   recipes/lstm-nade-batch16.toml trained whole: metrics.csv (frames/s of
 #                    whole epochs), results.json (test NLL), the log
-# PARTS chooses what runs (default: all of "tests serve train-speed train-batched"), so the
-# parts can be split over two calls when one would run past the call's time limit.
+# PARTS chooses what runs (default: "tests serve serve-direct serve-fixed"; the others are
+# serve-nographs, train-speed and train-batched), so the parts can be split over calls when one
+# would run past the call's time limit.
 # `DEVICE=cpu BATCHES=8 MAX_STEPS=5 bash scripts/gpu-session/measure.sh` is the dry run on this
 # machine (MAX_STEPS cuts the whole-recipe training short).
 set -uo pipefail
@@ -19,7 +27,7 @@ mkdir -p "$OUT"
 BIN=.gpu
 DEVICE="${DEVICE:-cuda}"
 BATCHES="${BATCHES:-1 8 32 128}" # the training-speed sweep's batch sizes
-PARTS=" ${PARTS:-tests serve train-speed train-batched} "
+PARTS=" ${PARTS:-tests serve serve-direct serve-fixed} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 
 TORCH=/opt/torch/.venv/lib/python3.12/site-packages
@@ -56,13 +64,15 @@ export OMP_NUM_THREADS=1
 # 1. The GPU tests (skipped with a message where there is no GPU).
 if part tests; then
     timeout 120 "$BIN/gpu-tests" --test-threads 1 > "$OUT/gpu-tests.txt" 2>&1
+    # The serving tests find the shipped models in this working tree.
+    PIANOROLL_TEST_ROOT="$PWD" timeout 120 "$BIN/serve-step-tests" --test-threads 1 --nocapture \
+        > "$OUT/serve-step-tests.txt" 2>&1
 fi
 
 # 2. Models to serve: the shipped NADE models, and Bernoulli twins of the same sizes (one
-#    optimiser step of the best recipes: speed does not depend on training).
-# 3. Serving, CUDA provider and CPU provider.
-if part serve; then
-    models=/tmp/gpu-session-models
+#    optimiser step of the best recipes: speed does not depend on training). Made once.
+models=/tmp/gpu-session-models
+if [[ "$PARTS" == *" serve"* ]] && [ ! -f "$models/.done" ]; then
     rm -rf "$models" && mkdir -p "$models"
     cp -r models/lstm-nade models/rwkv-nade "$models/"
     for recipe in lstm-best rwkv-best; do
@@ -70,14 +80,25 @@ if part serve; then
             --out "/tmp/gpu-session-runs/$recipe" --max-steps 1 --device "$DEVICE" > /dev/null 2>&1
         "$BIN/trainer" export "/tmp/gpu-session-runs/$recipe" -o "$models/$recipe" --force
     done
-    # The CPU provider with the server's default threads: the cores but one, shared between
-    # the models (the bench prints how many).
-    for provider in "$DEVICE" cpu; do
-        BENCH_DEVICE="$provider" BENCH_STREAMS=1,8,64,256 BENCH_NAIVE_UP_TO=8 \
-            timeout 200 "$BIN/batching" "$models" > "$OUT/serve-$provider.txt" 2>&1
-        [ "$DEVICE" = cpu ] && break
-    done
+    touch "$models/.done"
 fi
+# 3. Serving. bench NAME [VAR=VALUE...]: the serving benchmark on $DEVICE with the settings
+#    given, into serve-NAME.txt (the naive loop only where BENCH_NAIVE_UP_TO says).
+bench() {
+    local name="$1"
+    shift
+    env BENCH_DEVICE="$DEVICE" BENCH_STREAMS=1,8,64,256 BENCH_NAIVE_UP_TO=0 "$@" \
+        timeout 200 "$BIN/batching" "$models" > "$OUT/serve-$name.txt" 2>&1
+}
+if part serve; then
+    # As the server runs by default: on CUDA bucketed with CUDA graphs; then the CPU provider
+    # with the server's default threads (the cores but one, shared between the models).
+    bench "$DEVICE" BENCH_NAIVE_UP_TO=8
+    [ "$DEVICE" = cpu ] || bench cpu BENCH_DEVICE=cpu
+fi
+part serve-direct && bench "$DEVICE-direct" BENCH_STEP=direct
+part serve-nographs && bench "$DEVICE-nographs" BENCH_STEP=bucketed BENCH_CUDA_GRAPHS=0
+part serve-fixed && bench "$DEVICE-fixed" BENCH_STEP=bucketed BENCH_BATCH_ROWS=256
 
 # 4. Training speed against batch size (first epoch of the NADE recipes).
 if part train-speed; then

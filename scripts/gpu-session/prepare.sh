@@ -9,11 +9,10 @@
 # with it /tmp): one call per part, carry [".ortcuda/part-0N"], command
 # `bash scripts/gpu-session/receive.sh` (it copies the part to /tmp/parts: a transfer replaces
 # the whole .ortcuda/ folder there, so the parts sent before would be gone); then the measuring
-# calls, carry [".gpu"] each, split so each fits a call's limit (the parts' own timeouts add
-# to about 30 minutes on a CPU, far less on a GPU): `PARTS="tests serve" bash
-# scripts/gpu-session/measure.sh` (timeout 540 s), then `PARTS=train-batched bash
-# scripts/gpu-session/measure.sh` (timeout 480 s), then train-speed if time is left. Both
-# folders are git-ignored. A call carries 64 MiB with the working tree (about 15 MiB), hence
+# calls, carry [".gpu"] each, split so each fits a call's limit (each benchmark part has 200 s;
+# far less is used on a GPU): `PARTS="tests serve" bash scripts/gpu-session/measure.sh`
+# (timeout 540 s), then `PARTS="serve-direct serve-fixed" ...` (timeout 420 s), then
+# serve-nographs, train-batched and train-speed if time is left. Both folders are git-ignored. A call carries 64 MiB with the working tree (about 15 MiB), hence
 # parts of 40 MiB. The GPU machine has xz but no zstd: the parts are xz.
 set -euo pipefail
 source "$(dirname "$0")/../env.sh"
@@ -32,6 +31,7 @@ for line in sys.stdin:
         print(m["executable"])' | tail -1
 }
 gpu_tests="$(executable test --release -p trainer --test gpu)"
+serve_step_tests="$(executable test --release -p serve --test step)"
 batching="$(executable bench -p serve --bench batching)"
 
 rm -rf .gpu && mkdir -p .gpu
@@ -39,6 +39,7 @@ for binary in "$CARGO_TARGET_DIR/release/serve" "$CARGO_TARGET_DIR/release/train
     cp "$binary" .gpu/
 done
 cp "$gpu_tests" .gpu/gpu-tests
+cp "$serve_step_tests" .gpu/serve-step-tests
 cp "$batching" .gpu/batching
 strip .gpu/*
 "$CARGO_TARGET_DIR/release/pipeline" build data/nottingham -o .gpu/nottingham --force

@@ -11,7 +11,9 @@
 //! Environment: `BENCH_DEVICE` (`cpu`, the default, or `cuda`: the server's provider and the
 //! naive loop's), `BENCH_STREAMS` (default `1,8,64`), `BENCH_NAIVE_UP_TO` (the naive loop runs
 //! only up to this many streams; default 64), `BENCH_THREADS` (ONNX Runtime threads per model;
-//! default: the server's default, [`serve::server::default_threads`]).
+//! default: the server's default, [`serve::server::default_threads`]), `BENCH_STEP` (the
+//! server's `--step`: `auto`, the default, `direct` or `bucketed`), `BENCH_BATCH_ROWS` (its
+//! `--batch-rows`) and `BENCH_CUDA_GRAPHS` (`0` turns them off).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +24,7 @@ use proto::pianoroll_v1::{GenerateRequest, generate_response};
 use proto::sampling::Uniforms;
 use serve::runtime::{Device, session};
 use serve::server::{Server, ServerConfig};
+use serve::step::{StepMode, StepOptions};
 use tokio_stream::StreamExt;
 
 const FRAMES: u32 = 1024;
@@ -33,6 +36,7 @@ struct Settings {
     naive_up_to: usize,
     /// ONNX Runtime threads per model (None: the server's default).
     threads: Option<usize>,
+    step: StepOptions,
 }
 
 impl Settings {
@@ -55,11 +59,23 @@ impl Settings {
         let naive_up_to = var("BENCH_NAIVE_UP_TO")
             .map_or(64, |n| n.parse().expect("BENCH_NAIVE_UP_TO: a number"));
         let threads = var("BENCH_THREADS").map(|n| n.parse().expect("BENCH_THREADS: a number"));
+        let step = StepOptions {
+            mode: match var("BENCH_STEP").as_deref() {
+                None | Some("auto") => StepMode::Auto,
+                Some("direct") => StepMode::Direct,
+                Some("bucketed") => StepMode::Bucketed,
+                Some(other) => panic!("BENCH_STEP={other}: auto, direct or bucketed"),
+            },
+            batch_rows: var("BENCH_BATCH_ROWS")
+                .map(|n| n.parse().expect("BENCH_BATCH_ROWS: a number")),
+            cuda_graphs: var("BENCH_CUDA_GRAPHS").as_deref() != Some("0"),
+        };
         Settings {
             device,
             streams,
             naive_up_to,
             threads,
+            step,
         }
     }
 }
@@ -135,10 +151,16 @@ async fn served(
 fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usize) -> Figures {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) =
-        session(environment, &folder.join("model.onnx"), device, threads).unwrap();
+    let (mut session, _) = session(
+        environment,
+        &folder.join("model.onnx"),
+        device,
+        threads,
+        false,
+    )
+    .unwrap();
     let mut states: Vec<Vec<Vec<f32>>> = (0..streams)
-        .map(|_| serve::batcher::initial_state(&card, 1))
+        .map(|_| serve::step::initial_state(&card, 1))
         .collect();
     let mut frames = vec![vec![0f32; 88]; streams];
     let mut uniforms: Vec<Uniforms> = (0..streams as u64).map(Uniforms::new).collect();
@@ -152,7 +174,7 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usiz
             uniforms.fill(&mut uniform);
             let outputs = session
                 .run(
-                    serve::batcher::step_inputs(
+                    serve::step::step_inputs(
                         &card,
                         1,
                         frame.to_vec(),
@@ -186,17 +208,25 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usiz
 }
 
 /// Whether a row's logits depend on the rest of its batch: 8 steps of 64 random rows run as one
-/// batch and each row alone ([`serve::invariance`], which the server runs at load on 8 rows).
+/// batch and each row alone ([`serve::invariance`], which the server runs at load on 8 rows);
+/// with `padded_to` (one shape for every batch), each row alone padded to that shape.
 fn row_independence(
     folder: &std::path::Path,
     device: Device,
     threads: usize,
+    padded_to: Option<usize>,
 ) -> serve::invariance::BatchInvariance {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) =
-        session(environment, &folder.join("model.onnx"), device, threads).unwrap();
-    serve::invariance::measure(&mut session, &card, 64, 8).unwrap()
+    let (mut session, _) = session(
+        environment,
+        &folder.join("model.onnx"),
+        device,
+        threads,
+        false,
+    )
+    .unwrap();
+    serve::invariance::measure(&mut session, &card, 64, 8, padded_to).unwrap()
 }
 
 fn main() {
@@ -225,12 +255,17 @@ fn main() {
         .threads
         .unwrap_or_else(|| serve::server::default_threads(settings.device, models_count));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = Server::load(ServerConfig {
+    let mut config = ServerConfig {
         device: settings.device,
         threads,
+        step: settings.step,
         ..ServerConfig::cpu(models.clone())
-    })
-    .unwrap();
+    };
+    // One shape for every batch must hold the largest.
+    if let Some(rows) = settings.step.batch_rows {
+        config.limits.max_concurrent = config.limits.max_concurrent.min(rows);
+    }
+    let server = Server::load(config).unwrap();
     let names = server.models();
     let stats = server.batch_stats();
     let listener = runtime
@@ -242,8 +277,12 @@ fn main() {
         let _ = stopped.await;
     }));
     println!(
-        "{FRAMES} frames per stream, {threads} ONNX Runtime threads per model, {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "{FRAMES} frames per stream, {threads} ONNX Runtime threads per model, {} cores, \
+         step {:?} (batch rows {:?}, CUDA graphs {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        settings.step.mode,
+        settings.step.batch_rows,
+        settings.step.cuda_graphs
     );
     for (name, kind, provider) in &names {
         let card = ModelCard::read(&models.join(name)).unwrap();
@@ -251,11 +290,20 @@ fn main() {
             "{name} ({kind}, {} head, {} parameters) on {provider}:",
             card.head, card.metrics.parameters
         );
-        let found = row_independence(&models.join(name), settings.device, threads);
+        let padded_to = settings
+            .step
+            .batch_rows
+            .filter(|_| settings.step.mode != StepMode::Direct);
+        let found = row_independence(&models.join(name), settings.device, threads, padded_to);
         println!(
-            "  rows alone vs in a batch of 64: {} of {} logits differ in any bit \
+            "  rows alone vs in a batch of 64{}: {} of {} logits differ in any bit \
              (largest difference {:e})",
-            found.differing, found.compared, found.largest_difference
+            padded_to.map_or(String::new(), |rows| format!(
+                ", both padded to {rows} rows"
+            )),
+            found.differing,
+            found.compared,
+            found.largest_difference
         );
         // Warm up the session and the connections.
         let stats = &stats[name];

@@ -1,9 +1,10 @@
 //! Continuous batching: every active generation of one model advances together, one ONNX
 //! Runtime call per frame for the whole batch.
 //!
-//! Each model has one batcher thread that owns its session. Between steps it takes in new
-//! requests (they join at the next frame) and drops cancelled ones (their client went away);
-//! finished ones leave after their last frame. Rows are independent in the step graph (dropout
+//! Each model has one batcher thread that owns its [`Stepper`] (the session, and the recurrent
+//! states of the generations it runs). Between steps it takes in new requests (they join at the
+//! next frame) and drops cancelled ones (their client went away); finished ones leave after
+//! their last frame. Rows are independent in the step graph (dropout
 //! is gone and BatchNorm is folded into constants), and the graph itself samples each row's
 //! next frame from that row's uniforms, which come from the request's own generator
 //! ([`proto::sampling::Uniforms`]), so a request's music does not depend on what else runs. The
@@ -15,14 +16,12 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ort::session::{Session, SessionInputValue};
-use ort::value::Tensor;
 use pianoroll::melody::Constraint;
 use pianoroll::{Frame, KEY_COUNT, LOWEST_PITCH};
-use proto::card::{ModelCard, SamplingTensors};
 use proto::sampling::Uniforms;
 
 use crate::metrics::BatchStats;
+use crate::step::Stepper;
 
 /// What a generation sends back to the request handler.
 #[derive(Debug)]
@@ -95,6 +94,8 @@ pub struct Job {
 
 /// A generation in the batch.
 struct Active {
+    /// Names the generation's row to the [`Stepper`], which keeps its recurrent state.
+    id: u64,
     job: Job,
     uniforms: Uniforms,
     /// Frames fed to the model so far.
@@ -102,20 +103,18 @@ struct Active {
     generated: usize,
     last: Frame,
     pending: Vec<Frame>,
-    /// One row per state tensor, in card order.
-    state: Vec<Vec<f32>>,
     started: Instant,
 }
 
 impl Active {
-    fn new(job: Job, card: &ModelCard) -> Active {
+    fn new(id: u64, job: Job) -> Active {
         Active {
+            id,
             uniforms: Uniforms::new(job.seed),
             fed: 0,
             generated: 0,
             last: Frame::SILENT,
             pending: Vec::new(),
-            state: initial_state(card, 1),
             started: Instant::now(),
             job,
         }
@@ -157,14 +156,14 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Start the thread that runs `session` for the model `name`.
-    pub fn start(name: &str, session: Session, card: ModelCard) -> Batcher {
+    /// Start the thread that runs `stepper` for the model `name`.
+    pub fn start(name: &str, stepper: Stepper) -> Batcher {
         let (jobs, receiver) = mpsc::channel();
         let stats = Arc::new(BatchStats::default());
         let recorder = stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("batcher-{name}"))
-            .spawn(move || run(session, card, receiver, &recorder))
+            .spawn(move || run(stepper, receiver, &recorder))
             .expect("spawning a batcher thread");
         Batcher {
             jobs: Some(jobs),
@@ -198,19 +197,22 @@ impl Drop for Batcher {
     }
 }
 
-fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: &BatchStats) {
-    // The registry serves only cards with sampling tensors.
-    let sampling = card.sampling.clone().unwrap_or_default();
+fn run(mut stepper: Stepper, jobs: mpsc::Receiver<Job>, stats: &BatchStats) {
     let mut batch: Vec<Active> = Vec::new();
+    let mut next_id = 0u64;
+    let mut admit = |job: Job| {
+        next_id += 1;
+        Active::new(next_id, job)
+    };
     loop {
         if batch.is_empty() {
             match jobs.recv() {
-                Ok(job) => batch.push(Active::new(job, &card)),
+                Ok(job) => batch.push(admit(job)),
                 Err(mpsc::RecvError) => return, // no more jobs will come
             }
         }
         while let Ok(job) = jobs.try_recv() {
-            batch.push(Active::new(job, &card));
+            batch.push(admit(job));
         }
         // A closed channel means the client went away: its slot is freed with the job.
         batch.retain(|a| !a.job.events.is_closed());
@@ -218,7 +220,7 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: 
             continue;
         }
         let started = Instant::now();
-        let result = step(&mut session, &card, &sampling, &mut batch, stats);
+        let result = step(&mut stepper, &mut batch, stats);
         stats.record(batch.len(), started.elapsed().as_secs_f64());
         if let Err(message) = result {
             tracing::error!("model step failed: {message}");
@@ -238,63 +240,8 @@ fn run(mut session: Session, card: ModelCard, jobs: mpsc::Receiver<Job>, stats: 
     }
 }
 
-/// Each recurrent state's initial value for `rows` rows (width a row), as the card gives it.
-pub fn initial_state(card: &ModelCard, rows: usize) -> Vec<Vec<f32>> {
-    card.states
-        .iter()
-        .map(|s| vec![s.initial; rows * s.width])
-        .collect()
-}
-
-/// The step graph's inputs for `rows` rows, each given row after row: frames and uniforms
-/// (88 a row), one temperature a row, and each recurrent state (width a row). One home for the
-/// batcher, the load-time invariance check ([`crate::invariance`]) and the serving bench.
-pub fn step_inputs(
-    card: &ModelCard,
-    rows: usize,
-    frames: Vec<f32>,
-    uniform: Vec<f32>,
-    temperature: Vec<f32>,
-    states: Vec<Vec<f32>>,
-) -> Result<Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'static>)>, String> {
-    let sampling = card.sampling()?;
-    let tensor =
-        |shape: [usize; 2], values: Vec<f32>| -> Result<SessionInputValue<'static>, String> {
-            Ok(Tensor::from_array((shape, values))
-                .map_err(|e| e.to_string())?
-                .into())
-        };
-    let mut inputs = vec![
-        (
-            std::borrow::Cow::from(card.frame_input.as_str()),
-            tensor([rows, KEY_COUNT], frames)?,
-        ),
-        (
-            sampling.uniform_input.as_str().into(),
-            tensor([rows, KEY_COUNT], uniform)?,
-        ),
-        (
-            sampling.temperature_input.as_str().into(),
-            tensor([rows, 1], temperature)?,
-        ),
-    ];
-    for (spec, values) in card.states.iter().zip(states) {
-        inputs.push((
-            spec.input.as_str().into(),
-            tensor([rows, spec.width], values)?,
-        ));
-    }
-    Ok(inputs)
-}
-
-/// One frame for every generation in `batch`: one session call.
-fn step(
-    session: &mut Session,
-    card: &ModelCard,
-    sampling: &SamplingTensors,
-    batch: &mut [Active],
-    stats: &BatchStats,
-) -> Result<(), String> {
+/// One frame for every generation in `batch`: one step of the model.
+fn step(stepper: &mut Stepper, batch: &mut [Active], stats: &BatchStats) -> Result<(), String> {
     let rows = batch.len();
     let mut frames = vec![0f32; rows * KEY_COUNT];
     // Rows still reading their primer draw nothing: their sampled frame is not used, and the
@@ -312,39 +259,9 @@ fn step(
             }
         }
     }
-    let temperature: Vec<f32> = batch.iter().map(|a| a.job.temperature).collect();
-    let states: Vec<Vec<f32>> = (0..card.states.len())
-        .map(|index| {
-            batch
-                .iter()
-                .flat_map(|a| a.state[index].iter().copied())
-                .collect()
-        })
-        .collect();
-    let inputs = step_inputs(card, rows, frames, uniform, temperature, states)?;
-    let outputs = session.run(inputs).map_err(|e| e.to_string())?;
-    let read = |name: &str, width: usize| -> Result<&[f32], String> {
-        let (_, values) = outputs
-            .get(name)
-            .ok_or_else(|| format!("the model has no output {name}"))?
-            .try_extract_tensor::<f32>()
-            .map_err(|e| e.to_string())?;
-        if values.len() != rows * width {
-            return Err(format!(
-                "output {name} has {} values, expected {}",
-                values.len(),
-                rows * width
-            ));
-        }
-        Ok(values)
-    };
-    for (index, spec) in card.states.iter().enumerate() {
-        let values = read(&spec.output, spec.width)?;
-        for (row, active) in batch.iter_mut().enumerate() {
-            active.state[index].copy_from_slice(&values[row * spec.width..(row + 1) * spec.width]);
-        }
-    }
-    let next_frames = read(&sampling.next_frame_output, KEY_COUNT)?;
+    let temperatures: Vec<f32> = batch.iter().map(|a| a.job.temperature).collect();
+    let ids: Vec<u64> = batch.iter().map(|a| a.id).collect();
+    let next_frames = stepper.step(&ids, &frames, &uniform, &temperatures)?;
     for (row, active) in batch.iter_mut().enumerate() {
         let sampled = active.samples_this_step();
         active.fed += 1;

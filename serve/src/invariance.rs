@@ -8,7 +8,7 @@
 use ort::session::Session;
 use proto::card::ModelCard;
 
-use crate::batcher::{initial_state, step_inputs};
+use crate::step::{initial_state, step_inputs};
 
 /// What one measurement found: the logits of `rows` random rows over `steps` steps, run as one
 /// batch and each row alone with the same inputs and states.
@@ -31,25 +31,48 @@ impl BatchInvariance {
 }
 
 /// Measure `session` (a model described by `card`) on `rows` rows for `steps` steps: frames
-/// of a fixed pseudo-random pattern (about 5% of keys on), fixed uniforms.
+/// of a fixed pseudo-random pattern (about 5% of keys on), fixed uniforms. `padded_to`: run
+/// both the batch and each row alone padded with silent rows to this many rows, as a server
+/// that pads every batch to one shape does (`serve --batch-rows`); then only the other rows'
+/// contents differ between the two runs, not the shape.
 pub fn measure(
     session: &mut Session,
     card: &ModelCard,
     rows: usize,
     steps: usize,
+    padded_to: Option<usize>,
 ) -> Result<BatchInvariance, String> {
     let keys = pianoroll::KEY_COUNT;
     let mut run = |rows: usize, frames: &[f32], uniform: &[f32], state: &[Vec<f32>]| {
+        let shape = padded_to.unwrap_or(rows).max(rows);
+        let pad = |values: &[f32], width: usize, fill: f32| {
+            let mut padded = values.to_vec();
+            padded.resize(shape * width, fill);
+            padded
+        };
+        let padded_state = card
+            .states
+            .iter()
+            .zip(state)
+            .map(|(spec, values)| pad(values, spec.width, spec.initial))
+            .collect();
         let outputs = session
             .run(step_inputs(
                 card,
-                rows,
-                frames.to_vec(),
-                uniform.to_vec(),
-                vec![1.0; rows],
-                state.to_vec(),
+                shape,
+                pad(frames, keys, 0.0),
+                pad(uniform, keys, 0.0),
+                vec![1.0; shape],
+                padded_state,
             )?)
             .map_err(|e| e.to_string())?;
+        // Only the real rows are kept.
+        let width_of = |name: &str| {
+            card.states
+                .iter()
+                .find(|spec| spec.output == name)
+                .map_or(keys, |spec| spec.width)
+        };
         let read = |name: &str| -> Result<Vec<f32>, String> {
             let value = outputs
                 .get(name)
@@ -57,7 +80,7 @@ pub fn measure(
             let (_, values) = value
                 .try_extract_tensor::<f32>()
                 .map_err(|e| e.to_string())?;
-            Ok(values.to_vec())
+            Ok(values[..rows * width_of(name)].to_vec())
         };
         let state = card
             .states

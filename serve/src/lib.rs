@@ -27,4 +27,5 @@ pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod step;
 pub mod v2;

@@ -11,6 +11,7 @@ use serve::client::{Endpoint, GenerateArgs};
 use serve::engine::Limits;
 use serve::runtime::Device;
 use serve::server::{Server, ServerConfig, TlsFiles, bind, shutdown_signal};
+use serve::step::{StepMode, StepOptions};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +72,18 @@ struct ServerArgs {
     /// CUDA, one.
     #[arg(long)]
     threads: Option<usize>,
+    /// How a batch goes through a model: direct (fresh tensors each frame, states through the
+    /// host), bucketed (padded to fixed shapes, buffers bound on the device, states kept
+    /// there; CUDA graphs on CUDA), or auto: bucketed on CUDA, direct on the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    step: StepMode,
+    /// Bucketed: pad every batch to this one shape (at least --max-concurrent), so that on CUDA
+    /// a request's music does not depend on what else runs. Default: the next power of two.
+    #[arg(long)]
+    batch_rows: Option<usize>,
+    /// Bucketed on CUDA: capture each shape's step as a CUDA graph and replay it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cuda_graphs: bool,
     /// Most frames one request may generate (and the longest primer).
     #[arg(long, default_value_t = Limits::default().max_frames)]
     max_frames: usize,
@@ -270,6 +283,11 @@ async fn serve_models(args: ServerArgs) -> Result<()> {
         models: args.models,
         device: args.device,
         threads,
+        step: StepOptions {
+            mode: args.step,
+            batch_rows: args.batch_rows,
+            cuda_graphs: args.cuda_graphs,
+        },
         limits: Limits {
             max_frames: args.max_frames,
             max_concurrent: args.max_concurrent,

@@ -9,6 +9,7 @@ use proto::card::{CARD_FILE, GRAPH_FILE, ModelCard};
 use crate::batcher::Batcher;
 use crate::invariance::BatchInvariance;
 use crate::runtime::{Device, Provider, RuntimeError, session};
+use crate::step::{StepMode, StepOptions, Stepper};
 
 /// A loaded model and the thread that runs it.
 pub struct LoadedModel {
@@ -59,12 +60,13 @@ pub fn model_folders(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 }
 
 /// The models in `dir`, by name, and the folders that failed. `threads` is each session's
-/// intra-op thread count (0: ONNX Runtime's default).
+/// intra-op thread count (0: ONNX Runtime's default); `step` says how batches run.
 pub fn load_models(
     environment: &ort::environment::Environment,
     dir: &Path,
     device: Device,
     threads: usize,
+    step: &StepOptions,
 ) -> Result<(BTreeMap<String, LoadedModel>, Vec<Broken>), RegistryError> {
     let folder_error = |error| RegistryError::Folder {
         path: dir.display().to_string(),
@@ -73,14 +75,20 @@ pub fn load_models(
     let mut models = BTreeMap::new();
     let mut broken = Vec::new();
     for (name, folder) in model_folders(dir).map_err(folder_error)? {
-        match load_one(environment, &folder, device, threads)? {
-            Ok((card, session, provider, invariance)) => {
+        match load_one(environment, &folder, device, threads, step)? {
+            Ok((card, stepper, provider, invariance)) => {
                 tracing::info!(
-                    "model {name}: {} with a {} head on {}, {} state tensors",
+                    "model {name}: {} with a {} head on {}, {} state tensors, {} steps",
                     card.kind,
                     card.head,
                     provider.name(),
-                    card.states.len()
+                    card.states.len(),
+                    match stepper.mode() {
+                        StepMode::Bucketed if step.wants_cuda_graphs(provider) =>
+                            "bucketed (CUDA graphs)",
+                        StepMode::Bucketed => "bucketed",
+                        StepMode::Direct | StepMode::Auto => "direct",
+                    }
                 );
                 if invariance.bit_identical() {
                     tracing::info!(
@@ -101,7 +109,7 @@ pub fn load_models(
                         invariance.largest_difference
                     );
                 }
-                let batcher = Batcher::start(&name, session, card.clone());
+                let batcher = Batcher::start(&name, stepper);
                 models.insert(
                     name.clone(),
                     LoadedModel {
@@ -134,20 +142,37 @@ fn load_one(
     folder: &Path,
     device: Device,
     threads: usize,
-) -> Result<
-    Result<(ModelCard, ort::session::Session, Provider, BatchInvariance), String>,
-    RuntimeError,
-> {
+    step: &StepOptions,
+) -> Result<Result<(ModelCard, Stepper, Provider, BatchInvariance), String>, RuntimeError> {
     let card = match ModelCard::read(folder) {
         Ok(card) => card,
         Err(error) => return Ok(Err(error.to_string())),
     };
-    match session(environment, &folder.join(GRAPH_FILE), device, threads) {
+    let cuda_graphs = step.mode != StepMode::Direct && step.cuda_graphs;
+    match session(
+        environment,
+        &folder.join(GRAPH_FILE),
+        device,
+        threads,
+        cuda_graphs,
+    ) {
         Ok((mut session, provider)) => Ok(check_names(&card, &session).and_then(|()| {
-            let invariance =
-                crate::invariance::measure(&mut session, &card, INVARIANCE_ROWS, INVARIANCE_STEPS)
-                    .map_err(|e| format!("{GRAPH_FILE}: a test step failed: {e}"))?;
-            Ok((card, session, provider, invariance))
+            // With one shape for every batch, a row is compared in that shape, alone and not.
+            let padded_to = match step.mode_on(provider) {
+                StepMode::Bucketed => step.batch_rows,
+                StepMode::Direct | StepMode::Auto => None,
+            };
+            let invariance = crate::invariance::measure(
+                &mut session,
+                &card,
+                INVARIANCE_ROWS,
+                INVARIANCE_STEPS,
+                padded_to,
+            )
+            .map_err(|e| format!("{GRAPH_FILE}: a test step failed: {e}"))?;
+            let stepper = Stepper::new(session, card.clone(), provider, step)
+                .map_err(|e| format!("{GRAPH_FILE}: {e}"))?;
+            Ok((card, stepper, provider, invariance))
         })),
         Err(error @ RuntimeError::NoCuda(_)) => Err(error),
         Err(error) => Ok(Err(error.to_string())),

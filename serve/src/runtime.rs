@@ -85,12 +85,15 @@ pub fn init(library: Option<&Path>) -> Result<&'static Environment, RuntimeError
 }
 
 /// A session for `model` (an .onnx file) on `device`, and the provider it got. `threads` is
-/// ONNX Runtime's intra-op thread count (0: its default).
+/// ONNX Runtime's intra-op thread count (0: its default). `cuda_graphs`: on CUDA, let the
+/// session capture and replay CUDA graphs ([`crate::step`]'s bucketed way); when ONNX Runtime
+/// cannot for this graph, the session is made without them, with a warning.
 pub fn session(
     environment: &Environment,
     model: &Path,
     device: Device,
     threads: usize,
+    cuda_graphs: bool,
 ) -> Result<(Session, Provider), RuntimeError> {
     let model_error = |message: String| RuntimeError::Model {
         path: model.display().to_string(),
@@ -106,12 +109,30 @@ pub fn session(
         Ok(builder)
     };
     if device != Device::Cpu {
-        let cuda = ort::ep::CUDA::default().build().error_on_failure();
-        match builder()?.with_execution_providers([cuda]) {
-            Ok(mut builder) => {
-                let session = builder
-                    .commit_from_file(model)
-                    .map_err(|e| model_error(e.to_string()))?;
+        let cuda = |graphs: bool| {
+            ort::ep::CUDA::default()
+                .with_cuda_graph(graphs)
+                .build()
+                .error_on_failure()
+        };
+        match builder()?.with_execution_providers([cuda(cuda_graphs)]) {
+            Ok(mut with_cuda) => {
+                let session = match with_cuda.commit_from_file(model) {
+                    Ok(session) => session,
+                    Err(error) if cuda_graphs => {
+                        tracing::warn!(
+                            "{}: no CUDA graphs for this model ({error}); each step launches \
+                             its kernels one by one",
+                            model.display()
+                        );
+                        builder()?
+                            .with_execution_providers([cuda(false)])
+                            .map_err(|e| model_error(e.to_string()))?
+                            .commit_from_file(model)
+                            .map_err(|e| model_error(e.to_string()))?
+                    }
+                    Err(error) => return Err(model_error(error.to_string())),
+                };
                 return Ok((session, Provider::Cuda));
             }
             Err(error) if device == Device::Cuda => {

@@ -18,6 +18,7 @@ use crate::engine::{Engine, Limits};
 use crate::registry::{Broken, LoadedModel, RegistryError, load_models};
 use crate::runtime::{Device, RuntimeError};
 use crate::service::ComposerService;
+use crate::step::StepOptions;
 use crate::v2::grpc::InferenceService;
 
 /// The fully qualified name of the service, as health checks and reflection know it.
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     pub device: Device,
     /// ONNX Runtime intra-op threads per model (0: its default).
     pub threads: usize,
+    /// How batches go through the step graph ([`crate::step`]).
+    pub step: StepOptions,
     pub limits: Limits,
     /// After a shutdown signal, how long running generations may take to finish.
     pub drain: Duration,
@@ -112,6 +115,7 @@ impl ServerConfig {
             models,
             device: Device::Cpu,
             threads: 1,
+            step: StepOptions::default(),
             limits: Limits::default(),
             drain: Duration::from_secs(5),
             onnxruntime: None,
@@ -136,6 +140,11 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(
+        "--batch-rows {rows} is below --max-concurrent {max_concurrent}: every batch must fit \
+         the one shape"
+    )]
+    BatchRows { rows: usize, max_concurrent: usize },
 }
 
 /// A server with its models loaded, ready to serve on a listener.
@@ -159,9 +168,22 @@ impl Server {
     /// skipped; having none that works is an error.
     pub fn load(config: ServerConfig) -> Result<Server, ServeError> {
         let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+        if let Some(rows) = config.step.batch_rows
+            && rows < config.limits.max_concurrent
+        {
+            return Err(ServeError::BatchRows {
+                rows,
+                max_concurrent: config.limits.max_concurrent,
+            });
+        }
         let environment = crate::runtime::init(config.onnxruntime.as_deref())?;
-        let (models, broken) =
-            load_models(environment, &config.models, config.device, config.threads)?;
+        let (models, broken) = load_models(
+            environment,
+            &config.models,
+            config.device,
+            config.threads,
+            &config.step,
+        )?;
         if models.is_empty() {
             return Err(ServeError::NoModels(config.models.display().to_string()));
         }

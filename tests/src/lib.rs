@@ -8,6 +8,11 @@ pub mod smf;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
+    // A test binary copied to another machine (scripts/gpu-session/measure.sh) is told where
+    // the checkout is there; otherwise it is where the tests were built.
+    if let Some(root) = std::env::var_os("PIANOROLL_TEST_ROOT") {
+        return PathBuf::from(root);
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ sits in the repository root")
