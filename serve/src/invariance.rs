@@ -21,6 +21,8 @@ pub struct BatchInvariance {
     pub differing: usize,
     /// The largest absolute difference between a logit in the batch and alone.
     pub largest_difference: f32,
+    /// The rows both runs were padded to (`None`: the batch against each row truly alone).
+    pub padded_to: Option<usize>,
 }
 
 impl BatchInvariance {
@@ -102,6 +104,7 @@ pub fn measure(
     let mut found = BatchInvariance {
         rows,
         steps,
+        padded_to,
         ..BatchInvariance::default()
     };
     for _ in 0..steps {

@@ -18,6 +18,8 @@ pub struct LoadedModel {
     pub provider: Provider,
     /// Whether the provider computes a row the same in a batch as alone, measured at load.
     pub invariance: BatchInvariance,
+    /// How batches go through the model ([`Stepper::describe`]).
+    pub step: String,
     pub batcher: Batcher,
 }
 
@@ -83,12 +85,7 @@ pub fn load_models(
                     card.head,
                     provider.name(),
                     card.states.len(),
-                    match stepper.mode() {
-                        StepMode::Bucketed if step.wants_cuda_graphs(provider) =>
-                            "bucketed (CUDA graphs)",
-                        StepMode::Bucketed => "bucketed",
-                        StepMode::Direct | StepMode::Auto => "direct",
-                    }
+                    stepper.describe()
                 );
                 if invariance.bit_identical() {
                     tracing::info!(
@@ -109,6 +106,7 @@ pub fn load_models(
                         invariance.largest_difference
                     );
                 }
+                let step = stepper.describe();
                 let batcher = Batcher::start(&name, stepper);
                 models.insert(
                     name.clone(),
@@ -117,6 +115,7 @@ pub fn load_models(
                         card,
                         provider,
                         invariance,
+                        step,
                         batcher,
                     },
                 );

@@ -138,7 +138,9 @@ fn model_info(model: &LoadedModel) -> ModelInfo {
             compared: model.invariance.compared as u32,
             rows: model.invariance.rows as u32,
             steps: model.invariance.steps as u32,
+            padded_to: model.invariance.padded_to.unwrap_or(0) as u32,
         }),
+        step: model.step.clone(),
     }
 }
 

@@ -129,6 +129,27 @@ impl Stepper {
         }
     }
 
+    /// How this stepper runs, for the log and `ListModels`: "direct", "bucketed (powers of
+    /// two)" or "bucketed (one shape of N rows)", with ", CUDA graphs" where they are asked for.
+    pub fn describe(&self) -> String {
+        match &self.way {
+            Way::Direct { .. } => "direct".to_owned(),
+            Way::Bucketed(buckets) => format!(
+                "bucketed ({}){}",
+                buckets
+                    .batch_rows
+                    .map_or("powers of two".to_owned(), |rows| format!(
+                        "one shape of {rows} rows"
+                    )),
+                if buckets.cuda_graphs {
+                    ", CUDA graphs"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
     /// One frame for the rows `ids`: each row's input frame and uniforms (88 values a row, row
     /// after row) and temperature. Returns the sampled frames, 88 values a row (1.0 = on).
     pub fn step(

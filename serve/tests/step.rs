@@ -10,7 +10,9 @@ use common::{Running, shipped_models};
 use pianoroll::KEY_COUNT;
 use proto::card::{GRAPH_FILE, ModelCard};
 use proto::pianoroll_v1::composer_client::ComposerClient;
-use proto::pianoroll_v1::{Frame, Frames, GenerateRequest, generate_request, generate_response};
+use proto::pianoroll_v1::{
+    Frame, Frames, GenerateRequest, ListModelsRequest, generate_request, generate_response,
+};
 use serve::runtime::{Device, Provider, init, session};
 use serve::server::ServerConfig;
 use serve::step::{StepMode, StepOptions, Stepper};
@@ -232,8 +234,9 @@ fn a_step_with_mismatched_inputs_is_refused() {
     assert!(error.contains("88 frame values"), "{error}");
 }
 
-/// Eight concurrent streams (seeds 0..8, one with a primer) from servers stepping each way.
-async fn streams(step: StepOptions, max_concurrent: usize) -> Vec<Vec<Vec<u32>>> {
+/// Eight concurrent streams (seeds 0..8, one with a primer) from a server stepping the way
+/// `step` says, which `ListModels` reports as `described`.
+async fn streams(step: StepOptions, max_concurrent: usize, described: &str) -> Vec<Vec<Vec<u32>>> {
     let mut config = ServerConfig {
         step,
         ..ServerConfig::cpu(shipped_models())
@@ -241,6 +244,27 @@ async fn streams(step: StepOptions, max_concurrent: usize) -> Vec<Vec<Vec<u32>>>
     config.limits.max_concurrent = max_concurrent;
     let server = Running::start(config).await;
     let addr = server.addr;
+    let mut client = ComposerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let models = client
+        .list_models(ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    assert_eq!(models.len(), 2);
+    for model in &models {
+        assert_eq!(model.step, described, "{}", model.name);
+        let invariance = model.batch_invariance.unwrap();
+        assert!(invariance.bit_identical, "{}: {invariance:?}", model.name);
+        assert_eq!(
+            invariance.padded_to as usize,
+            step.batch_rows.unwrap_or(0),
+            "{}",
+            model.name
+        );
+    }
     let tasks: Vec<_> = (0..8u64)
         .map(|seed| {
             tokio::spawn(async move {
@@ -289,15 +313,25 @@ async fn streams(step: StepOptions, max_concurrent: usize) -> Vec<Vec<Vec<u32>>>
 fn servers_stepping_bucketed_stream_what_direct_ones_do() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let direct = streams(options(StepMode::Direct, None), 256).await;
+        let direct = streams(options(StepMode::Direct, None), 256, "direct").await;
         assert!(direct.iter().all(|piece| !piece.is_empty()));
         assert!(
             direct.iter().flatten().any(|frame| !frame.is_empty()),
             "some notes sound"
         );
-        let bucketed = streams(options(StepMode::Bucketed, None), 256).await;
+        let bucketed = streams(
+            options(StepMode::Bucketed, None),
+            256,
+            "bucketed (powers of two)",
+        )
+        .await;
         assert_eq!(bucketed, direct, "powers of two");
-        let fixed = streams(options(StepMode::Bucketed, Some(8)), 8).await;
+        let fixed = streams(
+            options(StepMode::Bucketed, Some(8)),
+            8,
+            "bucketed (one shape of 8 rows)",
+        )
+        .await;
         assert_eq!(fixed, direct, "one shape of 8 rows");
     });
 }
