@@ -26,6 +26,22 @@ ensure_python_readers() {
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
 }
 
+# music21 (PyPI), for the corpora its package ships (scripts/bach-chorales.sh); into the same
+# virtual environment as the readers, with its own stamp. Not needed by the tests.
+ensure_corpus_tools() {
+    local requirements="$PIANOROLL_ROOT/scripts/requirements-corpora.txt"
+    local stamp="$PIANOROLL_VENV/.corpora-installed"
+    local want
+    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        echo "setup: installing music21 into $PIANOROLL_VENV" >&2
+        [ -x "$PIANOROLL_VENV/bin/python" ] || python3 -m venv "$PIANOROLL_VENV"
+        "$PIANOROLL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+            -r "$requirements"
+        echo "$want" > "$stamp"
+    fi
+}
+
 # Debian packages, best effort: installed with apt where this runs as root, else (or when apt
 # fails) a message saying what goes without them. apt_best_effort "WITHOUT THEM" PACKAGE...
 apt_best_effort() {
