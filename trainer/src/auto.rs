@@ -143,9 +143,11 @@ pub fn recipe(kind: ModelKind, corpus: &Corpus) -> Result<(Recipe, RecipeRecord)
         size.name(),
         match size {
             Size::Full => " as it is",
-            Size::Small => " with transpositions of ±2 and longer training (LSTM: at twice the \
+            Size::Small =>
+                " with transpositions of ±2 and longer training (LSTM: at twice the \
                              learning rate)",
-            Size::Tiny => " at half width, with transpositions of ±2 and longer training (LSTM: \
+            Size::Tiny =>
+                " at half width, with transpositions of ±2 and longer training (LSTM: \
                             at twice the learning rate)",
         },
     );
