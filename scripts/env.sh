@@ -9,37 +9,33 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 PIANOROLL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PIANOROLL_VENV="${PIANOROLL_VENV:-$PIANOROLL_ROOT/.venv}"
 
-# Python readers used by the interoperability tests (pyarrow, pandas and polars read the
-# datasets, mido the MIDI files we write). Reinstalled only when the requirements change.
-ensure_python_readers() {
-    local requirements="$PIANOROLL_ROOT/scripts/requirements-readers.txt"
-    local stamp="$PIANOROLL_VENV/.readers-installed"
+# Install a requirements file into the project's virtual environment once per version of the
+# file (a stamp records its hash). install_requirements FILE STAMP WHAT
+install_requirements() {
+    local requirements="$PIANOROLL_ROOT/scripts/$1"
+    local stamp="$PIANOROLL_VENV/$2"
     local want
     want="$(sha256sum "$requirements" | cut -d' ' -f1)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "setup: installing the Python readers into $PIANOROLL_VENV" >&2
+        echo "setup: installing $3 into $PIANOROLL_VENV" >&2
         [ -x "$PIANOROLL_VENV/bin/python" ] || python3 -m venv "$PIANOROLL_VENV"
         "$PIANOROLL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
             -r "$requirements"
         echo "$want" > "$stamp"
     fi
+}
+
+# Python readers used by the interoperability tests (pyarrow, pandas and polars read the
+# datasets, mido the MIDI files we write). Reinstalled only when the requirements change.
+ensure_python_readers() {
+    install_requirements requirements-readers.txt .readers-installed "the Python readers"
     export PIANOROLL_PYTHON="$PIANOROLL_VENV/bin/python"
 }
 
 # music21 (PyPI), for the corpora its package ships (scripts/bach-chorales.sh); into the same
 # virtual environment as the readers, with its own stamp. Not needed by the tests.
 ensure_corpus_tools() {
-    local requirements="$PIANOROLL_ROOT/scripts/requirements-corpora.txt"
-    local stamp="$PIANOROLL_VENV/.corpora-installed"
-    local want
-    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "setup: installing music21 into $PIANOROLL_VENV" >&2
-        [ -x "$PIANOROLL_VENV/bin/python" ] || python3 -m venv "$PIANOROLL_VENV"
-        "$PIANOROLL_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-            -r "$requirements"
-        echo "$want" > "$stamp"
-    fi
+    install_requirements requirements-corpora.txt .corpora-installed music21
 }
 
 # Debian packages, best effort: installed with apt where this runs as root, else (or when apt

@@ -146,12 +146,15 @@ async fn served(
     }
 }
 
-/// The naive server loop: each round, one session call per request (batch 1); a request's
-/// next frame comes once per round, so the round's duration is its per-frame latency.
-fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usize) -> Figures {
+/// A model folder's card and a plain session of its graph (no CUDA graphs: one call at a time).
+fn card_and_session(
+    folder: &std::path::Path,
+    device: Device,
+    threads: usize,
+) -> (ModelCard, ort::session::Session) {
     let card = ModelCard::read(folder).unwrap();
     let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) = session(
+    let (session, _) = session(
         environment,
         &folder.join("model.onnx"),
         device,
@@ -159,6 +162,13 @@ fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usiz
         false,
     )
     .unwrap();
+    (card, session)
+}
+
+/// The naive server loop: each round, one session call per request (batch 1); a request's
+/// next frame comes once per round, so the round's duration is its per-frame latency.
+fn naive(folder: &std::path::Path, streams: usize, device: Device, threads: usize) -> Figures {
+    let (card, mut session) = card_and_session(folder, device, threads);
     let mut states: Vec<Vec<Vec<f32>>> = (0..streams)
         .map(|_| serve::step::initial_state(&card, 1))
         .collect();
@@ -216,16 +226,7 @@ fn row_independence(
     threads: usize,
     padded_to: Option<usize>,
 ) -> serve::invariance::BatchInvariance {
-    let card = ModelCard::read(folder).unwrap();
-    let environment = serve::runtime::init(None).unwrap();
-    let (mut session, _) = session(
-        environment,
-        &folder.join("model.onnx"),
-        device,
-        threads,
-        false,
-    )
-    .unwrap();
+    let (card, mut session) = card_and_session(folder, device, threads);
     serve::invariance::measure(&mut session, &card, 64, 8, padded_to).unwrap()
 }
 

@@ -404,7 +404,7 @@ impl Buckets {
         let old = match self.current {
             Some((shape, parity)) => self.by_rows[&shape].states[parity]
                 .iter()
-                .map(|tensor| self.download(tensor))
+                .map(|tensor| download(self.through_host, tensor))
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
@@ -526,10 +526,6 @@ impl Buckets {
         let mut next = download(through_host, &bucket.next_frames)?;
         next.truncate(rows * KEY_COUNT);
         Ok(next)
-    }
-
-    fn download(&self, tensor: &Tensor<f32>) -> Result<Vec<f32>, String> {
-        download(self.through_host, tensor)
     }
 }
 
