@@ -60,6 +60,13 @@ pub struct TrainConfig {
     /// 0 = off.
     #[serde(default)]
     pub transpose_augment: u8,
+    /// After the transposed epochs (all of `epochs`, or fewer when patience ends them), this
+    /// many more on the pieces as they are, at the rate the schedule has reached (its floor
+    /// when it ran whole). A model trained only on shifted copies starts its pieces in any of
+    /// the shifted keys, while the server writes what it plays as if in C; these epochs bring
+    /// it back to C (and score better: `docs/experiments/notebook.md`). 0 = none.
+    #[serde(default)]
+    pub settle_epochs: usize,
     /// Weight averaging: keep an exponential moving average of the weights, updated after every
     /// optimiser step with this decay, and score valid and test with it (the best checkpoint
     /// holds the averaged weights). `None` = the raw weights.
@@ -279,6 +286,10 @@ recipe! {
         /// number of semitones in -K..=K (at most 12). Valid and test are never moved.
         #[arg(long, value_name = "K")]
         pub transpose_augment: Option<u8>,
+        /// With --transpose-augment: after the transposed epochs, train this many more on the
+        /// pieces as they are (in C), so the model starts its pieces in C again.
+        #[arg(long, value_name = "N")]
+        pub settle_epochs: Option<usize>,
         /// Weight averaging: score valid and test with an exponential moving average of the
         /// weights, updated every optimiser step with this decay (e.g. 0.995).
         #[arg(long, value_name = "DECAY")]
@@ -464,6 +475,7 @@ impl Recipe {
             seed: r.seed.unwrap_or(0),
             patience: r.patience,
             transpose_augment: r.transpose_augment.unwrap_or(0),
+            settle_epochs: r.settle_epochs.unwrap_or(0),
             ema_decay: r.ema_decay,
             note_dropout: probability(r.note_dropout, "--note-dropout")?,
             recipe,
@@ -488,6 +500,12 @@ impl Recipe {
             return Err(invalid(
                 "--transpose-augment",
                 format!("must be at most 12 semitones (an octave), got {k}"),
+            ));
+        }
+        if config.settle_epochs > 0 && config.transpose_augment == 0 {
+            return Err(invalid(
+                "--settle-epochs",
+                "settles a model trained with --transpose-augment; it is 0 here".into(),
             ));
         }
         if config.patience == Some(0) {

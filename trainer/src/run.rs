@@ -194,6 +194,9 @@ pub struct Progress {
     pub best_valid_nll: f64,
     /// True when `max_steps` ended training in this epoch.
     pub max_steps_reached: bool,
+    /// The first epoch of the settling epochs (`settle_epochs`), once they have begun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_from: Option<usize>,
     /// The epoch's row of `metrics.csv`, kept here so that the row a kill kept out of
     /// `metrics.csv` is written on resume as it was measured. `None` in `last.json` files of
     /// earlier versions, which wrote the row only to `metrics.csv`.

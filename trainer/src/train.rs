@@ -162,10 +162,10 @@ fn run_epochs(
             removed.join(", ")
         );
     }
-    let (mut rng, mut step, mut best, first_epoch) = match &resume_from {
+    let (mut rng, mut step, mut best, first_epoch, mut settle_from) = match &resume_from {
         None => {
             run.start_metrics()?;
-            (SplitMix64(config.seed), 0, None, 1)
+            (SplitMix64(config.seed), 0, None, 1, None)
         }
         Some(last) => {
             run.check_committed(last)?;
@@ -189,22 +189,56 @@ fn run_epochs(
                 last.step,
                 Some((last.best_epoch, last.best_valid_nll)),
                 first,
+                last.settle_from,
             )
         }
     };
+    let stopped_by_max_steps = resume_from.as_ref().is_some_and(|l| l.max_steps_reached);
     let mut epochs_done = first_epoch - 1;
     let mut last = resume_from;
-    'epochs: for epoch in first_epoch..=config.epochs {
-        // Checked before each epoch rather than after, so a run resumed after its patience ran
-        // out goes straight to the test as well.
-        if let (Some(patience), Some((best_epoch, _))) = (config.patience, best)
-            && epoch - 1 - best_epoch >= patience
-        {
-            tracing::info!(
-                "valid NLL has not improved for {patience} epochs (best: epoch {best_epoch}); stopping early"
-            );
+    let mut epoch = first_epoch;
+    // The epochs: the main ones (transposed when `transpose_augment` is on) until `epochs` or
+    // patience ends them, then the settling ones (`settle_epochs`, on the pieces as they are).
+    'epochs: loop {
+        if stopped_by_max_steps {
             break 'epochs;
         }
+        match settle_from {
+            Some(from) if epoch >= from + config.settle_epochs => break 'epochs,
+            Some(_) => {}
+            None => {
+                // Checked before each epoch rather than after, so a run resumed after its
+                // patience ran out goes straight on as well.
+                let patience_ran_out = match (config.patience, best) {
+                    (Some(patience), Some((best_epoch, _))) => {
+                        let out = epoch - 1 - best_epoch >= patience;
+                        if out {
+                            tracing::info!(
+                                "valid NLL has not improved for {patience} epochs (best: epoch {best_epoch}); stopping early"
+                            );
+                        }
+                        out
+                    }
+                    _ => false,
+                };
+                if epoch > config.epochs || patience_ran_out {
+                    if config.settle_epochs == 0 {
+                        break 'epochs;
+                    }
+                    tracing::info!(
+                        "settling: {} epochs on the pieces as they are",
+                        config.settle_epochs
+                    );
+                    settle_from = Some(epoch);
+                }
+            }
+        }
+        let last_epoch = settle_from.map_or(config.epochs, |from| from - 1) + config.settle_epochs;
+        let semitones = if settle_from.is_some() {
+            0
+        } else {
+            config.transpose_augment
+        };
         // Dropout draws depend only on (seed, epoch), so a resumed run draws the same ones.
         tch::manual_seed(config.seed.wrapping_add(epoch as u64) as i64);
         let started = Instant::now();
@@ -218,19 +252,19 @@ fn run_epochs(
         } else {
             ProgressBar::hidden()
         };
-        bar.set_message(format!("{epoch}/{}", config.epochs));
+        bar.set_message(format!("{epoch}/{last_epoch}"));
         let (mut loss_sum, mut loss_frames) = (0.0, 0i64);
         let mut lr = config.lr_at(step, planned_steps);
         let mut max_steps_reached = false;
         'batches: for indices in plan_batches(&train_data.rolls, config.batch_size, Some(&mut rng))
         {
             let shifted: Vec<PianoRoll>;
-            let rolls: Vec<&PianoRoll> = if config.transpose_augment == 0 {
+            let rolls: Vec<&PianoRoll> = if semitones == 0 {
                 indices.iter().map(|&i| &train_data.rolls[i]).collect()
             } else {
                 shifted = indices
                     .iter()
-                    .map(|&i| train_data.rolls[i].shifted(rng.semitones(config.transpose_augment)))
+                    .map(|&i| train_data.rolls[i].shifted(rng.semitones(semitones)))
                     .collect();
                 shifted.iter().collect()
             };
@@ -309,6 +343,7 @@ fn run_epochs(
             best_epoch,
             best_valid_nll,
             max_steps_reached,
+            settle_from,
             row: Some(row),
             checksums: BTreeMap::new(),
         };
@@ -323,13 +358,14 @@ fn run_epochs(
         if max_steps_reached {
             break 'epochs;
         }
-        if options.stop_after_epoch.is_some_and(|e| epoch >= e) && epoch < config.epochs {
+        if options.stop_after_epoch.is_some_and(|e| epoch >= e) && epoch < last_epoch {
             tracing::info!(
                 "stopped after epoch {epoch}; continue with --resume {}",
                 run.path().display()
             );
             return Ok(None);
         }
+        epoch += 1;
     }
 
     // Test with the best weights.

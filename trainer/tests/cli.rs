@@ -10,7 +10,7 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = common::small_dataset(dir.path(), 2);
     let run = dir.path().join("run");
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--model", "rwkv", "--embd", "0"], "--embd"),
         (&["--model", "rwkv", "--ffn-mult", "0"], "--ffn-mult"),
         (&["--model", "rwkv", "--wkv-chunk=-1"], "--wkv-chunk"),
@@ -25,6 +25,11 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
         (
             &["--model", "rwkv", "--max-steps", "0", "--epochs", "1"],
             "--max-steps",
+        ),
+        // Settling epochs without transpositions to settle from.
+        (
+            &["--model", "lstm", "--settle-epochs", "2"],
+            "--settle-epochs",
         ),
     ];
     for (flags, named) in cases {
@@ -406,7 +411,8 @@ fn recipe_auto_chooses_from_the_corpus_and_records_its_choice() {
             .arg("--out")
             .arg(&run)
             // Small enough to train in a moment; the rule's other choices stay.
-            .args(["--epochs", "1", "--layers", "1", "--nade-hidden", "4"]);
+            .args(["--epochs", "1", "--settle-epochs", "1", "--layers", "1"])
+            .args(["--nade-hidden", "4"]);
         match model {
             Some(kind) => command.args(["--model", kind, "--embd", "8"]),
             None => command.args(["--hidden", "8"]),
@@ -418,11 +424,16 @@ fn recipe_auto_chooses_from_the_corpus_and_records_its_choice() {
         assert_eq!(config["recipe"]["name"], "auto");
         let text = config["recipe"]["toml"].as_str().unwrap();
         assert!(
-            text.contains("tiny") && text.contains(&format!("recipes/{family}-nade-high.toml")),
+            text.contains("tiny") && text.contains(&format!("recipes/{family}-nade-aug.toml")),
             "{text}"
         );
         let written = config.to_string();
         assert!(written.contains("highest-first"), "{written}");
+        // One transposed epoch, then one settling epoch on the pieces as they are.
+        assert_eq!(config["transpose_augment"], 2, "{written}");
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
+        assert_eq!(results["epochs"], 2, "{results}");
         assert!(written.contains(&format!("\"{family}\"")), "{written}");
     }
 }

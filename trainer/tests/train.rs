@@ -173,6 +173,45 @@ fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
     );
 }
 
+/// With transpositions and settling epochs, patience ends the transposed epochs, not the run:
+/// the settling epochs follow the epoch at which it ran out.
+#[test]
+fn patience_ends_the_transposed_epochs_and_the_settling_ones_follow() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 4);
+    let run = dir.path().join("run");
+    let mut config = tiny_train_config(ModelConfig::Lstm(lstm_without_dropout(128, 1)), &dataset);
+    config.epochs = 40;
+    config.batch_size = 1;
+    config.weight_decay = 0.0;
+    config.schedule = Schedule::Constant;
+    config.patience = Some(2);
+    config.transpose_augment = 2;
+    config.settle_epochs = 3;
+    let results = train(&config, &run, RunOptions::on(Device::Cpu))
+        .unwrap()
+        .unwrap();
+    let rows = metrics(&run);
+    // The first epoch after which two epochs passed without a better valid NLL.
+    let mut best = (0, f64::INFINITY);
+    let mut transposed = None;
+    for (i, row) in rows.iter().enumerate() {
+        let epoch = i + 1;
+        if row[3] < best.1 {
+            best = (epoch, row[3]);
+        }
+        if epoch - best.0 >= 2 {
+            transposed = Some(epoch);
+            break;
+        }
+    }
+    let transposed = transposed.expect("patience never ran out");
+    assert!(transposed < 40);
+    assert_eq!(rows.len(), transposed + 3, "{results:?}");
+    assert_eq!(results.epochs, rows.len());
+}
+
 /// Before any training step the output bias holds each key's training rate, so an untrained
 /// model already scores about the constant key-rate baseline (a zero bias would score about
 /// 88·ln 2 ≈ 61 nats per frame).
@@ -291,8 +330,11 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
         ..tiny_lstm(16, 2)
     });
     let mut config = tiny_train_config(model, &dataset);
-    // Transposition draws come from the shuffling generator: they must line up as well.
+    // Transposition draws come from the shuffling generator: they must line up as well, and
+    // so must the settling epochs after them (the run is stopped in both phases).
+    config.epochs = 4;
     config.transpose_augment = 2;
+    config.settle_epochs = 3;
     // The weight average is checkpointed with the optimiser and scores valid and test.
     config.ema_decay = Some(0.9);
     // Note dropout draws from libtorch's generator, seeded per epoch like dropout.
@@ -304,13 +346,22 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
         .unwrap();
     assert!(train(&config, &sliced, stop_after(2)).unwrap().is_none());
     assert!(!sliced.join("results.json").exists());
-    assert!(resume(&sliced, stop_after(4)).unwrap().is_none());
+    assert!(resume(&sliced, stop_after(5)).unwrap().is_none());
     let b = resume(&sliced, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
 
     assert_eq!(a.test, b.test);
     assert_eq!((a.steps, a.best_epoch), (b.steps, b.best_epoch));
+    // Four transposed epochs, then three settling ones at the schedule's floor (a tenth of
+    // the rate), each one as many steps as the others.
+    assert_eq!((a.epochs, b.epochs), (7, 7));
+    let rows = metrics(&whole);
+    assert_eq!(rows.len(), 7);
+    for row in &rows[4..] {
+        assert!((row[6] - config.lr / 10.0).abs() < 1e-9, "{row:?}");
+        assert_eq!(row[1], row[0] * rows[0][1]);
+    }
     // Every column but the timings (seconds, frames/s) is the same.
     let learning = |run: &Path| -> Vec<Vec<f64>> {
         metrics(run)

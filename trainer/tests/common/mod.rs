@@ -125,6 +125,7 @@ pub fn tiny_train_config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         clip_norm: 1.0,
         patience: None,
         transpose_augment: 0,
+        settle_epochs: 0,
         ema_decay: None,
         note_dropout: 0.0,
         seed: 7,
