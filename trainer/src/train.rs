@@ -213,8 +213,13 @@ fn run_epochs(
                     (Some(patience), Some((best_epoch, _))) => {
                         let out = epoch - 1 - best_epoch >= patience;
                         if out {
+                            let then = if config.settle_epochs == 0 {
+                                "stopping early"
+                            } else {
+                                "ending the transposed epochs"
+                            };
                             tracing::info!(
-                                "valid NLL has not improved for {patience} epochs (best: epoch {best_epoch}); stopping early"
+                                "valid NLL has not improved for {patience} epochs (best: epoch {best_epoch}); {then}"
                             );
                         }
                         out
