@@ -15,7 +15,7 @@ source "$(dirname "$0")/env.sh"
 cd "$PIANOROLL_ROOT"
 
 DEVICE="${DEVICE:-cuda}"
-RECIPES="${RECIPES:-lstm-nade-batch16 lstm-nade-high rwkv-nade-high lstm-nade rwkv-nade lstm-best rwkv-best}"
+RECIPES="${RECIPES:-lstm-nade-aug rwkv-nade-aug lstm-nade-batch16 lstm-nade-high rwkv-nade-high lstm-nade rwkv-nade lstm-best rwkv-best}"
 # GPU kernels sum in other orders than the CPU the figures were recorded on, and a few
 # hundredths of a nat per frame is what two seeds of one recipe differ by (README, results).
 TOLERANCE="${TOLERANCE:-0.05}"
