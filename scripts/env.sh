@@ -69,6 +69,30 @@ ensure_browser() {
     apt_best_effort "the browser test is skipped" chromium chromium-driver
 }
 
+# What the scripts that measure served models (harmonize-test.sh, sample-test.sh) share: the
+# binaries and the reference dataset built, PIPELINE, SERVE and OUT set, and NAMES the models to
+# measure (the names given, else every folder of MODELS_FOLDER).
+# Usage: prepare_model_measurement MODELS_FOLDER [MODEL...]
+prepare_model_measurement() {
+    local models="$1"
+    shift
+    ensure_onnxruntime
+    OUT="${OUT_DIR:-out}"
+    cargo build --release --quiet -p pipeline -p serve
+    PIPELINE="$CARGO_TARGET_DIR/release/pipeline"
+    SERVE="$CARGO_TARGET_DIR/release/serve"
+    [ -d "$OUT/nottingham" ] || "$PIPELINE" build data/nottingham -o "$OUT/nottingham" >/dev/null
+    if [ $# -gt 0 ]; then NAMES=("$@"); else mapfile -t NAMES < <(ls "$models"); fi
+}
+
+# One JSON line of a folder's music statistics against the Nottingham test split: the samples'
+# figures, the distance and the model's name. Usage: music_summary NAME FOLDER
+music_summary() {
+    "$PIPELINE" stats "$OUT/nottingham" --music "$2" --json | python3 -c \
+        'import json,sys; d=json.load(sys.stdin); s=d["samples"]; s["model"]=sys.argv[1]; s["distance"]=d["pitch_class_set_distance"]; s["test_melody_fit"]=d["reference"]["melody_fit"]; print(json.dumps(s))' \
+        "$1"
+}
+
 # Start the server built in $CARGO_TARGET_DIR in the background on a free port of 127.0.0.1,
 # with the given arguments, its log in LOG, and wait until it listens: sets SERVER (its pid) and
 # ADDR (where it listens). start_server LOG ARGUMENT...

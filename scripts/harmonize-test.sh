@@ -9,22 +9,16 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PIANOROLL_ROOT"
-ensure_onnxruntime
 MODELS="${1:-models}"
 shift || true
-OUT="${OUT_DIR:-out}"
-cargo build --release --quiet -p pipeline -p serve
-PIPELINE="$CARGO_TARGET_DIR/release/pipeline"
-SERVE="$CARGO_TARGET_DIR/release/serve"
-[ -d "$OUT/nottingham" ] || "$PIPELINE" build data/nottingham -o "$OUT/nottingham" >/dev/null
-if [ $# -gt 0 ]; then names=("$@"); else mapfile -t names < <(ls "$MODELS"); fi
+prepare_model_measurement "$MODELS" "$@"
 
 mkdir -p "$OUT/harmonized"
 start_server "$OUT/harmonized/serve.log" --models "$MODELS"
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
 summary="$OUT/harmonized/summary.jsonl"
 : > "$summary"
-for name in "${names[@]}"; do
+for name in "${NAMES[@]}"; do
     [ -f "$MODELS/$name/model.json" ] || continue
     rm -rf "$OUT/harmonized/$name"
     mkdir -p "$OUT/harmonized/$name"
@@ -35,8 +29,6 @@ for name in "${names[@]}"; do
         _ "$SERVE" "$ADDR" "$name" {} "$OUT/harmonized/$name"
     echo "== $name: $(ls "$OUT/harmonized/$name" | wc -l) test melodies harmonised"
     "$PIPELINE" stats "$OUT/nottingham" --music "$OUT/harmonized/$name"
-    "$PIPELINE" stats "$OUT/nottingham" --music "$OUT/harmonized/$name" --json | python3 -c \
-        'import json,sys; d=json.load(sys.stdin); s=d["samples"]; s["model"]=sys.argv[1]; s["distance"]=d["pitch_class_set_distance"]; s["test_melody_fit"]=d["reference"]["melody_fit"]; print(json.dumps(s))' \
-        "$name" >> "$summary"
+    music_summary "$name" "$OUT/harmonized/$name" >> "$summary"
 done
 cat "$summary"

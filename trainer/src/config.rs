@@ -505,7 +505,7 @@ impl Recipe {
         if config.settle_epochs > 0 && config.transpose_augment == 0 {
             return Err(invalid(
                 "--settle-epochs",
-                "settles a model trained with --transpose-augment; it is 0 here".into(),
+                "needs --transpose-augment K above 0: settling epochs follow transposed ones, and this run transposes nothing".into(),
             ));
         }
         if config.patience == Some(0) {

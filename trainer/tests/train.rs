@@ -145,18 +145,25 @@ fn tiny_models_with_a_nade_head_learn_and_sample() {
 
 /// A model that memorises four pieces soon gets worse on valid; with `patience` the run stops
 /// that many epochs after its best one, tests the best weights and says so in results.json.
+/// A run that patience ends early: up to 40 epochs of a wide one-layer LSTM, one piece a batch,
+/// at a constant rate, stopped after 2 epochs without a better valid NLL.
+fn patient_config(dataset: &Path) -> TrainConfig {
+    let mut config = tiny_train_config(ModelConfig::Lstm(lstm_without_dropout(128, 1)), dataset);
+    config.epochs = 40;
+    config.batch_size = 1;
+    config.weight_decay = 0.0;
+    config.schedule = Schedule::Constant;
+    config.patience = Some(2);
+    config
+}
+
 #[test]
 fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 4);
     let run = dir.path().join("run");
-    let mut config = tiny_train_config(ModelConfig::Lstm(lstm_without_dropout(128, 1)), &dataset);
-    config.epochs = 40;
-    config.batch_size = 1;
-    config.weight_decay = 0.0;
-    config.schedule = Schedule::Constant;
-    config.patience = Some(2);
+    let config = patient_config(&dataset);
     let results = train(&config, &run, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
@@ -181,12 +188,7 @@ fn patience_ends_the_transposed_epochs_and_the_settling_ones_follow() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = small_dataset(dir.path(), 4);
     let run = dir.path().join("run");
-    let mut config = tiny_train_config(ModelConfig::Lstm(lstm_without_dropout(128, 1)), &dataset);
-    config.epochs = 40;
-    config.batch_size = 1;
-    config.weight_decay = 0.0;
-    config.schedule = Schedule::Constant;
-    config.patience = Some(2);
+    let mut config = patient_config(&dataset);
     config.transpose_augment = 2;
     config.settle_epochs = 3;
     let results = train(&config, &run, RunOptions::on(Device::Cpu))
