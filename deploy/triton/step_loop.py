@@ -28,17 +28,21 @@ KEYS = 88
 LOWEST_PITCH = 21  # MIDI note of key 0 (A0)
 
 
-def generate(step, frames, seed, temperature=1.0, primer=()):
+def generate(step, frames, seed, temperature=1.0, primer=(), silent_start=False):
     """The step loop: `frames` new frames after `primer` (a list of 88-element 0/1 rows).
 
     `step(frame, uniform, temperature, start, end)` runs the model once on one sequence and
     returns its `next_frame`. The primer's frames are fed first (their sampled successors are
     discarded: the primer itself is the continuation), then each sampled frame is fed back.
+    Without a primer the loop starts from a silent frame; a model trained with a silent start
+    (model.json: `silent_start`) is fed that silent frame before a primer too.
     """
     if frames < 1:
         raise ValueError(f"frames: must be at least 1, got {frames}")
     rng = np.random.default_rng(seed)
-    feed = [np.asarray(f, dtype=np.float32) for f in primer] or [np.zeros(KEYS, np.float32)]
+    feed = [np.asarray(f, dtype=np.float32) for f in primer]
+    if silent_start or not feed:
+        feed.insert(0, np.zeros(KEYS, np.float32))
     total_steps = len(feed) - 1 + frames
     generated = []
     frame = feed[0]

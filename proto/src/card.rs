@@ -60,6 +60,11 @@ pub struct ModelCard {
     pub sampling: Option<SamplingTensors>,
     /// The recurrent state, in graph input order.
     pub states: Vec<StateTensor>,
+    /// The model was trained with one silent frame before every piece, so a driver feeds one
+    /// before the primer too ([`crate::sampling::start_frames`]); absent in older cards:
+    /// false, the primer's first frame first.
+    #[serde(default)]
+    pub silent_start: bool,
     /// The trainer's model configuration (sizes), as the trainer wrote it.
     pub model_config: serde_json::Value,
     pub metrics: Metrics,
@@ -338,7 +343,7 @@ mod tests {
     }
 
     /// Every card in the repository still reads: the shipped NADE models, and a format 1 card
-    /// written before cards named their head (so Bernoulli).
+    /// written before cards named their head (so Bernoulli) or a silent start (so none).
     #[test]
     fn existing_cards_read_with_their_heads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -352,5 +357,8 @@ mod tests {
         }
         let json = serde_json::to_value(ModelCard::read(&root.join("models/lstm-nade")).unwrap());
         assert_eq!(json.unwrap()["head"], "nade");
+        // Cards from before the silent start read as without it.
+        let old = ModelCard::read(&root.join("trainer/tests/fixtures/old-rwkv-model")).unwrap();
+        assert!(!old.silent_start);
     }
 }

@@ -7,6 +7,7 @@
 //! the same request. The numbers are multiples of 2⁻²⁴ in [0, 1): exactly representable in f32,
 //! the graph's type, so no rounding stands between a draw and the comparison.
 
+use pianoroll::Frame;
 use pianoroll::melody::Constraint;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -26,6 +27,20 @@ impl Uniforms {
         for key in keys {
             *key = (self.0.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
         }
+    }
+}
+
+/// The frames a generation feeds the model before it samples its first: the primer, after one
+/// silent frame for a model trained with a silent start (card field `silent_start`, run config
+/// `silent_start`), which saw one before every piece; without a primer, just the silent frame.
+/// The server and `trainer sample` both start here.
+pub fn start_frames(primer: &[Frame], silent_start: bool) -> Vec<Frame> {
+    if silent_start || primer.is_empty() {
+        std::iter::once(Frame::SILENT)
+            .chain(primer.iter().copied())
+            .collect()
+    } else {
+        primer.to_vec()
     }
 }
 

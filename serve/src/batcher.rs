@@ -77,7 +77,8 @@ impl Slots {
 /// One generation request, validated.
 #[derive(Debug)]
 pub struct Job {
-    /// The frames fed before sampling starts: the primer, or one silent frame.
+    /// The frames fed before sampling starts ([`proto::sampling::start_frames`]): the primer,
+    /// one silent frame before it for a model trained with a silent start, or alone.
     pub start: Vec<Frame>,
     /// Frames to sample after `start`.
     pub frames: usize,

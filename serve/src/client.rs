@@ -114,9 +114,14 @@ fn status_error(status: tonic::Status, endpoint: &Endpoint) -> anyhow::Error {
     anyhow::anyhow!("server: {:?}: {}{hint}", status.code(), status.message())
 }
 
+/// Pieces `serve generate --count` asks for at once: enough for the server to batch them, and
+/// well under its default limit of concurrent generations (256), which a larger count would
+/// otherwise run into.
+pub const PIECES_IN_FLIGHT: usize = 64;
+
 /// Ask the server at `endpoint` for `args.count` finished pieces and write each one's MIDI (and
-/// PNG, WAV) atomically. Several pieces are asked for at once, so the server batches them; each
-/// is written as it arrives, so a failure leaves the pieces already written.
+/// PNG, WAV) atomically. Up to [`PIECES_IN_FLIGHT`] pieces are asked for at once, so the server
+/// batches them; each is written as it arrives, so a failure leaves the pieces already written.
 pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     let primer = match &args.primer {
         Some(path) => Some(generate_request::Primer::PrimerMidi(
@@ -161,11 +166,13 @@ pub async fn generate(endpoint: &Endpoint, args: &GenerateArgs) -> Result<()> {
     }
     // One copy the tasks share (they must own what they hold).
     let shared = std::sync::Arc::new(args.clone());
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(PIECES_IN_FLIGHT));
     let mut pieces = tokio::task::JoinSet::new();
     for seed in args.seed..=last {
         let (client, endpoint, music) = (client.clone(), endpoint.clone(), music.clone());
-        let args = shared.clone();
+        let (args, in_flight) = (shared.clone(), in_flight.clone());
         pieces.spawn(async move {
+            let _turn = in_flight.acquire_owned().await.expect("never closed");
             let outputs = Outputs::in_folders(&args, seed);
             compose_one(client, &endpoint, &args, music, seed, outputs).await
         });

@@ -501,11 +501,7 @@ impl Engine {
         };
         let (sender, events) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
-            start: if primer.is_empty() {
-                vec![Frame::SILENT]
-            } else {
-                primer.clone()
-            },
+            start: proto::sampling::start_frames(&primer, model.card.silent_start),
             frames,
             temperature,
             seed: request.seed,

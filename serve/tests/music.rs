@@ -523,7 +523,9 @@ fn the_pages_api_carries_the_setting() {
 }
 
 /// `serve generate --count 3 --seed 5` writes three different pieces into one folder, named by
-/// seed, each the piece its seed gives alone; a count past the last seed is refused.
+/// seed, each the piece its seed gives alone; a count above the server's limit of concurrent
+/// generations (256) still writes them all (the client keeps fewer in flight); a count past the
+/// last seed is refused.
 #[test]
 fn count_writes_pieces_named_by_seed() {
     let dir = tempfile::tempdir().unwrap();
@@ -556,6 +558,13 @@ fn count_writes_pieces_named_by_seed() {
             ]);
             let alone = generate(&["--seed", "6", "-o", &path(&out.join("six.mid"))]);
             let too_far = generate(&["--count", "2", "--seed", &u64::MAX.to_string(), "-o", "x"]);
+            let crowd = generate(&["--count", "300", "-o", &path(&out.join("crowd"))]);
+            assert!(
+                crowd.status.success(),
+                "{}",
+                String::from_utf8_lossy(&crowd.stderr)
+            );
+            assert_eq!(std::fs::read_dir(out.join("crowd")).unwrap().count(), 300);
             (many, alone, too_far, pieces, rolls)
         })
         .await

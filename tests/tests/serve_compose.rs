@@ -122,6 +122,7 @@ fn trainer_sample_and_the_server_write_the_same_midi() {
                 .unwrap();
                 let roll = trainer::sample::generate(
                     &loaded.model,
+                    loaded.config.silent_start,
                     &primer.frames,
                     64,
                     0.9,

@@ -76,6 +76,15 @@ pub struct TrainConfig {
     /// probability ([`crate::data::drop_notes`]); targets and evaluation are untouched. 0 = off.
     #[serde(default)]
     pub note_dropout: f64,
+    /// Every training piece is preceded by one silent frame, so the model learns to predict a
+    /// piece's first frame from that silence, which is where a generation without a primer
+    /// starts (without it, the first frame sampled answers an input never seen at the start of
+    /// training, and the samples' openings, their mode above all, drift from the data's:
+    /// `docs/experiments/notebook.md`). A model that has it is fed the silent frame before a
+    /// primer too. Valid and test still score each piece's frames after its first, as
+    /// without it, so the NLL stays comparable. Older runs: false.
+    #[serde(default)]
+    pub silent_start: bool,
     /// The recipe the run was made from, as it was read (flags may have overridden parts of it;
     /// the fields above are what the run used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,6 +307,16 @@ recipe! {
         /// frame with this probability; the targets stay whole.
         #[arg(long, value_name = "P")]
         pub note_dropout: Option<f64>,
+        /// Train every piece as if one silent frame came before it, so the model also learns
+        /// how pieces open: a generation without a primer starts from that silent frame. The
+        /// scores count the same frames as without it (not the first).
+        #[arg(
+            long,
+            num_args = 0,
+            default_missing_value = "true",
+            hide_possible_values = true
+        )]
+        pub silent_start: Option<bool>,
         /// Seed of the initial weights, the shuffling, the transpositions and the dropout.
         #[arg(long)]
         pub seed: Option<u64>,
@@ -478,6 +497,7 @@ impl Recipe {
             settle_epochs: r.settle_epochs.unwrap_or(0),
             ema_decay: r.ema_decay,
             note_dropout: probability(r.note_dropout, "--note-dropout")?,
+            silent_start: r.silent_start.unwrap_or(false),
             recipe,
         };
         let positive = [

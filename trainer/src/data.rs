@@ -136,21 +136,29 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(rolls: &[&PianoRoll], device: Device) -> Batch {
+    /// Each piece's frames as inputs, each followed by the next as its target. With
+    /// `silent_start` ([`crate::config::TrainConfig::silent_start`]) a silent input comes
+    /// first, so step 0 predicts the piece's first frame and every piece has one step more.
+    pub fn new(rolls: &[&PianoRoll], silent_start: bool, device: Device) -> Batch {
+        let lead = usize::from(silent_start);
         let b = rolls.len();
-        let t = rolls.iter().map(|r| r.len() - 1).max().unwrap_or(0);
+        let t = rolls.iter().map(|r| r.len() - 1 + lead).max().unwrap_or(0);
         let keys = KEY_COUNT;
         let mut inputs = vec![0f32; b * t * keys];
         let mut targets = vec![0f32; b * t * keys];
         let mut mask = vec![false; b * t];
         for (row, roll) in rolls.iter().enumerate() {
             let frames = roll.frames();
-            for step in 0..frames.len() - 1 {
+            for step in 0..frames.len() - 1 + lead {
                 let at = (row * t + step) * keys;
-                for key in frames[step].keys() {
-                    inputs[at + key] = 1.0;
+                let target = step + 1 - lead;
+                // The frame before the target; none before the first (the silent start).
+                if let Some(before) = target.checked_sub(1) {
+                    for key in frames[before].keys() {
+                        inputs[at + key] = 1.0;
+                    }
                 }
-                for key in frames[step + 1].keys() {
+                for key in frames[target].keys() {
                     targets[at + key] = 1.0;
                 }
                 mask[row * t + step] = true;
@@ -170,6 +178,17 @@ impl Batch {
 
     pub fn steps(&self) -> i64 {
         self.mask.size()[1]
+    }
+
+    /// The steps the scores count: all real ones, but with `silent_start` not step 0 (each
+    /// piece's first frame, which a model without it never predicts), so that valid and test
+    /// NLL count the same frames either way.
+    pub fn scored(&self, silent_start: bool) -> Tensor {
+        let scored = self.mask.copy();
+        if silent_start && self.steps() > 0 {
+            let _ = scored.narrow(1, 0, 1).fill_(0);
+        }
+        scored
     }
 
     /// Time steps `start .. start + len` of the batch (truncated backpropagation through time).
@@ -239,5 +258,52 @@ mod tests {
             "{counts:?}"
         );
         assert_eq!(rng.semitones(0), 0);
+    }
+
+    /// Without the silent start, step i feeds frame i and predicts frame i + 1; with it, step
+    /// 0 feeds silence and predicts frame 0, every later step one frame on, and the scores
+    /// leave step 0 out, so both count the same predictions. Padding stays masked.
+    #[test]
+    fn the_silent_start_adds_one_step_that_predicts_the_first_frame() {
+        use pianoroll::{Frame, LOWEST_PITCH, PianoRoll};
+        use tch::{Device, Kind};
+        let frame = |pitch: u8| Frame::from_pitches([pitch]).unwrap();
+        let (a, b, c) = (frame(60), frame(64), frame(67));
+        let long = PianoRoll::from_frames(vec![a, b, c]);
+        let short = PianoRoll::from_frames(vec![c, a]);
+        let key = |f: &Frame| f.keys().next().unwrap() as i64;
+        let sounding = |t: &tch::Tensor, row: i64, step: i64| -> Vec<i64> {
+            let keys = t.get(row).get(step).nonzero().reshape([-1]);
+            Vec::<i64>::try_from(keys).unwrap()
+        };
+        let count = |m: &tch::Tensor| m.sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(key(&a), i64::from(60 - LOWEST_PITCH));
+
+        let plain = super::Batch::new(&[&long, &short], false, Device::Cpu);
+        assert_eq!(plain.steps(), 2);
+        assert_eq!(sounding(&plain.inputs, 0, 0), [key(&a)]);
+        assert_eq!(sounding(&plain.targets, 0, 0), [key(&b)]);
+        assert_eq!(sounding(&plain.targets, 1, 0), [key(&a)]);
+        assert_eq!(count(&plain.mask), 3);
+        assert!(plain.scored(false).equal(&plain.mask));
+
+        let silent = super::Batch::new(&[&long, &short], true, Device::Cpu);
+        assert_eq!(silent.steps(), 3);
+        assert_eq!(sounding(&silent.inputs, 0, 0), Vec::<i64>::new());
+        assert_eq!(sounding(&silent.targets, 0, 0), [key(&a)]);
+        assert_eq!(sounding(&silent.inputs, 0, 1), [key(&a)]);
+        assert_eq!(sounding(&silent.targets, 0, 2), [key(&c)]);
+        assert_eq!(sounding(&silent.inputs, 1, 0), Vec::<i64>::new());
+        assert_eq!(sounding(&silent.targets, 1, 0), [key(&c)]);
+        assert_eq!(sounding(&silent.targets, 1, 1), [key(&a)]);
+        assert_eq!(count(&silent.mask), 5);
+        assert!(
+            !bool::try_from(silent.mask.get(1).get(2)).unwrap(),
+            "padding"
+        );
+        let scored = silent.scored(true);
+        assert_eq!(count(&scored), 3);
+        assert!(!bool::try_from(scored.get(0).get(0)).unwrap());
+        assert!(bool::try_from(scored.get(0).get(1)).unwrap());
     }
 }

@@ -16,13 +16,20 @@ use crate::metrics::{Scores, Totals, key_rate_baseline};
 use crate::model::Model;
 use crate::rwkv::WkvMode;
 
-/// Scores of `model` on every piece of `data`, in eval mode (no dropout, running statistics).
-pub fn evaluate(model: &Model, data: &SplitData, batch_size: usize, device: Device) -> Scores {
+/// Scores of `model` on every piece of `data`, in eval mode (no dropout, running statistics);
+/// `silent_start` as the model was trained ([`crate::config::TrainConfig::silent_start`]).
+pub fn evaluate(
+    model: &Model,
+    data: &SplitData,
+    batch_size: usize,
+    silent_start: bool,
+    device: Device,
+) -> Scores {
     let mut totals = Totals::default();
     tch::no_grad(|| {
         for indices in plan_batches(&data.rolls, batch_size, None) {
             let rolls: Vec<_> = indices.iter().map(|&i| &data.rolls[i]).collect();
-            let batch = Batch::new(&rolls, device);
+            let batch = Batch::new(&rolls, silent_start, device);
             let state = model.zero_state(rolls.len() as i64, device);
             let (rows, _) = model.forward(&batch.inputs, Some(&batch.mask), &state, false);
             let logits = model.head.logits(&rows, &batch.targets);
@@ -31,7 +38,12 @@ pub fn evaluate(model: &Model, data: &SplitData, batch_size: usize, device: Devi
                 .head
                 .predict(&rows.reshape([-1, width]))
                 .reshape_as(&batch.targets);
-            totals.add(&logits, &predicted, &batch.targets, &batch.mask);
+            totals.add(
+                &logits,
+                &predicted,
+                &batch.targets,
+                &batch.scored(silent_start),
+            );
         }
     });
     totals.scores()
@@ -78,15 +90,27 @@ pub struct MusicReport {
     pub comparison: MusicComparison,
 }
 
-/// `options.pieces` pieces sampled from `model` (see [`MusicOptions`]).
+/// `options.pieces` pieces sampled from `model` (see [`MusicOptions`]), trained with
+/// `silent_start` or without.
 pub fn sample_pieces(
     model: &Model,
+    silent_start: bool,
     options: MusicOptions,
     temperature: f32,
     device: Device,
 ) -> Result<Vec<PianoRoll>> {
     (0..options.pieces as u64)
-        .map(|seed| crate::sample::generate(model, &[], options.frames, temperature, seed, device))
+        .map(|seed| {
+            crate::sample::generate(
+                model,
+                silent_start,
+                &[],
+                options.frames,
+                temperature,
+                seed,
+                device,
+            )
+        })
         .collect()
 }
 
@@ -166,7 +190,13 @@ pub fn evaluate_checkpoint_with_music(
     let music = match music {
         Some(options) => {
             const TEMPERATURE: f32 = 1.0;
-            let samples = sample_pieces(&loaded.model, options, TEMPERATURE, device)?;
+            let samples = sample_pieces(
+                &loaded.model,
+                config.silent_start,
+                options,
+                TEMPERATURE,
+                device,
+            )?;
             Some(MusicReport {
                 sampled: options,
                 temperature: TEMPERATURE,
@@ -182,7 +212,13 @@ pub fn evaluate_checkpoint_with_music(
         checkpoint: checkpoint.to_owned(),
         dataset,
         split: split.as_str(),
-        scores: evaluate(&loaded.model, &scored, config.batch_size, device),
+        scores: evaluate(
+            &loaded.model,
+            &scored,
+            config.batch_size,
+            config.silent_start,
+            device,
+        ),
         key_rate_baseline_nll: key_rate_baseline(&train_rolls, &scored.rolls),
         music,
     })

@@ -58,6 +58,7 @@ pub fn step_model(loaded: &Loaded) -> (ModelProto, ModelCard) {
         logits_output: LOGITS_OUTPUT.to_owned(),
         sampling: Some(SamplingTensors::default()),
         states,
+        silent_start: loaded.config.silent_start,
         model_config,
         metrics: Metrics {
             parameters: parameter_count(&loaded.vs),

@@ -379,6 +379,7 @@ fn sample(args: SampleArgs) -> Result<()> {
     )?;
     let roll = trainer::sample::generate(
         &loaded.model,
+        loaded.config.silent_start,
         &primer.frames,
         args.steps,
         args.temperature,

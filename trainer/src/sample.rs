@@ -66,9 +66,11 @@ fn frames_to_tensor(frames: &[Frame], device: Device) -> Tensor {
         .to_device(device)
 }
 
-/// `primer` frames followed by `steps` sampled ones.
+/// `primer` frames followed by `steps` sampled ones, from a model trained with `silent_start` or
+/// without ([`proto::sampling::start_frames`]).
 pub fn generate(
     model: &Model,
+    silent_start: bool,
     primer: &[Frame],
     steps: usize,
     temperature: f32,
@@ -86,12 +88,7 @@ pub fn generate(
     let mut frames: Vec<Frame> = primer.to_vec();
     tch::no_grad(|| {
         let mut state = model.zero_state(1, device);
-        // Without a primer, the model starts from a silent frame.
-        let start = if primer.is_empty() {
-            vec![Frame::SILENT]
-        } else {
-            primer.to_vec()
-        };
+        let start = proto::sampling::start_frames(primer, silent_start);
         let mut rows = Tensor::zeros([1, 1], (Kind::Float, device));
         for frame in frames_to_tensor(&start, device).split(1, 0) {
             (rows, state) = model.step(&frame, &state);

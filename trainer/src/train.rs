@@ -273,7 +273,7 @@ fn run_epochs(
                     .collect();
                 shifted.iter().collect()
             };
-            let batch = Batch::new(&rolls, device);
+            let batch = Batch::new(&rolls, config.silent_start, device);
             let window = config.seq_len.filter(|&l| l > 0).unwrap_or(batch.steps());
             let mut state = model.zero_state(rolls.len() as i64, device);
             let mut start = 0;
@@ -322,8 +322,15 @@ fn run_epochs(
         // Valid is scored with the averaged weights when averaging is on.
         let train_seconds = started.elapsed().as_secs_f64();
         let eval_started = Instant::now();
-        let scores =
-            optimizer.with_average(|| evaluate(&model, &valid_data, config.batch_size, device));
+        let scores = optimizer.with_average(|| {
+            evaluate(
+                &model,
+                &valid_data,
+                config.batch_size,
+                config.silent_start,
+                device,
+            )
+        });
         let eval_seconds = eval_started.elapsed().as_secs_f64();
         let row = EpochRow {
             epoch,
@@ -386,8 +393,20 @@ fn run_epochs(
         epochs: epochs_done,
         steps: step,
         best_epoch,
-        valid: evaluate(&best_model, &valid_data, config.batch_size, device),
-        test: evaluate(&best_model, &test_data, config.batch_size, device),
+        valid: evaluate(
+            &best_model,
+            &valid_data,
+            config.batch_size,
+            config.silent_start,
+            device,
+        ),
+        test: evaluate(
+            &best_model,
+            &test_data,
+            config.batch_size,
+            config.silent_start,
+            device,
+        ),
         test_key_rate_baseline_nll: key_rate_baseline(&train_data.rolls, &test_data.rolls),
         recipe: config.recipe.as_ref().map(|r| r.name.clone()),
     };

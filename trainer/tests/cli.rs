@@ -429,8 +429,10 @@ fn recipe_auto_chooses_from_the_corpus_and_records_its_choice() {
         );
         let written = config.to_string();
         assert!(written.contains("highest-first"), "{written}");
-        // One transposed epoch, then one settling epoch on the pieces as they are.
-        assert_eq!(config["transpose_augment"], 2, "{written}");
+        // One epoch transposed within ±5 (a tiny corpus's), then one settling epoch on the
+        // pieces as they are, each after a silent frame (the base recipe's).
+        assert_eq!(config["transpose_augment"], 5, "{written}");
+        assert_eq!(config["silent_start"], true, "{written}");
         let results: serde_json::Value =
             serde_json::from_slice(&std::fs::read(run.join("results.json")).unwrap()).unwrap();
         assert_eq!(results["epochs"], 2, "{results}");

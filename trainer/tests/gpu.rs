@@ -147,7 +147,13 @@ fn training_on_cuda_learns_and_its_checkpoint_runs_on_the_cpu() {
 
         let loaded = trainer::run::load(&run, Device::Cpu).unwrap();
         let valid = SplitData::load(&dataset, Split::Valid, Some(&config.roll_settings)).unwrap();
-        let on_cpu = evaluate(&loaded.model, &valid, config.batch_size, Device::Cpu);
+        let on_cpu = evaluate(
+            &loaded.model,
+            &valid,
+            config.batch_size,
+            config.silent_start,
+            Device::Cpu,
+        );
         let gap = (on_cpu.nll_per_frame - results.valid.nll_per_frame).abs();
         assert!(
             gap < 1e-3 * results.valid.nll_per_frame,
@@ -158,7 +164,7 @@ fn training_on_cuda_learns_and_its_checkpoint_runs_on_the_cpu() {
         );
 
         let on_gpu = trainer::run::load(&run, cuda).unwrap();
-        let roll = trainer::sample::generate(&on_gpu.model, &[], 64, 1.0, 5, cuda).unwrap();
+        let roll = trainer::sample::generate(&on_gpu.model, false, &[], 64, 1.0, 5, cuda).unwrap();
         assert_eq!(roll.len(), 64);
         assert!(roll.frames().iter().any(|f| f.keys().next().is_some()));
     }

@@ -94,7 +94,7 @@ fn trains_and_learns(model: ModelConfig) {
     let loaded = Model::new(&vs.root(), &saved.model);
     vs.load(run.join("best.safetensors")).unwrap();
     let test = SplitData::load(&dataset, Split::Test, Some(&saved.roll_settings)).unwrap();
-    let again = evaluate(&loaded, &test, 4, Device::Cpu);
+    let again = evaluate(&loaded, &test, 4, saved.silent_start, Device::Cpu);
     assert!((again.nll_per_frame - stored.test.nll_per_frame).abs() < 1e-4);
 }
 
@@ -133,8 +133,9 @@ fn tiny_models_with_a_nade_head_learn_and_sample() {
     config.epochs = 1;
     train(&config, &run, RunOptions::on(Device::Cpu)).unwrap();
     let loaded = trainer::run::load(&run, Device::Cpu).unwrap();
-    let generate =
-        |seed| trainer::sample::generate(&loaded.model, &[], 24, 1.0, seed, Device::Cpu).unwrap();
+    let generate = |seed| {
+        trainer::sample::generate(&loaded.model, false, &[], 24, 1.0, seed, Device::Cpu).unwrap()
+    };
     let (a, b) = (generate(3), generate(3));
     assert_eq!(a.len(), 24);
     assert_eq!(a, b, "same seed, same music");
@@ -236,7 +237,7 @@ fn untrained_models_start_at_the_key_rates() {
         let vs = VarStore::new(Device::Cpu);
         let model = Model::new(&vs.root(), &config);
         model.set_output_bias(&key_rates(&train_split.rolls));
-        let nll = evaluate(&model, &train_split, 4, Device::Cpu).nll_per_frame;
+        let nll = evaluate(&model, &train_split, 4, false, Device::Cpu).nll_per_frame;
         assert!(
             (nll - baseline).abs() < 1.5,
             "{}: untrained NLL {nll}, key-rate baseline {baseline}",
@@ -301,14 +302,17 @@ fn sampling_keeps_the_primer_and_repeats_with_the_seed() {
     let primer =
         SplitData::load(&dataset, Split::Test, None).unwrap().rolls[0].frames()[..16].to_vec();
     let generate = |seed| {
-        trainer::sample::generate(&loaded.model, &primer, 40, 1.0, seed, Device::Cpu).unwrap()
+        trainer::sample::generate(&loaded.model, false, &primer, 40, 1.0, seed, Device::Cpu)
+            .unwrap()
     };
     let (a, b, c) = (generate(1), generate(1), generate(2));
     assert_eq!(a.len(), 56);
     assert_eq!(&a.frames()[..16], primer.as_slice());
     assert_eq!(a, b, "same seed, same music");
     assert_ne!(a, c, "another seed, other music");
-    assert!(trainer::sample::generate(&loaded.model, &primer, 4, 0.0, 1, Device::Cpu).is_err());
+    assert!(
+        trainer::sample::generate(&loaded.model, false, &primer, 4, 0.0, 1, Device::Cpu).is_err()
+    );
 
     // A checkpoint that does not fit the config is refused with the file named.
     std::fs::write(run.join("broken.safetensors"), b"garbage").unwrap();
@@ -438,4 +442,36 @@ fn the_weight_average_is_swapped_in_and_out() {
         assert!((avg - (0.75 * b + 0.25 * a)).abs() < 1e-6, "{inside:?}");
     }
     assert_eq!(values(&w), after);
+}
+
+/// A run with a silent start also learns each piece's first frame, and its scores still count
+/// the frames a run without one counts (each piece's after its first); its model card says so,
+/// which is what makes the server feed the silent frame before a primer.
+#[test]
+fn a_silent_start_scores_the_same_frames_and_reaches_the_card() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = small_dataset(dir.path(), 8);
+    let model = with_nade(ModelConfig::Lstm(lstm_without_dropout(16, 1)), 8);
+    let mut config = tiny_train_config(model, &dataset);
+    config.epochs = 1;
+    let trained = |config: &TrainConfig, run: &Path| {
+        train(config, run, RunOptions::on(Device::Cpu))
+            .unwrap()
+            .unwrap()
+    };
+    let plain = trained(&config, &dir.path().join("plain"));
+    config.silent_start = true;
+    let run = dir.path().join("silent");
+    let silent = trained(&config, &run);
+    assert_eq!(silent.test.frames, plain.test.frames);
+    assert_eq!(silent.valid.frames, plain.valid.frames);
+    assert_ne!(silent.test.nll_per_frame, plain.test.nll_per_frame);
+
+    let model = dir.path().join("model");
+    trainer::export::export(&run, &model, false).unwrap();
+    assert!(proto::card::ModelCard::read(&model).unwrap().silent_start);
+    trainer::export::export(&dir.path().join("plain"), &dir.path().join("old"), false).unwrap();
+    let old = proto::card::ModelCard::read(&dir.path().join("old")).unwrap();
+    assert!(!old.silent_start);
 }
