@@ -12,8 +12,9 @@
 //!   epochs enough to see about 7 million training frames (40 to 200), patience 15. On a third
 //!   of Nottingham that is 120 epochs and scored test 1.944 (±2: 2.087; more dropout on top
 //!   of ±5: 1.959), against 2.796 for `lstm-nade.toml` unchanged. For RWKV: 60 epochs,
-//!   patience 15 (on Bach's chorales, tiny, with ±2: test 6.002, against 6.235 over 24 epochs
-//!   and 6.831 for `rwkv-nade.toml` unchanged);
+//!   patience 15 (on the third, with ±5: test 1.992, against 1.833 on all of Nottingham; on
+//!   Bach's chorales, tiny, with ±2: 6.002, against 6.235 over 24 epochs and 6.831 for
+//!   `rwkv-nade.toml` unchanged);
 //! - **tiny** (below 10%): the same at half the width (on Bach's chorales as good as full
 //!   width at a quarter of the parameters; with ±2 test 5.589 after 12 settling epochs,
 //!   against 6.884 for `lstm-nade.toml` unchanged).
