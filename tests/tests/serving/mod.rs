@@ -52,8 +52,9 @@ pub fn models() -> &'static Path {
                 warmup_steps: 3,
                 seed: 3,
                 // The NADE model as the shipped ones are trained: a silent frame before every
-                // piece, which the server feeds before a primer too (checked against `trainer
-                // sample` in serve_compose).
+                // piece, which the server feeds before a primer too. serve_compose checks that it
+                // and `trainer sample` still agree; a model this small barely hears that one
+                // frame, so serve_generate checks that the server feeds it on a shipped model.
                 silent_start: name == "lstm-nade",
                 ..tiny_train_config(model, &dataset)
             };
