@@ -1,0 +1,77 @@
+"""Which chords samples over- and under-use, and in how many pieces, against the data.
+
+The pitch-class-set distance (`pipeline stats --music`) says how far samples land from a split,
+not where the difference lies. For the first path (the reference, e.g. the test split) and
+each further path (folders of samples the server wrote, or splits), this prints the pitch-class
+sets whose share of sounding frames differs most from the reference's, with the share of
+pieces that sound each at least once in their first 256 frames (as long as a sample): a chord
+that a few pieces use often differs from one that every piece plays now and then. Run it with
+the project's Python:
+    .venv/bin/python scripts/chord-usage.py out/nottingham/test.arrow SAMPLES_FOLDER...
+The readers are those of scripts/minor-openings.py (same frames, same pitch classes).
+"""
+
+import collections
+import glob
+import importlib.util
+import pathlib
+import sys
+
+_spec = importlib.util.spec_from_file_location(
+    "minor_openings", pathlib.Path(__file__).with_name("minor-openings.py")
+)
+readers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readers)
+
+NAMES = "C C# D Eb E F F# G Ab A Bb B".split()
+PIECE_FRAMES = 256
+SHOWN = 8
+
+
+def pieces_of(path):
+    if path.endswith(".arrow"):
+        return readers.split_frames(path)
+    return [readers.midi_frames(f) for f in sorted(glob.glob(path + "/*.mid"))]
+
+
+def usage(pieces):
+    """Each pitch-class set's share of sounding frames, and the share of pieces that sound it."""
+    frames = collections.Counter(frozenset(f) for p in pieces for f in p if f)
+    sounding = sum(frames.values())
+    pieces_with = collections.Counter(
+        s for p in pieces for s in {frozenset(f) for f in p[:PIECE_FRAMES] if f}
+    )
+    return (
+        {s: n / sounding for s, n in frames.items()},
+        {s: n / len(pieces) for s, n in pieces_with.items()},
+    )
+
+
+def name(pitch_classes):
+    return "{" + " ".join(NAMES[pc] for pc in sorted(pitch_classes)) + "}"
+
+
+def main(paths):
+    if len(paths) < 2:
+        sys.exit(__doc__)
+    reference = pieces_of(paths[0])
+    ref_frames, ref_pieces = usage(reference)
+    for path in paths[1:]:
+        pieces = pieces_of(path)
+        if not pieces:
+            sys.exit(f"{path}: no pieces")
+        frames, with_it = usage(pieces)
+        sets = set(frames) | set(ref_frames)
+        distance = 0.5 * sum(abs(frames.get(s, 0) - ref_frames.get(s, 0)) for s in sets)
+        print(f"{path}: {len(pieces)} pieces, distance {distance:.3f} from {paths[0]}")
+        print(f"  {'pitch classes':<16} {'frames':>7} {'ref':>7} {'pieces':>7} {'ref':>7}")
+        by_difference = sorted(sets, key=lambda s: -abs(frames.get(s, 0) - ref_frames.get(s, 0)))
+        for s in by_difference[:SHOWN]:
+            print(
+                f"  {name(s):<16} {frames.get(s, 0):7.1%} {ref_frames.get(s, 0):7.1%}"
+                f" {with_it.get(s, 0):7.1%} {ref_pieces.get(s, 0):7.1%}"
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
