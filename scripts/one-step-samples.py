@@ -50,9 +50,9 @@ def pitch_class_sets(frames, lengths, lowest_pitch, first):
     return {s: n / sounding for s, n in counts.items()}
 
 
-def one_step_samples(folder, frames):
-    """Frame t of each piece sampled by the graph after the true frames before it."""
-    card = json.loads((folder / "model.json").read_text())
+def one_step_samples(folder, card, frames):
+    """Frame t of each piece sampled by the graph after the true frames before it, and the
+    first frame that is such a sample (0 with a silent start, else 1)."""
     sampling = card["sampling"]
     session = onnxruntime.InferenceSession(
         str(folder / "model.onnx"), providers=["CPUExecutionProvider"]
@@ -82,7 +82,7 @@ def one_step_samples(folder, frames):
         sampled, *next_states = session.run(outputs, feed)
         samples[:, t + shift] = sampled
         states = {s["input"]: v for s, v in zip(card["states"], next_states)}
-    return samples, card["lowest_pitch"], card["pitch_count"], 1 - shift
+    return samples, 1 - shift
 
 
 def main(folders):
@@ -91,7 +91,8 @@ def main(folders):
     for folder in map(pathlib.Path, folders):
         card = json.loads((folder / "model.json").read_text())
         frames, lengths = test_rolls(card["lowest_pitch"], card["pitch_count"])
-        samples, lowest, _, first = one_step_samples(folder, frames)
+        samples, first = one_step_samples(folder, card, frames)
+        lowest = card["lowest_pitch"]
         sampled = pitch_class_sets(samples, lengths, lowest, first)
         true = pitch_class_sets(frames, lengths, lowest, first)
         sets = set(sampled) | set(true)
