@@ -76,6 +76,14 @@ pub struct TrainConfig {
     /// probability ([`crate::data::drop_notes`]); targets and evaluation are untouched. 0 = off.
     #[serde(default)]
     pub note_dropout: f64,
+    /// Own-sample inputs in the settling epochs (parallel scheduled sampling: Duckworth et
+    /// al. 2019): each input frame after a piece's first is replaced, with this probability,
+    /// by the frame the model samples for it from the true frames before it; the targets stay
+    /// the true frames. Teacher forcing alone never shows a model its own music, and a model
+    /// that drifts on it plays worse than it scores. Only in the settling epochs, once the
+    /// model has learnt from the true music and its samples are music too. 0 = off.
+    #[serde(default)]
+    pub settle_own_samples: f64,
     /// Every training piece is preceded by one silent frame, so the model learns to predict a
     /// piece's first frame from that silence, which is where a generation without a primer
     /// starts (without it, the first frame sampled answers an input never seen at the start of
@@ -307,6 +315,11 @@ recipe! {
         /// frame with this probability; the targets stay whole.
         #[arg(long, value_name = "P")]
         pub note_dropout: Option<f64>,
+        /// With --settle-epochs: in the settling epochs, replace each input frame (after a
+        /// piece's first) with probability P by the frame the model samples for it from the
+        /// true frames before; the targets stay the true frames.
+        #[arg(long, value_name = "P")]
+        pub settle_own_samples: Option<f64>,
         /// Train every piece as if one silent frame came before it, so the model also learns
         /// how pieces open: a generation without a primer starts from that silent frame. The
         /// scores count the same frames as without it (not the first).
@@ -497,6 +510,7 @@ impl Recipe {
             settle_epochs: r.settle_epochs.unwrap_or(0),
             ema_decay: r.ema_decay,
             note_dropout: probability(r.note_dropout, "--note-dropout")?,
+            settle_own_samples: probability(r.settle_own_samples, "--settle-own-samples")?,
             silent_start: r.silent_start.unwrap_or(false),
             recipe,
         };
@@ -526,6 +540,12 @@ impl Recipe {
             return Err(invalid(
                 "--settle-epochs",
                 "needs --transpose-augment K above 0: settling epochs follow transposed ones, and this run transposes nothing".into(),
+            ));
+        }
+        if config.settle_own_samples > 0.0 && config.settle_epochs == 0 {
+            return Err(invalid(
+                "--settle-own-samples",
+                "needs --settle-epochs N above 0: the model hears its own samples in the settling epochs, and this run has none".into(),
             ));
         }
         if config.patience == Some(0) {

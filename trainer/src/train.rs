@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use pianoroll::PianoRoll;
+use pianoroll::{KEY_COUNT, PianoRoll};
 use pipeline::dataset::Split;
-use tch::Device;
 use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
 
 use crate::config::TrainConfig;
 use crate::data::{Batch, SplitData, SplitMix64, drop_notes, plan_batches};
@@ -24,6 +24,7 @@ use crate::run::{
     LAST_PROGRESS_FILE, LAST_WEIGHTS_FILE, Progress, RESULTS_FILE, Results, RunFolder, RunSummary,
 };
 use crate::rwkv::WkvMode;
+use crate::state::State;
 
 /// How (not what) a run computes: chosen per invocation, never saved with the run.
 #[derive(Clone, Copy, Debug)]
@@ -239,10 +240,10 @@ fn run_epochs(
             }
         }
         let last_epoch = settle_from.map_or(config.epochs, |from| from - 1) + config.settle_epochs;
-        let semitones = if settle_from.is_some() {
-            0
+        let (semitones, own_samples) = if settle_from.is_some() {
+            (0, config.settle_own_samples)
         } else {
-            config.transpose_augment
+            (config.transpose_augment, 0.0)
         };
         // Dropout draws depend only on (seed, epoch), so a resumed run draws the same ones.
         tch::manual_seed(config.seed.wrapping_add(epoch as u64) as i64);
@@ -281,7 +282,9 @@ fn run_epochs(
                 let part = batch.window(start, window.min(batch.steps() - start));
                 start += window;
                 lr = config.lr_at(step, planned_steps);
-                let inputs = drop_notes(&part.inputs, config.note_dropout);
+                let inputs =
+                    with_own_samples(&model, &part.inputs, &part.mask, &state, own_samples);
+                let inputs = drop_notes(&inputs, config.note_dropout);
                 let (rows, next) = model.forward(&inputs, Some(&part.mask), &state, true);
                 let logits = model.head.logits(&rows, &part.targets);
                 let (sum, frames) = nll_sum(&logits, &part.targets, &part.mask);
@@ -414,6 +417,49 @@ fn run_epochs(
     Ok(Some(results))
 }
 
+/// `inputs` [B, T, 88] with each frame after the first replaced, with probability `share`, by
+/// a frame the model samples for it from the frames before (from `state`, without dropout or
+/// gradients): one pass of parallel scheduled sampling (Duckworth et al. 2019). The model's
+/// row at step t is its distribution over the frame after input t, which is input t + 1.
+///
+/// Why: teacher forcing only ever feeds a model the true frames, so it never learns to carry
+/// on from a frame it chose itself; the RWKV-NADE's samples drift from the data over many
+/// frames while each frame it samples after true ones is close to the data
+/// (`docs/experiments/notebook.md`). Its own frames in its inputs, the true frames as its
+/// targets, teach it to recover.
+fn with_own_samples(
+    model: &Model,
+    inputs: &Tensor,
+    mask: &Tensor,
+    state: &State,
+    share: f64,
+) -> Tensor {
+    let steps = inputs.size()[1];
+    if share <= 0.0 || steps < 2 {
+        return inputs.shallow_clone();
+    }
+    tch::no_grad(|| {
+        let (rows, _) = model.forward(inputs, Some(mask), state, false);
+        let size = rows.size();
+        let flat = rows.reshape([-1, size[2]]);
+        let options = (Kind::Float, inputs.device());
+        let count = flat.size()[0];
+        let uniform = Tensor::rand([count, KEY_COUNT as i64], options);
+        let temperature = Tensor::ones([count, 1], options);
+        let sampled = model
+            .head
+            .sample(&flat, &temperature, &uniform)
+            .frame
+            .reshape([size[0], size[1], KEY_COUNT as i64]);
+        // The guesses at inputs 1..T, and which of them replace the true frames.
+        let guesses = sampled.narrow(1, 0, steps - 1);
+        let true_frames = inputs.narrow(1, 1, steps - 1);
+        let replace = Tensor::rand([size[0], steps - 1, 1], options).lt(share);
+        let mixed = guesses.where_self(&replace, &true_frames);
+        Tensor::cat(&[inputs.narrow(1, 0, 1), mixed], 1)
+    })
+}
+
 /// End an epoch: stage its checkpoint files, commit it by writing `last.json`, publish it (the
 /// steps at the top of [`crate::run`]). Returns what `last.json` now holds.
 fn record_epoch(
@@ -488,4 +534,71 @@ fn publish(run: &RunFolder, last: &Progress) -> Result<()> {
     // The run's own curves, redrawn every epoch.
     let summary = RunSummary::read(run.path())?;
     run.write_bytes(CURVES_FILE, &crate::compare::curves_png(&[summary]))
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use crate::head::{HeadConfig, KeyOrder};
+    use crate::model::{Model, ModelConfig};
+    use crate::rwkv::RwkvConfig;
+
+    /// A tiny RWKV-NADE whose every key sits at probability `rate`, whatever it hears.
+    fn sure_model(vs: &VarStore, rate: f64) -> Model {
+        let config = ModelConfig::Rwkv(RwkvConfig {
+            layers: 1,
+            embd: 16,
+            ffn_mult: 4,
+            dropout: 0.0,
+            dropout_in: 0.0,
+            head: HeadConfig::Nade {
+                hidden: 8,
+                order: KeyOrder::LowestFirst,
+            },
+        });
+        let model = Model::new(&vs.root(), &config);
+        model.set_output_bias(&[rate; 88]);
+        model
+    }
+
+    /// The replaced frames are the model's samples, about `share` of them, never the first;
+    /// the rest are the true frames.
+    #[test]
+    fn own_samples_replace_a_share_of_the_frames_after_the_first() {
+        tch::manual_seed(5);
+        let steps = 400;
+        // True frames with 1 to 88 keys on, none silent and none full.
+        let inputs = Tensor::rand([2, steps, 88], (Kind::Float, Device::Cpu))
+            .lt(0.3)
+            .to_kind(Kind::Float);
+        let _ = inputs.narrow(-1, 0, 1).fill_(1.0);
+        let _ = inputs.narrow(-1, 1, 1).fill_(0.0);
+        let mask = Tensor::ones([2, steps], (Kind::Bool, Device::Cpu));
+        for (rate, sample) in [(1e-9, 0.0), (1.0 - 1e-9, 1.0)] {
+            let vs = VarStore::new(Device::Cpu);
+            let model = sure_model(&vs, rate);
+            let state = model.zero_state(2, Device::Cpu);
+            let same = super::with_own_samples(&model, &inputs, &mask, &state, 0.0);
+            assert!(same.equal(&inputs));
+
+            let mixed = super::with_own_samples(&model, &inputs, &mask, &state, 0.25);
+            assert!(mixed.narrow(1, 0, 1).equal(&inputs.narrow(1, 0, 1)));
+            let (mut replaced, mut kept) = (0, 0);
+            for b in 0..2 {
+                for t in 1..steps {
+                    let frame = mixed.get(b).get(t);
+                    if frame.equal(&inputs.get(b).get(t)) {
+                        kept += 1;
+                    } else {
+                        assert!(frame.equal(&frame.full_like(sample)), "frame {t}");
+                        replaced += 1;
+                    }
+                }
+            }
+            let share = replaced as f64 / (replaced + kept) as f64;
+            assert!((0.2..0.3).contains(&share), "{share}");
+        }
+    }
 }

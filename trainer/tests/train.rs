@@ -345,6 +345,8 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     config.ema_decay = Some(0.9);
     // Note dropout draws from libtorch's generator, seeded per epoch like dropout.
     config.note_dropout = 0.1;
+    // So do the own-sample inputs: which frames are replaced, and the samples themselves.
+    config.settle_own_samples = 0.2;
     let whole = dir.path().join("whole");
     let sliced = dir.path().join("sliced");
     let a = train(&config, &whole, RunOptions::on(Device::Cpu))

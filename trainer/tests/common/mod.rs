@@ -128,6 +128,7 @@ pub fn tiny_train_config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         settle_epochs: 0,
         ema_decay: None,
         note_dropout: 0.0,
+        settle_own_samples: 0.0,
         silent_start: false,
         seed: 7,
         recipe: None,
