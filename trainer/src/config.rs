@@ -76,14 +76,18 @@ pub struct TrainConfig {
     /// probability ([`crate::data::drop_notes`]); targets and evaluation are untouched. 0 = off.
     #[serde(default)]
     pub note_dropout: f64,
-    /// Own-sample inputs in the settling epochs (parallel scheduled sampling: Duckworth et
-    /// al. 2019): each input frame after a piece's first is replaced, with this probability,
-    /// by the frame the model samples for it from the true frames before it; the targets stay
-    /// the true frames. Teacher forcing alone never shows a model its own music, and a model
-    /// that drifts on it plays worse than it scores. Only in the settling epochs, once the
-    /// model has learnt from the true music and its samples are music too. 0 = off.
+    /// After the settling epochs, this many more on the pieces as they are in which some input
+    /// frames are the model's own samples (`own_samples`): once the model has settled on the
+    /// true music, so that its samples are music too. Teacher forcing alone never shows a
+    /// model its own music, and a model that drifts on it plays worse than it scores. 0 = none.
     #[serde(default)]
-    pub settle_own_samples: f64,
+    pub own_sample_epochs: usize,
+    /// In the own-sample epochs, each input frame after a piece's first is replaced with this
+    /// probability by the frame the model samples for it from the true frames before it (one
+    /// pass of parallel scheduled sampling: Duckworth et al. 2019); the targets stay the true
+    /// frames.
+    #[serde(default)]
+    pub own_samples: f64,
     /// Every training piece is preceded by one silent frame, so the model learns to predict a
     /// piece's first frame from that silence, which is where a generation without a primer
     /// starts (without it, the first frame sampled answers an input never seen at the start of
@@ -315,11 +319,15 @@ recipe! {
         /// frame with this probability; the targets stay whole.
         #[arg(long, value_name = "P")]
         pub note_dropout: Option<f64>,
-        /// With --settle-epochs: in the settling epochs, replace each input frame (after a
-        /// piece's first) with probability P by the frame the model samples for it from the
-        /// true frames before; the targets stay the true frames.
+        /// With --settle-epochs: after the settling epochs, N more on the pieces as they are
+        /// with some of the model's own samples as inputs (--own-samples).
+        #[arg(long, value_name = "N")]
+        pub own_sample_epochs: Option<usize>,
+        /// In the own-sample epochs, replace each input frame (after a piece's first) with
+        /// probability P by the frame the model samples for it from the true frames before;
+        /// the targets stay the true frames.
         #[arg(long, value_name = "P")]
-        pub settle_own_samples: Option<f64>,
+        pub own_samples: Option<f64>,
         /// Train every piece as if one silent frame came before it, so the model also learns
         /// how pieces open: a generation without a primer starts from that silent frame. The
         /// scores count the same frames as without it (not the first).
@@ -510,7 +518,8 @@ impl Recipe {
             settle_epochs: r.settle_epochs.unwrap_or(0),
             ema_decay: r.ema_decay,
             note_dropout: probability(r.note_dropout, "--note-dropout")?,
-            settle_own_samples: probability(r.settle_own_samples, "--settle-own-samples")?,
+            own_sample_epochs: r.own_sample_epochs.unwrap_or(0),
+            own_samples: probability(r.own_samples, "--own-samples")?,
             silent_start: r.silent_start.unwrap_or(false),
             recipe,
         };
@@ -542,10 +551,19 @@ impl Recipe {
                 "needs --transpose-augment K above 0: settling epochs follow transposed ones, and this run transposes nothing".into(),
             ));
         }
-        if config.settle_own_samples > 0.0 && config.settle_epochs == 0 {
+        if config.own_sample_epochs > 0 && config.settle_epochs == 0 {
             return Err(invalid(
-                "--settle-own-samples",
-                "needs --settle-epochs N above 0: the model hears its own samples in the settling epochs, and this run has none".into(),
+                "--own-sample-epochs",
+                "needs --settle-epochs N above 0: the own-sample epochs follow the settling ones, and this run has none".into(),
+            ));
+        }
+        if (config.own_sample_epochs > 0) != (config.own_samples > 0.0) {
+            return Err(invalid(
+                "--own-samples",
+                format!(
+                    "--own-sample-epochs and --own-samples go together: got {} epochs and a share of {}",
+                    config.own_sample_epochs, config.own_samples
+                ),
             ));
         }
         if config.patience == Some(0) {

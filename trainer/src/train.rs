@@ -199,13 +199,17 @@ fn run_epochs(
     let mut last = resume_from;
     let mut epoch = first_epoch;
     // The epochs: the main ones (transposed when `transpose_augment` is on) until `epochs` or
-    // patience ends them, then the settling ones (`settle_epochs`, on the pieces as they are).
+    // patience ends them, then the settling ones (`settle_epochs`, on the pieces as they are),
+    // then those on the pieces with some of the model's own samples as inputs
+    // (`own_sample_epochs`).
     'epochs: loop {
         if stopped_by_max_steps {
             break 'epochs;
         }
         match settle_from {
-            Some(from) if epoch >= from + config.settle_epochs => break 'epochs,
+            Some(from) if epoch >= from + config.settle_epochs + config.own_sample_epochs => {
+                break 'epochs;
+            }
             Some(_) => {}
             None => {
                 // Checked before each epoch rather than after, so a run resumed after its
@@ -239,11 +243,13 @@ fn run_epochs(
                 }
             }
         }
-        let last_epoch = settle_from.map_or(config.epochs, |from| from - 1) + config.settle_epochs;
-        let (semitones, own_samples) = if settle_from.is_some() {
-            (0, config.settle_own_samples)
-        } else {
-            (config.transpose_augment, 0.0)
+        let last_epoch = settle_from.map_or(config.epochs, |from| from - 1)
+            + config.settle_epochs
+            + config.own_sample_epochs;
+        let (semitones, own_samples) = match settle_from {
+            None => (config.transpose_augment, 0.0),
+            Some(from) if epoch >= from + config.settle_epochs => (0, config.own_samples),
+            Some(_) => (0, 0.0),
         };
         // Dropout draws depend only on (seed, epoch), so a resumed run draws the same ones.
         tch::manual_seed(config.seed.wrapping_add(epoch as u64) as i64);

@@ -10,7 +10,7 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = common::small_dataset(dir.path(), 2);
     let run = dir.path().join("run");
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["--model", "rwkv", "--embd", "0"], "--embd"),
         (&["--model", "rwkv", "--ffn-mult", "0"], "--ffn-mult"),
         (&["--model", "rwkv", "--wkv-chunk=-1"], "--wkv-chunk"),
@@ -31,10 +31,17 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
             &["--model", "lstm", "--settle-epochs", "2"],
             "--settle-epochs",
         ),
-        // Own samples belong to the settling epochs, and are a probability.
+        // Own-sample epochs follow settling ones, come with a share, which is a probability.
         (
-            &["--model", "rwkv", "--settle-own-samples", "0.3"],
-            "--settle-own-samples",
+            &[
+                "--model",
+                "rwkv",
+                "--own-sample-epochs",
+                "2",
+                "--own-samples",
+                "0.3",
+            ],
+            "--own-sample-epochs",
         ),
         (
             &[
@@ -44,10 +51,25 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
                 "2",
                 "--settle-epochs",
                 "2",
-                "--settle-own-samples",
+                "--own-sample-epochs",
+                "2",
+            ],
+            "--own-samples",
+        ),
+        (
+            &[
+                "--model",
+                "rwkv",
+                "--transpose-augment",
+                "2",
+                "--settle-epochs",
+                "2",
+                "--own-sample-epochs",
+                "2",
+                "--own-samples",
                 "1.0",
             ],
-            "--settle-own-samples",
+            "--own-samples",
         ),
     ];
     for (flags, named) in cases {

@@ -337,16 +337,18 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     });
     let mut config = tiny_train_config(model, &dataset);
     // Transposition draws come from the shuffling generator: they must line up as well, and
-    // so must the settling epochs after them (the run is stopped in both phases).
+    // so must the settling and own-sample epochs after them (the run is stopped in all three
+    // phases).
     config.epochs = 4;
     config.transpose_augment = 2;
     config.settle_epochs = 3;
+    config.own_sample_epochs = 2;
     // The weight average is checkpointed with the optimiser and scores valid and test.
     config.ema_decay = Some(0.9);
     // Note dropout draws from libtorch's generator, seeded per epoch like dropout.
     config.note_dropout = 0.1;
     // So do the own-sample inputs: which frames are replaced, and the samples themselves.
-    config.settle_own_samples = 0.2;
+    config.own_samples = 0.2;
     let whole = dir.path().join("whole");
     let sliced = dir.path().join("sliced");
     let a = train(&config, &whole, RunOptions::on(Device::Cpu))
@@ -355,17 +357,18 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     assert!(train(&config, &sliced, stop_after(2)).unwrap().is_none());
     assert!(!sliced.join("results.json").exists());
     assert!(resume(&sliced, stop_after(5)).unwrap().is_none());
+    assert!(resume(&sliced, stop_after(8)).unwrap().is_none());
     let b = resume(&sliced, RunOptions::on(Device::Cpu))
         .unwrap()
         .unwrap();
 
     assert_eq!(a.test, b.test);
     assert_eq!((a.steps, a.best_epoch), (b.steps, b.best_epoch));
-    // Four transposed epochs, then three settling ones at the schedule's floor (a tenth of
-    // the rate), each one as many steps as the others.
-    assert_eq!((a.epochs, b.epochs), (7, 7));
+    // Four transposed epochs, then three settling ones and two own-sample ones at the
+    // schedule's floor (a tenth of the rate), each one as many steps as the others.
+    assert_eq!((a.epochs, b.epochs), (9, 9));
     let rows = metrics(&whole);
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 9);
     for row in &rows[4..] {
         assert!((row[6] - config.lr / 10.0).abs() < 1e-9, "{row:?}");
         assert_eq!(row[1], row[0] * rows[0][1]);
@@ -385,6 +388,29 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     );
     let finished = resume(&sliced, RunOptions::on(Device::Cpu)).err().unwrap();
     assert!(finished.to_string().contains("has finished"), "{finished}");
+
+    // The own samples come in the last two epochs only: the same run with two more plain
+    // settling epochs instead learns the same until then, and otherwise after.
+    let plain = dir.path().join("plain");
+    let plain_config = TrainConfig {
+        settle_epochs: 5,
+        own_sample_epochs: 0,
+        own_samples: 0.0,
+        ..config.clone()
+    };
+    train(&plain_config, &plain, RunOptions::on(Device::Cpu))
+        .unwrap()
+        .unwrap();
+    let (own, plain) = (learning(&whole), learning(&plain));
+    assert_eq!(own[..7], plain[..7]);
+    for epoch in 7..9 {
+        assert_ne!(
+            own[epoch][2],
+            plain[epoch][2],
+            "train NLL of epoch {}",
+            epoch + 1
+        );
+    }
 }
 
 #[test]
