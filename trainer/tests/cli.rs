@@ -31,7 +31,8 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
             &["--model", "lstm", "--settle-epochs", "2"],
             "--settle-epochs",
         ),
-        // Own-sample epochs follow settling ones, come with a share, which is a probability.
+        // Own-sample epochs need settling epochs before them and a share beside them, and the
+        // share is a probability.
         (
             &[
                 "--model",
