@@ -51,6 +51,15 @@ def name(pitch_classes):
     return "{" + " ".join(NAMES[pc] for pc in sorted(pitch_classes)) + "}"
 
 
+def distance(shares, reference):
+    """The total-variation distance between two pitch-class-set distributions (shares of
+    sounding frames), as `pipeline stats --music` computes it, and the sets ordered by how much
+    their shares differ."""
+    sets = set(shares) | set(reference)
+    gap = {s: abs(shares.get(s, 0) - reference.get(s, 0)) for s in sets}
+    return 0.5 * sum(gap.values()), sorted(sets, key=lambda s: -gap[s])
+
+
 def main(paths):
     if len(paths) < 2:
         sys.exit(__doc__)
@@ -61,11 +70,9 @@ def main(paths):
         if not pieces:
             sys.exit(f"{path}: no pieces")
         frames, with_it = usage(pieces)
-        sets = set(frames) | set(ref_frames)
-        distance = 0.5 * sum(abs(frames.get(s, 0) - ref_frames.get(s, 0)) for s in sets)
-        print(f"{path}: {len(pieces)} pieces, distance {distance:.3f} from {paths[0]}")
+        apart, by_difference = distance(frames, ref_frames)
+        print(f"{path}: {len(pieces)} pieces, distance {apart:.3f} from {paths[0]}")
         print(f"  {'pitch classes':<16} {'frames':>7} {'ref':>7} {'pieces':>7} {'ref':>7}")
-        by_difference = sorted(sets, key=lambda s: -abs(frames.get(s, 0) - ref_frames.get(s, 0)))
         for s in by_difference[:SHOWN]:
             print(
                 f"  {name(s):<16} {frames.get(s, 0):7.1%} {ref_frames.get(s, 0):7.1%}"

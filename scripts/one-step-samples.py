@@ -9,9 +9,11 @@ sampled frames are compared with the true frames they stand in for, by the pitch
 distance of `pipeline stats --music` (total variation over sounding frames). Then it prints
 the pitch-class sets whose shares differ most. Run it with the project's Python:
     .venv/bin/python scripts/one-step-samples.py models/lstm-nade models/rwkv-nade
+The distance and the chord names are those of scripts/chord-usage.py.
 """
 
 import collections
+import importlib.util
 import json
 import pathlib
 import sys
@@ -20,9 +22,14 @@ import numpy as np
 import onnxruntime
 import pyarrow.ipc as ipc
 
+_spec = importlib.util.spec_from_file_location(
+    "chord_usage", pathlib.Path(__file__).with_name("chord-usage.py")
+)
+chords = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(chords)
+
 TEST_SPLIT = pathlib.Path(__file__).resolve().parent.parent / "out/nottingham/test.arrow"
 FRAMES = 256
-NAMES = "C C# D Eb E F F# G Ab A Bb B".split()
 SHOWN = 5
 
 
@@ -95,12 +102,10 @@ def main(folders):
         lowest = card["lowest_pitch"]
         sampled = pitch_class_sets(samples, lengths, lowest, first)
         true = pitch_class_sets(frames, lengths, lowest, first)
-        sets = set(sampled) | set(true)
-        distance = 0.5 * sum(abs(sampled.get(s, 0) - true.get(s, 0)) for s in sets)
-        print(f"{folder}: one-step samples land {distance:.3f} from the true test frames")
-        for s in sorted(sets, key=lambda s: -abs(sampled.get(s, 0) - true.get(s, 0)))[:SHOWN]:
-            chord = "{" + " ".join(NAMES[pc] for pc in sorted(s)) + "}"
-            print(f"  {chord:<16} {sampled.get(s, 0):7.1%} (true {true.get(s, 0):.1%})")
+        apart, by_difference = chords.distance(sampled, true)
+        print(f"{folder}: one-step samples land {apart:.3f} from the true test frames")
+        for s in by_difference[:SHOWN]:
+            print(f"  {chords.name(s):<16} {sampled.get(s, 0):7.1%} (true {true.get(s, 0):.1%})")
 
 
 if __name__ == "__main__":
