@@ -88,12 +88,6 @@ pub struct TrainConfig {
     /// frames.
     #[serde(default)]
     pub own_samples: f64,
-    /// How many passes draw the own samples: the first samples every frame after the true
-    /// frames; each further one samples again after the last pass's mix, so the frames that
-    /// replace true ones were drawn after the model's own frames, as in a generation. 1 = one
-    /// pass (a run folder from before this field reads as 1).
-    #[serde(default = "one_pass")]
-    pub own_sample_passes: usize,
     /// Every training piece is preceded by one silent frame, so the model learns to predict a
     /// piece's first frame from that silence, which is where a generation without a primer
     /// starts (without it, the first frame sampled answers an input never seen at the start of
@@ -334,10 +328,6 @@ recipe! {
         /// the targets stay the true frames.
         #[arg(long, value_name = "P")]
         pub own_samples: Option<f64>,
-        /// In the own-sample epochs, draw the own samples in N passes, each after the last
-        /// pass's mix of true and own frames (default 1: after the true frames only).
-        #[arg(long, value_name = "N")]
-        pub own_sample_passes: Option<usize>,
         /// Train every piece as if one silent frame came before it, so the model also learns
         /// how pieces open: a generation without a primer starts from that silent frame. The
         /// scores count the same frames as without it (not the first).
@@ -530,7 +520,6 @@ impl Recipe {
             note_dropout: probability(r.note_dropout, "--note-dropout")?,
             own_sample_epochs: r.own_sample_epochs.unwrap_or(0),
             own_samples: probability(r.own_samples, "--own-samples")?,
-            own_sample_passes: r.own_sample_passes.unwrap_or(1),
             silent_start: r.silent_start.unwrap_or(false),
             recipe,
         };
@@ -575,12 +564,6 @@ impl Recipe {
                     "--own-sample-epochs and --own-samples go together: got {} epochs and a share of {}",
                     config.own_sample_epochs, config.own_samples
                 ),
-            ));
-        }
-        if config.own_sample_passes == 0 {
-            return Err(invalid(
-                "--own-sample-passes",
-                "must be at least 1 pass".into(),
             ));
         }
         if config.patience == Some(0) {
@@ -655,11 +638,6 @@ pub fn from_parsed_recipe_and_flags(
             }
             other => other,
         })
-}
-
-/// `own_sample_passes` of a run folder written before the field existed.
-fn one_pass() -> usize {
-    1
 }
 
 /// An error about one setting, named as a flag and as a recipe field.

@@ -288,14 +288,8 @@ fn run_epochs(
                 let part = batch.window(start, window.min(batch.steps() - start));
                 start += window;
                 lr = config.lr_at(step, planned_steps);
-                let inputs = with_own_samples(
-                    &model,
-                    &part.inputs,
-                    &part.mask,
-                    &state,
-                    own_samples,
-                    config.own_sample_passes,
-                );
+                let inputs =
+                    with_own_samples(&model, &part.inputs, &part.mask, &state, own_samples);
                 let inputs = drop_notes(&inputs, config.note_dropout);
                 let (rows, next) = model.forward(&inputs, Some(&part.mask), &state, true);
                 let logits = model.head.logits(&rows, &part.targets);
@@ -430,12 +424,9 @@ fn run_epochs(
 }
 
 /// `inputs` [B, T, 88] with each frame after the first replaced, with probability `share`, by
-/// a frame the model samples for it (without dropout or gradients, from `state`): parallel
-/// scheduled sampling (Duckworth et al. 2019). The model's row at step t is its distribution
-/// over the frame after input t, which is input t + 1. The first of `passes` samples every
-/// frame after the true frames before it; each further pass samples again after the last
-/// pass's mix, so the frames that go in were drawn after some of the model's own, as in a
-/// generation. The same frames are replaced in every pass.
+/// a frame the model samples for it from the frames before (from `state`, without dropout or
+/// gradients): one pass of parallel scheduled sampling (Duckworth et al. 2019). The model's
+/// row at step t is its distribution over the frame after input t, which is input t + 1.
 ///
 /// Why: teacher forcing only ever feeds a model the true frames, so it never learns to carry
 /// on from a frame it chose itself; the RWKV-NADE's samples drift from the data over many
@@ -448,40 +439,30 @@ fn with_own_samples(
     mask: &Tensor,
     state: &State,
     share: f64,
-    passes: usize,
 ) -> Tensor {
     let steps = inputs.size()[1];
     if share <= 0.0 || steps < 2 {
         return inputs.shallow_clone();
     }
     tch::no_grad(|| {
-        let size = inputs.size();
+        let (rows, _) = model.forward(inputs, Some(mask), state, false);
+        let size = rows.size();
+        let flat = rows.reshape([-1, size[2]]);
         let options = (Kind::Float, inputs.device());
+        let count = flat.size()[0];
+        let uniform = Tensor::rand([count, KEY_COUNT as i64], options);
+        let temperature = Tensor::ones([count, 1], options);
+        let sampled = model
+            .head
+            .sample(&flat, &temperature, &uniform)
+            .frame
+            .reshape([size[0], size[1], KEY_COUNT as i64]);
+        // The guesses at inputs 1..T, and which of them replace the true frames.
+        let guesses = sampled.narrow(1, 0, steps - 1);
         let true_frames = inputs.narrow(1, 1, steps - 1);
         let replace = Tensor::rand([size[0], steps - 1, 1], options).lt(share);
-        let mut mixed = inputs.shallow_clone();
-        for _ in 0..passes {
-            let (rows, _) = model.forward(&mixed, Some(mask), state, false);
-            let flat = rows.reshape([-1, rows.size()[2]]);
-            let count = flat.size()[0];
-            let uniform = Tensor::rand([count, KEY_COUNT as i64], options);
-            let temperature = Tensor::ones([count, 1], options);
-            let sampled = model
-                .head
-                .sample(&flat, &temperature, &uniform)
-                .frame
-                .reshape([size[0], steps, KEY_COUNT as i64]);
-            // The guesses at inputs 1..T where they replace the true frames.
-            let guesses = sampled.narrow(1, 0, steps - 1);
-            mixed = Tensor::cat(
-                &[
-                    inputs.narrow(1, 0, 1),
-                    guesses.where_self(&replace, &true_frames),
-                ],
-                1,
-            );
-        }
-        mixed
+        let mixed = guesses.where_self(&replace, &true_frames);
+        Tensor::cat(&[inputs.narrow(1, 0, 1), mixed], 1)
     })
 }
 
@@ -589,7 +570,7 @@ mod tests {
     }
 
     /// The replaced frames are the model's samples, about `share` of them, never the first;
-    /// the rest are the true frames; in one pass or two.
+    /// the rest are the true frames.
     #[test]
     fn own_samples_replace_a_share_of_the_frames_after_the_first() {
         tch::manual_seed(5);
@@ -601,14 +582,14 @@ mod tests {
         let _ = inputs.narrow(-1, 0, 1).fill_(1.0);
         let _ = inputs.narrow(-1, 1, 1).fill_(0.0);
         let mask = Tensor::ones([2, steps], (Kind::Bool, Device::Cpu));
-        for (rate, sample, passes) in [(1e-9, 0.0, 1), (1.0 - 1e-9, 1.0, 1), (1.0 - 1e-9, 1.0, 2)] {
+        for (rate, sample) in [(1e-9, 0.0), (1.0 - 1e-9, 1.0)] {
             let vs = VarStore::new(Device::Cpu);
             let model = sure_model(&vs, rate);
             let state = model.zero_state(2, Device::Cpu);
-            let same = super::with_own_samples(&model, &inputs, &mask, &state, 0.0, passes);
+            let same = super::with_own_samples(&model, &inputs, &mask, &state, 0.0);
             assert!(same.equal(&inputs));
 
-            let mixed = super::with_own_samples(&model, &inputs, &mask, &state, 0.25, passes);
+            let mixed = super::with_own_samples(&model, &inputs, &mask, &state, 0.25);
             assert!(mixed.narrow(1, 0, 1).equal(&inputs.narrow(1, 0, 1)));
             let (mut replaced, mut kept) = (0, 0);
             for b in 0..2 {

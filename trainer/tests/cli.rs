@@ -10,7 +10,7 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = common::small_dataset(dir.path(), 2);
     let run = dir.path().join("run");
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["--model", "rwkv", "--embd", "0"], "--embd"),
         (&["--model", "rwkv", "--ffn-mult", "0"], "--ffn-mult"),
         (&["--model", "rwkv", "--wkv-chunk=-1"], "--wkv-chunk"),
@@ -31,8 +31,8 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
             &["--model", "lstm", "--settle-epochs", "2"],
             "--settle-epochs",
         ),
-        // Own-sample epochs need settling epochs before them and a share beside them, the share
-        // is a probability, and the samples take at least one pass.
+        // Own-sample epochs need settling epochs before them and a share beside them, and the
+        // share is a probability.
         (
             &[
                 "--model",
@@ -60,10 +60,6 @@ fn bad_flags_are_refused_by_name_and_leave_no_run_folder() {
         (
             &["--model", "rwkv", "--own-samples", "1.0"],
             "--own-samples",
-        ),
-        (
-            &["--model", "rwkv", "--own-sample-passes", "0"],
-            "--own-sample-passes",
         ),
     ];
     for (flags, named) in cases {

@@ -349,7 +349,6 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_ends() {
     config.note_dropout = 0.1;
     // So do the own-sample inputs: which frames are replaced, and the samples themselves.
     config.own_samples = 0.2;
-    config.own_sample_passes = 2;
     let whole = dir.path().join("whole");
     let sliced = dir.path().join("sliced");
     let a = train(&config, &whole, RunOptions::on(Device::Cpu))
