@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the GPU runner does after setting up (.github/workflows/gpu.yml): train the committed
 # recipes, export them, serve the exported models on the chosen device and generate a piece
-# from each over gRPC, then fail if a recipe's test NLL is worse than the figure recorded in
-# docs/experiments/recipes/NAME/results.json by more than TOLERANCE nats per frame.
+# from each over gRPC, then fail if a recipe's test NLL is worse than its record's (the run
+# docs/experiments/recipes/current.txt names) by more than TOLERANCE nats per frame.
 #
 #   bash scripts/gpu-ci.sh                                   # the best recipes, on CUDA
 #   DEVICE=cpu RECIPES="demo-lstm" OUT=out/gpu-ci-dry bash scripts/gpu-ci.sh   # the CPU dry run
@@ -21,6 +21,17 @@ RECIPES="${RECIPES:-lstm-nade-aug rwkv-nade-aug lstm-nade-batch16 lstm-nade-high
 TOLERANCE="${TOLERANCE:-0.05}"
 OUT="${OUT:-out/gpu-ci}"
 
+# Each recipe's record, all found before anything is built or trained.
+records=()
+for recipe in $RECIPES; do
+    record="$(awk -v recipe="$recipe" '$1 == recipe { print $2 }' docs/experiments/recipes/current.txt)"
+    [ -n "$record" ] && [ -f "docs/experiments/recipes/$record/results.json" ] || {
+        echo "recipe $recipe has no record (docs/experiments/recipes/current.txt names none, or its folder has no results.json)" >&2
+        exit 2
+    }
+    records+=("docs/experiments/recipes/$record")
+done
+
 ensure_libtorch
 ensure_onnxruntime
 cargo build --release --quiet -p pipeline -p trainer -p serve
@@ -33,10 +44,6 @@ DATA="$OUT/nottingham"
 mkdir -p "$OUT/runs" "$OUT/models" "$OUT/examples"
 runs=()
 for recipe in $RECIPES; do
-    [ -f "docs/experiments/recipes/$recipe/results.json" ] || {
-        echo "recipe $recipe has no recorded figure (docs/experiments/recipes/$recipe/results.json)" >&2
-        exit 2
-    }
     run="$OUT/runs/$recipe"
     runs+=("$run")
     if [ -f "$run/results.json" ]; then
@@ -64,18 +71,19 @@ kill -INT "$SERVER"
 wait "$SERVER"
 trap - EXIT
 
-# Each run's test NLL against its recorded figure.
-python3 - "$OUT/runs" "$TOLERANCE" $RECIPES <<'PY'
+# Each run's test NLL against its record's.
+python3 - "$TOLERANCE" "${runs[@]}" "${records[@]}" <<'PY'
 import json, sys
-runs, tolerance, recipes = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+tolerance, folders = float(sys.argv[1]), sys.argv[2:]
+runs, records = folders[: len(folders) // 2], folders[len(folders) // 2 :]
 worse = []
-for recipe in recipes:
-    got = json.load(open(f"{runs}/{recipe}/results.json"))["test"]["nll_per_frame"]
-    want = json.load(open(f"docs/experiments/recipes/{recipe}/results.json"))["test"]["nll_per_frame"]
+for run, record in zip(runs, records):
+    got = json.load(open(f"{run}/results.json"))["test"]["nll_per_frame"]
+    want = json.load(open(f"{record}/results.json"))["test"]["nll_per_frame"]
     verdict = "ok" if got <= want + tolerance else "WORSE"
-    print(f"{recipe}: test NLL {got:.4f}, recorded {want:.4f}, tolerance {tolerance}: {verdict}")
+    print(f"{run}: test NLL {got:.4f}, recorded {want:.4f} ({record}), tolerance {tolerance}: {verdict}")
     if verdict != "ok":
-        worse.append(recipe)
+        worse.append(run)
 if worse:
     sys.exit(f"worse than recorded: {', '.join(worse)}")
 PY
