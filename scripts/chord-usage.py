@@ -7,7 +7,9 @@ sets whose share of sounding frames differs most from the reference's, with the 
 pieces that sound each at least once in their first 256 frames (as long as a sample): a chord
 that a few pieces use often differs from one that every piece plays now and then. Run it with
 the project's Python:
-    .venv/bin/python scripts/chord-usage.py out/nottingham/test.arrow SAMPLES_FOLDER...
+    .venv/bin/python scripts/chord-usage.py [--bootstrap N] out/nottingham/test.arrow SAMPLES_FOLDER...
+With --bootstrap N it also prints how much each distance moves with the pieces drawn: the
+standard deviation of the distance over N resamples of the pieces (with replacement, seed 0).
 The readers are those of scripts/minor-openings.py (same frames, same pitch classes).
 """
 
@@ -15,6 +17,8 @@ import collections
 import glob
 import importlib.util
 import pathlib
+import random
+import statistics
 import sys
 
 _spec = importlib.util.spec_from_file_location(
@@ -60,7 +64,31 @@ def distance(shares, reference):
     return 0.5 * sum(gap.values()), sorted(sets, key=lambda s: -gap[s])
 
 
-def main(paths):
+def bootstrap_spread(pieces, ref_frames, resamples):
+    """The standard deviation of the distance over resamples of the pieces (drawn with
+    replacement; the reference stays whole)."""
+    counts = [collections.Counter(frozenset(f) for f in p if f) for p in pieces]
+    rng = random.Random(0)
+    distances = []
+    for _ in range(resamples):
+        drawn = sum((rng.choice(counts) for _ in counts), collections.Counter())
+        sounding = sum(drawn.values())
+        shares = {s: n / sounding for s, n in drawn.items()}
+        distances.append(distance(shares, ref_frames)[0])
+    return statistics.stdev(distances)
+
+
+def main(args):
+    resamples = 0
+    if args[:1] == ["--bootstrap"]:
+        try:
+            resamples = int(args[1])
+        except (IndexError, ValueError):
+            resamples = 0
+        if resamples < 2:
+            sys.exit("--bootstrap needs a count of resamples, at least 2")
+        args = args[2:]
+    paths = args
     if len(paths) < 2:
         sys.exit(__doc__)
     reference = pieces_of(paths[0])
@@ -71,7 +99,11 @@ def main(paths):
             sys.exit(f"{path}: no pieces")
         frames, with_it = usage(pieces)
         apart, by_difference = distance(frames, ref_frames)
-        print(f"{path}: {len(pieces)} pieces, distance {apart:.3f} from {paths[0]}")
+        spread = ""
+        if resamples:
+            sd = bootstrap_spread(pieces, ref_frames, resamples)
+            spread = f" (standard deviation {sd:.3f} over {resamples} resamples)"
+        print(f"{path}: {len(pieces)} pieces, distance {apart:.3f} from {paths[0]}{spread}")
         print(f"  {'pitch classes':<16} {'frames':>7} {'ref':>7} {'pieces':>7} {'ref':>7}")
         for s in by_difference[:SHOWN]:
             print(
