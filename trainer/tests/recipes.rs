@@ -34,7 +34,7 @@ fn recipes_and_records() -> Vec<(String, String)> {
 fn every_recipe_resolves_to_its_records_settings() {
     let pairs = recipes_and_records();
     let recipes: Vec<&str> = pairs.iter().map(|(recipe, _)| recipe.as_str()).collect();
-    // The recipes the GPU job trains, at least, have records.
+    // The shipped models' recipes and those of the GPU job's CPU dry run, at least.
     for recipe in ["lstm-nade-aug", "rwkv-nade-aug", "demo-lstm", "demo-rwkv"] {
         assert!(recipes.contains(&recipe), "{recipe} has no record");
     }
