@@ -88,12 +88,6 @@ pub struct TrainConfig {
     /// frames.
     #[serde(default)]
     pub own_samples: f64,
-    /// In the own-sample epochs, also one stretch of this many input frames a window (at a
-    /// random place after the first frame) is the model's own music, sampled frame by frame
-    /// in its recurrent form from the true frames before the stretch, as in a generation; the
-    /// targets stay the true frames. 0 = none.
-    #[serde(default)]
-    pub own_sample_run: usize,
     /// Every training piece is preceded by one silent frame, so the model learns to predict a
     /// piece's first frame from that silence, which is where a generation without a primer
     /// starts (without it, the first frame sampled answers an input never seen at the start of
@@ -334,10 +328,6 @@ recipe! {
         /// the targets stay the true frames.
         #[arg(long, value_name = "P")]
         pub own_samples: Option<f64>,
-        /// In the own-sample epochs, also replace one stretch of N input frames a window by
-        /// the model's free-running samples (frame by frame, as in a generation).
-        #[arg(long, value_name = "N")]
-        pub own_sample_run: Option<usize>,
         /// Train every piece as if one silent frame came before it, so the model also learns
         /// how pieces open: a generation without a primer starts from that silent frame. The
         /// scores count the same frames as without it (not the first).
@@ -530,7 +520,6 @@ impl Recipe {
             note_dropout: probability(r.note_dropout, "--note-dropout")?,
             own_sample_epochs: r.own_sample_epochs.unwrap_or(0),
             own_samples: probability(r.own_samples, "--own-samples")?,
-            own_sample_run: r.own_sample_run.unwrap_or(0),
             silent_start: r.silent_start.unwrap_or(false),
             recipe,
         };

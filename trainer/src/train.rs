@@ -290,11 +290,6 @@ fn run_epochs(
                 lr = config.lr_at(step, planned_steps);
                 let inputs =
                     with_own_samples(&model, &part.inputs, &part.mask, &state, own_samples);
-                let inputs = if own_samples > 0.0 {
-                    with_own_run(&model, &inputs, &state, config.own_sample_run)
-                } else {
-                    inputs
-                };
                 let inputs = drop_notes(&inputs, config.note_dropout);
                 let (rows, next) = model.forward(&inputs, Some(&part.mask), &state, true);
                 let logits = model.head.logits(&rows, &part.targets);
@@ -468,47 +463,6 @@ fn with_own_samples(
         let replace = Tensor::rand([size[0], steps - 1, 1], options).lt(share);
         let mixed = guesses.where_self(&replace, &true_frames);
         Tensor::cat(&[inputs.narrow(1, 0, 1), mixed], 1)
-    })
-}
-
-/// `inputs` [B, T, 88] with one stretch of `run` frames (at a random place after the first)
-/// replaced by the model's free-running samples: the model hears the true frames before the
-/// stretch (from `state`), then samples each frame of it after its own previous ones, in its
-/// recurrent form without dropout or gradients, as a generation does.
-fn with_own_run(model: &Model, inputs: &Tensor, state: &State, run: usize) -> Tensor {
-    let steps = inputs.size()[1];
-    let run = (run as i64).min(steps - 1);
-    if run <= 0 {
-        return inputs.shallow_clone();
-    }
-    tch::no_grad(|| {
-        let device = inputs.device();
-        let batch = inputs.size()[0];
-        // The stretch covers inputs start..start + run, with 1 <= start <= steps - run.
-        let start = 1
-            + (Tensor::rand([1], (Kind::Float, Device::Cpu)).double_value(&[0])
-                * (steps - run) as f64)
-                .floor() as i64;
-        let start = start.min(steps - run);
-        let (rows, mut carried) = model.forward(&inputs.narrow(1, 0, start), None, state, false);
-        let mut row = rows.select(1, start - 1);
-        let temperature = Tensor::ones([batch, 1], (Kind::Float, device));
-        let mut frames = Vec::with_capacity(run as usize);
-        for _ in 0..run {
-            let uniform = Tensor::rand([batch, KEY_COUNT as i64], (Kind::Float, device));
-            let frame = model.head.sample(&row, &temperature, &uniform).frame;
-            (row, carried) = model.step(&frame, &carried);
-            frames.push(frame);
-        }
-        let stretch = Tensor::stack(&frames, 1);
-        Tensor::cat(
-            &[
-                inputs.narrow(1, 0, start),
-                stretch,
-                inputs.narrow(1, start + run, steps - start - run),
-            ],
-            1,
-        )
     })
 }
 

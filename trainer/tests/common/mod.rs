@@ -130,7 +130,6 @@ pub fn tiny_train_config(model: ModelConfig, dataset: &Path) -> TrainConfig {
         note_dropout: 0.0,
         own_sample_epochs: 0,
         own_samples: 0.0,
-        own_sample_run: 0,
         silent_start: false,
         seed: 7,
         recipe: None,
