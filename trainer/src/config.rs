@@ -108,6 +108,11 @@ pub struct TrainConfig {
 pub use proto::card::Recipe as RecipeRecord;
 
 impl TrainConfig {
+    /// The epochs after the main ones: settling, then those with own samples.
+    pub fn epochs_after_main(&self) -> usize {
+        self.settle_epochs + self.own_sample_epochs
+    }
+
     /// Learning rate at optimiser step `step` of `total`.
     pub fn lr_at(&self, step: u64, total: u64) -> f64 {
         let total = total.max(1) as f64;

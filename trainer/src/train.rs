@@ -207,9 +207,7 @@ fn run_epochs(
             break 'epochs;
         }
         match settle_from {
-            Some(from) if epoch >= from + config.settle_epochs + config.own_sample_epochs => {
-                break 'epochs;
-            }
+            Some(from) if epoch >= from + config.epochs_after_main() => break 'epochs,
             Some(_) => {}
             None => {
                 // Checked before each epoch rather than after, so a run resumed after its
@@ -243,9 +241,8 @@ fn run_epochs(
                 }
             }
         }
-        let last_epoch = settle_from.map_or(config.epochs, |from| from - 1)
-            + config.settle_epochs
-            + config.own_sample_epochs;
+        let last_epoch =
+            settle_from.map_or(config.epochs, |from| from - 1) + config.epochs_after_main();
         let (semitones, own_samples) = match settle_from {
             None => (config.transpose_augment, 0.0),
             Some(from) if epoch >= from + config.settle_epochs => (0, config.own_samples),
