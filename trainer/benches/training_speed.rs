@@ -132,7 +132,6 @@ fn main() {
                 dropout: 0.0,
                 dropout_in: 0.0,
                 head: Default::default(),
-                longest_half_life: None,
             };
             let model = Rwkv::new(&vs.root(), config);
             let state = model.zero_state(BATCH, Device::Cpu);

@@ -241,10 +241,6 @@ recipe! {
         /// RWKV channel-mix hidden width as a multiple of the embedding width (4 in RWKV-4).
         #[arg(long)]
         pub ffn_mult: Option<i64>,
-        /// RWKV: half-life in frames of the slowest time-mixing channel at initialisation
-        /// (about 103 when not given, as in RWKV-4), for memory that spans a whole piece.
-        #[arg(long)]
-        pub longest_half_life: Option<f64>,
         /// LSTM without its two BatchNorms (in a recipe `batch_norm = false`; on when not
         /// given). Their training statistics include future frames, which a model trained on
         /// small batches (e.g. --batch-size 1) learns to exploit.
@@ -403,7 +399,6 @@ impl Recipe {
         let rwkv_only = [
             ("embd", self.embd.is_some()),
             ("ffn_mult", self.ffn_mult.is_some()),
-            ("longest_half_life", self.longest_half_life.is_some()),
             ("dropout", self.dropout.is_some()),
         ];
         let (other, fields) = match kind {
@@ -492,15 +487,6 @@ impl Recipe {
                 dropout: probability(r.dropout, "--dropout")?,
                 dropout_in: probability(r.dropout_in, "--dropout-in")?,
                 head,
-                longest_half_life: match r.longest_half_life {
-                    Some(frames) if !(frames.is_finite() && frames > 0.0) => {
-                        return Err(invalid(
-                            "--longest-half-life",
-                            format!("must be a positive number of frames, got {frames}"),
-                        ));
-                    }
-                    frames => frames,
-                },
             }),
         };
         if let Some(len) = r.seq_len
@@ -732,10 +718,6 @@ mod tests {
             ("model = \"lstm\"\nseq_len = -5\n", "`seq_len`"),
             ("model = \"rwkv\"\nseq_len = 0\n", "`seq_len`"),
             ("model = \"lstm\"\nmax_steps = 0\n", "`max_steps`"),
-            (
-                "model = \"rwkv\"\nlongest_half_life = -100.0\n",
-                "`longest_half_life`",
-            ),
         ] {
             let error = Recipe::parse(text, "r.toml")
                 .unwrap()
@@ -751,12 +733,6 @@ mod tests {
             ("embd = 8\n", ModelKind::Lstm, None, "`embd`"),
             ("dropout = 0.1\n", ModelKind::Lstm, None, "`dropout`"),
             ("ffn_mult = 2\n", ModelKind::Lstm, None, "`ffn_mult`"),
-            (
-                "longest_half_life = 2000.0\n",
-                ModelKind::Lstm,
-                None,
-                "`longest_half_life`",
-            ),
             ("hidden = 8\n", ModelKind::Rwkv, None, "`hidden`"),
             (
                 "batch_norm = false\n",

@@ -560,7 +560,6 @@ mod tests {
                 hidden: 8,
                 order: KeyOrder::LowestFirst,
             },
-            longest_half_life: None,
         });
         let model = Model::new(&vs.root(), &config);
         model.set_output_bias(&[rate; 88]);

@@ -246,43 +246,6 @@ fn untrained_models_start_at_the_key_rates() {
     }
 }
 
-/// Each RWKV layer's slowest time-mixing channel starts at the configured half-life, RWKV-4's
-/// time_decay of −5 when none is given, and the fastest stays at RWKV-4's 3.
-#[test]
-fn the_slowest_rwkv_channel_starts_at_the_longest_half_life() {
-    for (longest_half_life, slowest) in [
-        (None, -5.0f64),
-        (Some(2000.0), (std::f64::consts::LN_2 / 2000.0).ln()),
-    ] {
-        let vs = VarStore::new(Device::Cpu);
-        let config = RwkvConfig {
-            longest_half_life,
-            ..tiny_rwkv(16, 3)
-        };
-        let _model = trainer::rwkv::Rwkv::new(&vs.root(), config);
-        let decays: Vec<Vec<f64>> = vs
-            .variables()
-            .into_iter()
-            .filter(|(name, _)| name.ends_with("time_decay"))
-            .map(|(_, decay)| Vec::<f64>::try_from(decay.to_kind(tch::Kind::Double)).unwrap())
-            .collect();
-        assert_eq!(decays.len(), 3, "one time_decay per layer");
-        for layer in decays {
-            let (low, high) = layer
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(l, h), &d| (l.min(d), h.max(d)));
-            assert!(
-                (low - slowest).abs() < 1e-5,
-                "{longest_half_life:?}: slowest {low}"
-            );
-            assert!(
-                (high - 3.0).abs() < 1e-5,
-                "{longest_half_life:?}: fastest {high}"
-            );
-        }
-    }
-}
-
 #[test]
 fn a_diverging_run_stops_with_a_clear_message() {
     let _turn = one_at_a_time();

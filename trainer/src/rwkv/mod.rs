@@ -56,12 +56,6 @@ pub struct RwkvConfig {
     /// The output head ([`crate::head`]); configs without one have the Bernoulli head.
     #[serde(default)]
     pub head: HeadConfig,
-    /// Half-life in frames of the slowest time-mixing channel at initialisation; the other
-    /// channels spread below it as in RWKV-4. Not given: RWKV-4's `time_decay` of −5, a
-    /// half-life of about 103 frames, a dozen bars of eighth notes, where a piece's key and
-    /// mode last the whole piece.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub longest_half_life: Option<f64>,
 }
 
 impl RwkvConfig {
@@ -74,15 +68,7 @@ impl RwkvConfig {
             dropout: 0.0,
             dropout_in: 0.0,
             head: HeadConfig::Bernoulli,
-            longest_half_life: None,
         }
-    }
-
-    /// `time_decay` of the slowest channel at initialisation (w = e^time_decay per frame, so a
-    /// half-life of ln 2 / w frames).
-    fn slowest_time_decay(&self) -> f64 {
-        self.longest_half_life
-            .map_or(-5.0, |frames| (std::f64::consts::LN_2 / frames).ln())
     }
 }
 
@@ -186,12 +172,10 @@ impl Block {
         };
         let ratio_1_to_almost_0 = 1.0 - layer as f64 / config.layers as f64;
         let att_vs = vs / "att";
-        // From the slowest channel's decay up to RWKV-4's fastest, 3 (a half-life of 0.03 frames).
-        let slowest = config.slowest_time_decay();
         let decay: Vec<f32> = (0..c)
             .map(|h| {
                 let x = h as f64 / (c - 1).max(1) as f64;
-                (slowest + (3.0 - slowest) * x.powf(0.7 + 1.3 * ratio_0_to_1)) as f32
+                (-5.0 + 8.0 * x.powf(0.7 + 1.3 * ratio_0_to_1)) as f32
             })
             .collect();
         let first: Vec<f32> = (0..c)

@@ -86,7 +86,6 @@ pub fn tiny_rwkv(embd: i64, layers: i64) -> RwkvConfig {
         dropout: 0.0,
         dropout_in: 0.0,
         head: HeadConfig::Bernoulli,
-        longest_half_life: None,
     }
 }
 
